@@ -1,0 +1,246 @@
+"""LOMS settings: everything comes from the environment or `.env` (see `.env.sample`).
+
+Profiles (`ENVIRONMENT`): `dev` (local, forgiving defaults), `paper` (a server trading on paper,
+behind TLS), `live` (reserved for real money; refuses to start until a live broker exists).
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from lomsite.config import EnvConfig, redact_url_password
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = EnvConfig(Path(os.environ.get("LOMS_ENV_FILE", BASE_DIR / ".env")))
+
+ENVIRONMENT = env.str("ENVIRONMENT", "dev", choices=("dev", "paper", "live"))
+IS_DEV = ENVIRONMENT == "dev"
+
+SECRET_KEY = env.str("SECRET_KEY", None, secret=True)
+if not SECRET_KEY:
+    if not IS_DEV:
+        raise ImproperlyConfigured(f"SECRET_KEY: required when ENVIRONMENT={ENVIRONMENT} (generate one with "
+                                   "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)")
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-paper-or-live"
+DEBUG = env.bool("DEBUG", IS_DEV)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if IS_DEV else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
+
+BROKER_MODE = env.str("BROKER_MODE", "paper", choices=("paper", "live"))
+if BROKER_MODE == "live":
+    raise ImproperlyConfigured("BROKER_MODE: 'live' is reserved; no live broker adapter exists yet. Use BROKER_MODE=paper.")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_q",
+    "oms.apps.OmsConfig",
+    "pricing.apps.PricingConfig",
+    "risk.apps.RiskConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "lomsite.urls"
+WSGI_APPLICATION = "lomsite.wsgi.application"
+APPEND_SLASH = False  # the bot's paths answer with and without a trailing slash by themselves
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "oms.context_processors.console",
+            ],
+        },
+    },
+]
+
+# Database: SQLite file under data/ by default, anything dj-database-url understands otherwise.
+DATA_DIR = BASE_DIR / "data"
+DATABASE_URL = env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'loms.sqlite3'}", redact=redact_url_password)
+try:
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["CONN_MAX_AGE"] = 0 if IS_DEV else 60
+    # WAL lets readers and one writer work together; IMMEDIATE takes the write lock at BEGIN so a
+    # transaction never fails half-way on lock upgrade; the busy timeout makes writers queue.
+    _database["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+    }
+    # Tests use a real file (not shared-cache memory) so concurrency tests see real SQLite locking.
+    _database["TEST"] = {"NAME": str(DATA_DIR / "test_loms.sqlite3")}
+    Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
+
+# --- Security (paper and live run behind TLS) ---------------------------------------------------
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", not IS_DEV)
+if BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", not IS_DEV)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 0 if IS_DEV else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not IS_DEV
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = ["security.W021"]  # HSTS preload is a one-way door; operators opt in at the proxy
+
+# --- Trading -------------------------------------------------------------------------------------
+AUDIT_LOG_PATH = Path(env.str("AUDIT_LOG_PATH", str(DATA_DIR / "audit" / "signals.jsonl")))
+OMS_ENABLED = env.bool("OMS_ENABLED", True)
+DEFAULT_EXCHANGE = env.str("DEFAULT_EXCHANGE", "bitget")
+DEFAULT_QTY = env.decimal("DEFAULT_QTY", Decimal("1.0"), minimum=Decimal("0"))
+DEFAULT_NOTIONAL_USDT = env.decimal("DEFAULT_NOTIONAL_USDT", Decimal("0"), minimum=Decimal("0"))
+DEFAULT_TP_PCT = env.decimal("DEFAULT_TP_PCT", Decimal("4.5"), minimum=Decimal("0"))
+DEFAULT_SL_PCT = env.decimal("DEFAULT_SL_PCT", Decimal("1.5"), minimum=Decimal("0"))
+for _key, _value in (("DEFAULT_QTY", DEFAULT_QTY), ("DEFAULT_TP_PCT", DEFAULT_TP_PCT), ("DEFAULT_SL_PCT", DEFAULT_SL_PCT)):
+    if not Decimal("0") < _value < (Decimal("100") if _key != "DEFAULT_QTY" else Decimal("1e12")):
+        raise ImproperlyConfigured(f"{_key}: must be greater than 0{' and less than 100' if _key != 'DEFAULT_QTY' else ''}")
+DEFAULT_EXIT_STRATEGY = env.str("DEFAULT_EXIT_STRATEGY", "tp_sl_static", choices=("tp_sl_static", "tp_sl_trailing_v1"))
+PAPER_FEE_RATE = env.decimal("PAPER_FEE_RATE", Decimal("0"), minimum=Decimal("0"))
+PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Decimal("0"))
+
+# Risk limits: empty means "no limit".
+MAX_OPEN_POSITIONS = env.int("MAX_OPEN_POSITIONS", None, minimum=0, optional=True)
+MAX_OPEN_POSITIONS_PER_SYMBOL = env.int("MAX_OPEN_POSITIONS_PER_SYMBOL", None, minimum=0, optional=True)
+MAX_SIZE_PER_POSITION_USDT = env.decimal("MAX_SIZE_PER_POSITION_USDT", None, minimum=Decimal("0"), optional=True)
+MAX_TOTAL_EXPOSURE_USDT = env.decimal("MAX_TOTAL_EXPOSURE_USDT", None, minimum=Decimal("0"), optional=True)
+SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", [], upper=True)
+SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", [], upper=True)
+MAX_SIGNALS_PER_DAY = env.int("MAX_SIGNALS_PER_DAY", None, minimum=0, optional=True)
+MAX_SIGNALS_PER_DAY_PER_SYMBOL = env.int("MAX_SIGNALS_PER_DAY_PER_SYMBOL", None, minimum=0, optional=True)
+SL_COOLDOWN_MIN = env.int("SL_COOLDOWN_MIN", None, minimum=0, optional=True)
+DAILY_LOSS_LIMIT_USDT = env.decimal("DAILY_LOSS_LIMIT_USDT", None, minimum=Decimal("0"), optional=True)
+
+# --- Prices --------------------------------------------------------------------------------------
+PRICE_SOURCE = env.str("PRICE_SOURCE", "simulator", choices=("simulator", "exchange", "replay"))
+PRICE_MODE = env.str("PRICE_MODE", "last", choices=("last", "bid", "ask", "mid", "mark"))
+PRICE_EXCHANGE = env.str("PRICE_EXCHANGE", "dummy", choices=("dummy", "bybit", "bitget"))
+PRICE_HTTP_TIMEOUT = env.float("PRICE_HTTP_TIMEOUT", 5.0, minimum=0.1)
+PRICE_SIMULATOR_SEED = env.int("PRICE_SIMULATOR_SEED", None, optional=True)
+
+# --- Auto-close ----------------------------------------------------------------------------------
+_interval = env.float("AUTO_CLOSE_INTERVAL_SEC", 1.0)
+AUTO_CLOSE_INTERVAL_SEC = _interval if _interval > 0 else 1.0
+AUTO_CLOSE_INTERVAL_CLAMPED = _interval <= 0  # reported as a system check warning
+MIN_POSITION_AGE_SEC = env.int("MIN_POSITION_AGE_SEC", 7, minimum=0)
+AUTO_CLOSE_STALE_SEC = env.int("AUTO_CLOSE_STALE_SEC", 30, minimum=2)  # /health turns degraded past this
+
+# --- API -----------------------------------------------------------------------------------------
+API_ALLOW_ANONYMOUS = env.bool("API_ALLOW_ANONYMOUS", IS_DEV)
+if API_ALLOW_ANONYMOUS and not IS_DEV:
+    raise ImproperlyConfigured("API_ALLOW_ANONYMOUS: only allowed when ENVIRONMENT=dev")
+SIGNAL_HMAC_SECRET = env.str("SIGNAL_HMAC_SECRET", "", secret=True)
+SIGNAL_HMAC_WINDOW_SEC = env.int("SIGNAL_HMAC_WINDOW_SEC", 300, minimum=1)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["oms.api.permissions.ApiPermission"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "oms.api.errors.exception_handler",
+    "COERCE_DECIMAL_TO_STRING": False,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LOMS API",
+    "DESCRIPTION": "Paper-trading order and position manager: signal intake, positions, orders, stats.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- django-q2 -----------------------------------------------------------------------------------
+Q_CLUSTER = {
+    "name": "loms",
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", 2, minimum=2),
+    "timeout": 120,
+    "retry": 180,
+    "max_attempts": 1,
+    "catch_up": False,  # missed runs after downtime must not all fire at once
+    "poll": 0.2,
+    "save_limit": 500,
+    "ack_failures": True,
+    "label": "Task queue",
+}
+
+# --- Logging: one JSON object per line ---------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "lomsite.jsonlog.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+        "django_q": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,89 @@
+"""Input and output shapes of the API. Validation only; the services do the work."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from oms.models import Order, Position, Side, Signal
+from oms.selectors import GROUP_FIELDS
+from oms.signal_input import SideField, StrictCharField, StrictNumberField, SymbolField
+
+
+class PositionSerializer(serializers.ModelSerializer):
+    signal_ids = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Position
+        fields = [
+            "id", "exchange", "market_type", "symbol", "side", "qty", "account_label", "strategy", "timeframe_min",
+            "external_order_id", "external_position_ref", "entry_price", "tp_price", "sl_price", "status",
+            "created_at", "closed_at", "close_price", "pnl", "fee", "auto_close_reason", "exit_strategy",
+            "dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta", "signal_ids",
+        ]
+
+    def get_signal_ids(self, position: Position) -> list[int]:
+        return [signal.pk for signal in position.signals.all()]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Order
+        fields = [
+            "id", "position", "exchange", "symbol", "side", "qty", "order_type", "price", "tp_price", "sl_price",
+            "status", "purpose", "created_at",
+        ]
+
+
+class SignalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Signal
+        fields = ["id", "received_at", "symbol", "side", "strategy", "exchange", "outcome", "reason", "position",
+                  "duplicate_of", "payload", "response"]
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    """`POST /orders`: an order plus its open position with explicit levels."""
+
+    symbol = SymbolField()
+    side = SideField()
+    qty = StrictNumberField()
+    entry_price = StrictNumberField()
+    tp_price = StrictNumberField(required=False, allow_null=True)
+    sl_price = StrictNumberField(required=False, allow_null=True)
+    exchange = StrictCharField(max_length=32, required=False)
+    strategy = StrictCharField(max_length=64, required=False, allow_blank=True)
+
+    def validate(self, data: dict) -> dict:
+        entry, tp, sl = data["entry_price"], data.get("tp_price"), data.get("sl_price")
+        sign = Decimal(1) if data["side"] == Side.LONG else Decimal(-1)
+        if tp is not None and (tp - entry) * sign <= 0:
+            raise serializers.ValidationError({"tp_price": "Must be on the profit side of entry_price."})
+        if sl is not None and (entry - sl) * sign <= 0:
+            raise serializers.ValidationError({"sl_price": "Must be on the loss side of entry_price."})
+        return data
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    symbol = serializers.CharField(required=False, max_length=30)
+    strategy = serializers.CharField(required=False, max_length=64)
+    exchange = serializers.CharField(required=False, max_length=32)
+    account_label = serializers.CharField(required=False, max_length=64)
+    group_by = serializers.ChoiceField(choices=list(GROUP_FIELDS), required=False)
+
+
+class SwitchSetSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    reason = serializers.CharField(max_length=500)
+
+
+class CloseAllSerializer(serializers.Serializer):
+    confirm = serializers.CharField()
+
+    def validate_confirm(self, value: str) -> str:
+        if value != "CLOSE ALL":
+            raise serializers.ValidationError('Type exactly "CLOSE ALL" to confirm.')
+        return value

@@ -1,0 +1,25 @@
+"""API routes. Every path answers with and without a trailing slash (the bot calls both)."""
+
+from django.urls import re_path
+
+from oms.api import views
+
+app_name = "api"
+
+
+def route(path: str, view, name: str):
+    return re_path(rf"^{path}/?$", view.as_view(), name=name)
+
+
+urlpatterns = [
+    route("signals/bounce", views.SignalBounceApi, "signal-bounce"),
+    route("signals", views.SignalListApi, "signal-list"),
+    route("health", views.HealthApi, "health"),
+    route("stats", views.StatsApi, "stats"),
+    route("positions", views.PositionListApi, "position-list"),
+    route("positions/close-all", views.PositionCloseAllApi, "position-close-all"),
+    route(r"positions/(?P<position_id>[0-9]+)/close", views.PositionCloseApi, "position-close"),
+    route("orders", views.OrderListCreateApi, "order-list"),
+    route("market", views.MarketApi, "market"),
+    route("oms/switch", views.SwitchApi, "switch"),
+]

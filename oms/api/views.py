@@ -1,0 +1,197 @@
+"""The REST API: one small view per action, each calling a service or selector."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from oms.api.filters import OrderFilter, PositionFilter, SignalFilter
+from oms.api.hmac_auth import SignalHmacAuthentication
+from oms.api.permissions import AllowAnyone
+from oms.api.serializers import (
+    CloseAllSerializer,
+    OrderCreateSerializer,
+    OrderSerializer,
+    PositionSerializer,
+    SignalSerializer,
+    StatsQuerySerializer,
+    SwitchSetSerializer,
+)
+from oms.models import Order, Position, Signal, SwitchSource
+from oms.selectors import position_stats, position_stats_grouped, positions_filtered
+from oms.services.health import health_report
+from oms.services.positions import (
+    PositionRequest,
+    position_close_at_market,
+    position_open,
+    positions_close_all,
+)
+from oms.services.signals import signal_ingest
+from oms.services.switch import oms_switch_set, switch_state
+from pricing.quotes import QuoteError
+from pricing.sources import get_price_source
+
+FREE_FORM = inline_serializer("FreeForm", {"detail": serializers.CharField()})
+
+
+class StandardPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class SignalBounceApi(APIView):
+    """Entry signal from the bot (SPEC §1). Always 200 when understood; 400 with field errors."""
+
+    signal_endpoint = True  # error bodies carry "received": false
+    write_permission = "oms.trade"
+    authentication_classes = [SignalHmacAuthentication, TokenAuthentication, SessionAuthentication]
+
+    @extend_schema(
+        request=inline_serializer("BounceSignal", {
+            "symbol": serializers.CharField(), "side": serializers.CharField(), "price": serializers.FloatField(),
+            "timestamp": serializers.DateTimeField(), "exchange": serializers.CharField(required=False),
+            "timeframe_min": serializers.IntegerField(required=False),
+            "strategy": serializers.CharField(required=False),
+            "tp_pct": serializers.FloatField(required=False, allow_null=True),
+            "sl_pct": serializers.FloatField(required=False, allow_null=True),
+            "qty": serializers.FloatField(required=False), "signal_id": serializers.CharField(required=False),
+        }),
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+    )
+    def post(self, request):
+        try:
+            payload = request.data
+        except ParseError as exc:
+            raise ValidationError({"body": [f"Must be a JSON object ({exc.detail})."]}) from None
+        result = signal_ingest(payload=payload, idempotency_key=request.headers.get("Idempotency-Key"))
+        return Response(result.body, status=result.status_code)
+
+
+class HealthApi(APIView):
+    permission_classes = [AllowAnyone]
+    authentication_classes = []
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    def get(self, request):
+        report = health_report()
+        return Response(report, status=status.HTTP_200_OK if report["ok"] else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+class StatsApi(APIView):
+    @extend_schema(parameters=[StatsQuerySerializer], responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        query = StatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filters = dict(query.validated_data)
+        group_by = filters.pop("group_by", None)
+        positions = positions_filtered(**filters)
+        if group_by:
+            return Response({"group_by": group_by, "groups": position_stats_grouped(positions, group_by)})
+        return Response(position_stats(positions))
+
+
+class PositionListApi(generics.ListAPIView):
+    serializer_class = PositionSerializer
+    filterset_class = PositionFilter
+    pagination_class = StandardPagination
+    queryset = Position.objects.prefetch_related("signals").order_by("-created_at", "-id")
+
+
+class PositionCloseApi(APIView):
+    write_permission = "oms.close_position"
+
+    @extend_schema(request=None, responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT})
+    def post(self, request, position_id: int):
+        result = position_close_at_market(position_id=position_id)
+        return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
+
+
+class PositionCloseAllApi(APIView):
+    """Panic: close every open position at the current price (reason `panic`)."""
+
+    write_permission = "oms.close_position"
+
+    @extend_schema(request=CloseAllSerializer, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request):
+        CloseAllSerializer(data=request.data).is_valid(raise_exception=True)
+        result = positions_close_all()
+        return Response({"closed": len(result.closed), "closed_ids": [p.pk for p in result.closed],
+                         "failed": result.failed})
+
+
+class OrderListCreateApi(generics.ListAPIView):
+    serializer_class = OrderSerializer
+    filterset_class = OrderFilter
+    pagination_class = StandardPagination
+    queryset = Order.objects.order_by("-created_at", "-id")
+    write_permission = "oms.trade"
+
+    @extend_schema(request=OrderCreateSerializer, responses={201: OrderSerializer})
+    def post(self, request):
+        form = OrderCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        opened = position_open(request=PositionRequest(
+            symbol=data["symbol"], side=data["side"], qty=data["qty"], entry_price=data["entry_price"],
+            tp_price=data.get("tp_price"), sl_price=data.get("sl_price"),
+            exchange=data.get("exchange") or settings.DEFAULT_EXCHANGE, strategy=data.get("strategy", ""),
+            exit_strategy=settings.DEFAULT_EXIT_STRATEGY,
+        ))
+        body = {**OrderSerializer(opened.order).data, "position_id": opened.position.pk}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class SignalListApi(generics.ListAPIView):
+    serializer_class = SignalSerializer
+    filterset_class = SignalFilter
+    pagination_class = StandardPagination
+    queryset = Signal.objects.order_by("-received_at", "-id")
+
+
+class MarketApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("symbol", str, required=True)], responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        symbol = (request.query_params.get("symbol") or "").strip().upper()
+        if not symbol:
+            raise ValidationError({"symbol": ["This query parameter is required."]})
+        source = get_price_source()
+        try:
+            quote = source.get_quote(symbol)
+        except QuoteError as exc:
+            return Response({"error": "price_unavailable", "detail": str(exc), "symbol": symbol},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response({**quote.as_dict(), "mode": settings.PRICE_MODE, "price_source": settings.PRICE_SOURCE})
+
+
+class SwitchApi(APIView):
+    """The OMS switch: GET its state, POST `{"enabled": false, "reason": "…"}` to flip it."""
+
+    write_permission = "oms.change_switch"
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response(_switch_body(switch_state()))
+
+    @extend_schema(request=SwitchSetSerializer, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request):
+        form = SwitchSetSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        user = request.user if getattr(request.user, "pk", None) else None
+        state = oms_switch_set(
+            enabled=form.validated_data["enabled"], reason=form.validated_data["reason"],
+            actor=str(request.user) if user else "anonymous (dev)", source=SwitchSource.API, user=user,
+        )
+        return Response(_switch_body(state))
+
+
+def _switch_body(state) -> dict:
+    return {"oms_enabled": state.enabled, "switch_on": state.switch_on, "forced_off_by_env": state.forced_off_by_env,
+            "changed_by": state.changed_by, "changed_at": state.changed_at, "reason": state.reason}

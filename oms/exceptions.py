@@ -1,0 +1,42 @@
+"""Domain errors. The API's exception handler turns each into a JSON body with its status."""
+
+from __future__ import annotations
+
+
+class OmsError(Exception):
+    status_code = 400
+    code = "oms_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PositionNotFound(OmsError):
+    status_code = 404
+    code = "position_not_found"
+
+
+class PriceUnavailable(OmsError):
+    """No usable quote: nothing is closed at a price we do not trust."""
+
+    status_code = 503
+    code = "price_unavailable"
+
+
+class OmsDisabled(OmsError):
+    status_code = 409
+    code = "oms_disabled"
+
+
+class RiskLimitExceeded(OmsError):
+    status_code = 409
+    code = "risk_blocked"
+
+    def __init__(self, message: str, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class ConfirmationRequired(OmsError):
+    code = "confirmation_required"

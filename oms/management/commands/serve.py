@@ -1,0 +1,54 @@
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = ("Start the web server (gunicorn) and the django-q cluster together, as `make run` does. "
+            "Ctrl+C (or SIGTERM) stops both; if one of them dies, the other is stopped too.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server")
+        parser.add_argument("--no-cluster", action="store_true", help="web server only")
+
+    def handle(self, *args, bind, no_cluster, **options):
+        base = Path(settings.BASE_DIR)
+        commands = {"web": [sys.executable, "-m", "gunicorn", "lomsite.wsgi:application",
+                            "--config", str(base / "deploy" / "gunicorn.conf.py"), "--bind", bind]}
+        if not no_cluster:
+            commands["cluster"] = [sys.executable, str(base / "manage.py"), "qcluster"]
+        processes = {name: subprocess.Popen(cmd, cwd=base) for name, cmd in commands.items()}
+        self.stdout.write(self.style.SUCCESS(
+            f"LOMS is starting: http://{bind}/  (console login), http://{bind}/health, http://{bind}/docs\n"
+            f"Processes: {', '.join(f'{n} pid {p.pid}' for n, p in processes.items())}. Ctrl+C stops all."
+        ))
+        stopping = False
+
+        def stop(signum=None, frame=None):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        exit_code = 0
+        while not stopping:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    self.stderr.write(f"{name} exited with code {process.returncode}; stopping the rest.")
+                    exit_code = process.returncode or 1
+                    stopping = True
+            time.sleep(0.5)
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        sys.exit(exit_code)

@@ -1,0 +1,247 @@
+"""LOMS domain: positions, their orders, the signals that opened them, the OMS switch."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+PRICE = {"max_digits": 28, "decimal_places": 10}
+
+
+class Side(models.TextChoices):
+    LONG = "long", "Long"
+    SHORT = "short", "Short"
+
+
+class MarketType(models.TextChoices):
+    PAPER_SIM = "paper_sim", "Paper (simulated)"
+    LINEAR_PERP = "linear_perp", "Linear perpetual"
+
+
+class PositionStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CLOSED = "closed", "Closed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CloseReason(models.TextChoices):
+    TP = "tp", "Take profit"
+    SL = "sl", "Stop loss"
+    TRAILING_SL = "trailing_sl", "Trailing stop"
+    TIMEOUT = "timeout", "Timeout"
+    MANUAL = "manual", "Manual"
+    PANIC = "panic", "Panic (close all)"
+
+
+class ExitStrategy(models.TextChoices):
+    TP_SL_STATIC = "tp_sl_static", "Static TP/SL"
+    TP_SL_TRAILING_V1 = "tp_sl_trailing_v1", "Trailing stop v1"
+
+
+class Position(models.Model):
+    exchange = models.CharField(max_length=32)
+    market_type = models.CharField(max_length=16, choices=MarketType.choices, default=MarketType.PAPER_SIM)
+    symbol = models.CharField(max_length=30)
+    side = models.CharField(max_length=5, choices=Side.choices)
+    qty = models.DecimalField(**PRICE)
+    account_label = models.CharField(max_length=64, default="default")
+    strategy = models.CharField(max_length=64, blank=True)
+    timeframe_min = models.PositiveIntegerField(null=True, blank=True)
+    external_order_id = models.CharField(max_length=64, blank=True, db_index=True)
+    external_position_ref = models.CharField(max_length=64, blank=True)
+    entry_price = models.DecimalField(**PRICE)
+    tp_price = models.DecimalField(**PRICE, null=True, blank=True)
+    sl_price = models.DecimalField(**PRICE, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=PositionStatus.choices, default=PositionStatus.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_price = models.DecimalField(**PRICE, null=True, blank=True)
+    pnl = models.DecimalField(**PRICE, null=True, blank=True)
+    fee = models.DecimalField(**PRICE, default=Decimal("0"))
+    auto_close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
+    exit_strategy = models.CharField(max_length=32, choices=ExitStrategy.choices, default=ExitStrategy.TP_SL_STATIC)
+    dynamic_tp_price = models.DecimalField(**PRICE, null=True, blank=True)
+    dynamic_sl_price = models.DecimalField(**PRICE, null=True, blank=True)
+    max_favorable_move = models.DecimalField(**PRICE, null=True, blank=True)
+    exit_meta = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "symbol"], name="position_status_symbol"),
+            models.Index(fields=["-created_at", "-id"], name="position_newest"),
+            models.Index(fields=["status", "closed_at"], name="position_status_closed"),
+            models.Index(fields=["symbol", "-created_at"], name="position_symbol_newest"),
+            models.Index(fields=["strategy", "-created_at"], name="position_strategy_newest"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(qty__gt=0), name="position_qty_positive"),
+            models.CheckConstraint(condition=Q(entry_price__gt=0), name="position_entry_positive"),
+            models.CheckConstraint(
+                condition=~Q(status=PositionStatus.CLOSED)
+                | Q(closed_at__isnull=False, close_price__isnull=False, pnl__isnull=False),
+                name="position_closed_has_result",
+            ),
+            models.CheckConstraint(
+                condition=Q(closed_at__isnull=True) | Q(closed_at__gte=F("created_at")),
+                name="position_closed_after_created",
+            ),
+        ]
+        permissions = [
+            ("close_position", "Can close positions (one, selected or all)"),
+            ("trade", "Can send signals and create orders"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.side} {self.qty} {self.symbol} @ {self.entry_price} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == PositionStatus.OPEN
+
+    @property
+    def notional(self) -> Decimal:
+        return self.entry_price * self.qty
+
+
+class OrderStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    FILLED = "filled", "Filled"
+    CANCELLED = "cancelled", "Cancelled"
+    REJECTED = "rejected", "Rejected"
+
+
+class OrderPurpose(models.TextChoices):
+    ENTRY = "entry", "Entry"
+    EXIT = "exit", "Exit"
+
+
+class Order(models.Model):
+    position = models.ForeignKey(Position, on_delete=models.PROTECT, related_name="orders", null=True, blank=True)
+    exchange = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=30)
+    side = models.CharField(max_length=5, choices=Side.choices)
+    qty = models.DecimalField(**PRICE)
+    order_type = models.CharField(max_length=10, default="market")
+    price = models.DecimalField(**PRICE, null=True, blank=True, help_text="Fill price")
+    tp_price = models.DecimalField(**PRICE, null=True, blank=True)
+    sl_price = models.DecimalField(**PRICE, null=True, blank=True)
+    status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.CREATED)
+    purpose = models.CharField(max_length=5, choices=OrderPurpose.choices, default=OrderPurpose.ENTRY)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="order_newest")]
+        constraints = [models.CheckConstraint(condition=Q(qty__gt=0), name="order_qty_positive")]
+
+    def __str__(self) -> str:
+        return f"order #{self.pk} {self.purpose} {self.side} {self.qty} {self.symbol} ({self.status})"
+
+
+class SignalOutcome(models.TextChoices):
+    OPENED = "opened", "Opened"
+    RISK_BLOCKED = "risk_blocked", "Blocked by risk"
+    OMS_DISABLED = "oms_disabled", "OMS disabled"
+    DUPLICATE = "duplicate", "Duplicate"
+    REJECTED = "rejected", "Rejected (invalid)"
+
+
+class Signal(models.Model):
+    received_at = models.DateTimeField(default=timezone.now)
+    payload = models.JSONField(default=dict)
+    symbol = models.CharField(max_length=30, blank=True)
+    side = models.CharField(max_length=5, blank=True)
+    strategy = models.CharField(max_length=64, blank=True)
+    exchange = models.CharField(max_length=32, blank=True)
+    outcome = models.CharField(max_length=16, choices=SignalOutcome.choices)
+    reason = models.TextField(blank=True)
+    dedupe_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    duplicate_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates")
+    position = models.ForeignKey(Position, on_delete=models.SET_NULL, null=True, blank=True, related_name="signals")
+    response = models.JSONField(default=dict, help_text="The body answered to the bot")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(fields=["-received_at", "-id"], name="signal_newest"),
+            models.Index(fields=["symbol", "received_at"], name="signal_symbol_received"),
+            models.Index(fields=["outcome", "-received_at"], name="signal_outcome_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"signal #{self.pk} {self.symbol} {self.side} → {self.outcome}"
+
+
+class OmsControl(models.Model):
+    """The runtime OMS switch: a single row (pk=1), also the lock that serialises position opens."""
+
+    enabled = models.BooleanField(default=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = "OMS switch"
+        verbose_name_plural = "OMS switch"
+        permissions = [("change_switch", "Can turn the OMS switch on or off")]
+
+    def __str__(self) -> str:
+        return f"OMS {'ON' if self.enabled else 'OFF'}"
+
+    @classmethod
+    def load(cls) -> OmsControl:
+        control, _ = cls.objects.get_or_create(pk=1)
+        return control
+
+
+class SwitchSource(models.TextChoices):
+    DASHBOARD = "dashboard", "Dashboard"
+    ADMIN = "admin", "Admin"
+    API = "api", "API"
+    COMMAND = "command", "Command"
+    AUTO = "auto", "Automatic trip"
+
+
+class OmsSwitchChange(models.Model):
+    enabled = models.BooleanField()
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.CharField(max_length=150)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    reason = models.TextField()
+    source = models.CharField(max_length=10, choices=SwitchSource.choices)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{'ON' if self.enabled else 'OFF'} by {self.changed_by} at {self.changed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class AutoCloseMonitor(models.Model):
+    """Running figures of the auto-close sweeps (single row, pk=1), shown on /health."""
+
+    last_sweep_at = models.DateTimeField(null=True, blank=True)
+    last_sweep_duration_ms = models.FloatField(null=True, blank=True)
+    sweeps = models.BigIntegerField(default=0)
+    positions_checked = models.BigIntegerField(default=0)
+    positions_closed = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    quote_failures = models.JSONField(default=dict, blank=True, help_text="Failed quotes per symbol")
+
+    class Meta:
+        verbose_name = "auto-close monitor"
+
+    def __str__(self) -> str:
+        return f"auto-close: {self.sweeps} sweeps, {self.positions_closed} closed"
+
+    @classmethod
+    def load(cls) -> AutoCloseMonitor:
+        monitor, _ = cls.objects.get_or_create(pk=1)
+        return monitor

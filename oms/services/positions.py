@@ -1,0 +1,278 @@
+"""Opening and closing paper positions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Max, Q, Sum
+from django.utils import timezone
+
+from lomsite.jsonlog import log_event
+from oms.exceptions import OmsDisabled, PositionNotFound, PriceUnavailable, RiskLimitExceeded
+from oms.models import (
+    CloseReason,
+    ExitStrategy,
+    OmsControl,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+    Position,
+    PositionStatus,
+)
+from oms.pnl import fee_for, gross_pnl, slipped_close_price
+from oms.services.switch import switch_state
+from pricing.quotes import PriceMode, QuoteError, select_price
+from pricing.sources import get_price_source
+from risk.limits import ExposureSnapshot, RiskLimits, check_risk_limits
+
+logger = logging.getLogger("loms.oms")
+
+
+@dataclass(frozen=True)
+class PositionRequest:
+    """A fully validated request to open one position."""
+
+    symbol: str
+    side: str
+    qty: Decimal
+    entry_price: Decimal
+    tp_price: Decimal | None
+    sl_price: Decimal | None
+    exchange: str
+    strategy: str = ""
+    timeframe_min: int | None = None
+    exit_strategy: str = ExitStrategy.TP_SL_STATIC
+    external_order_id: str = ""
+
+
+@dataclass(frozen=True)
+class OpenedPosition:
+    position: Position
+    order: Order
+
+
+def lock_oms_control() -> OmsControl:
+    """Lock the switch row: every position open runs one at a time behind it (no-op lock on
+    SQLite, where the IMMEDIATE transaction already holds the database write lock)."""
+    OmsControl.load()
+    return OmsControl.objects.select_for_update().get(pk=1)
+
+
+def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> ExposureSnapshot:
+    """Open counts and notional (one query), plus today's counts and the last SL only when limited."""
+    open_figures = Position.objects.filter(status=PositionStatus.OPEN).aggregate(
+        total=Count("id"),
+        symbol=Count("id", filter=Q(symbol=symbol)),
+        notional=Sum(F("entry_price") * F("qty")),
+    )
+    signals_today = symbol_signals_today = 0
+    if limits.max_signals_per_day is not None or limits.max_signals_per_day_per_symbol is not None:
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = Position.objects.filter(created_at__gte=day_start).aggregate(
+            total=Count("id"), symbol=Count("id", filter=Q(symbol=symbol))
+        )
+        signals_today, symbol_signals_today = today["total"], today["symbol"]
+    last_sl_at = None
+    if limits.sl_cooldown_min:
+        last_sl_at = Position.objects.filter(
+            symbol=symbol, auto_close_reason=CloseReason.SL, closed_at__gte=now - timedelta(minutes=limits.sl_cooldown_min)
+        ).aggregate(last=Max("closed_at"))["last"]
+    return ExposureSnapshot(
+        total_open=open_figures["total"],
+        symbol_open=open_figures["symbol"],
+        total_open_notional=open_figures["notional"] or Decimal("0"),
+        signals_today=signals_today,
+        symbol_signals_today=symbol_signals_today,
+        last_symbol_sl_at=last_sl_at,
+        now=now,
+    )
+
+
+def position_open_locked(*, request: PositionRequest, now: datetime | None = None) -> OpenedPosition:
+    """Check the switch and risk limits and insert the entry order and position.
+
+    The caller must hold `lock_oms_control()` in the same transaction: that is what makes the
+    check and the insert one atomic step.
+    """
+    now = now or timezone.now()
+    state = switch_state()
+    if not state.enabled:
+        raise OmsDisabled(state.disabled_reason)
+    limits = RiskLimits.from_settings()
+    exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
+    decision = check_risk_limits(request.symbol, request.entry_price, request.qty, exposure=exposure, limits=limits)
+    if not decision.ok:
+        raise RiskLimitExceeded(decision.reason, decision.scope)
+    position = Position.objects.create(
+        exchange=request.exchange,
+        symbol=request.symbol,
+        side=request.side,
+        qty=request.qty,
+        strategy=request.strategy,
+        timeframe_min=request.timeframe_min,
+        external_order_id=request.external_order_id,
+        entry_price=request.entry_price,
+        tp_price=request.tp_price,
+        sl_price=request.sl_price,
+        fee=fee_for(price=request.entry_price, qty=request.qty, rate=settings.PAPER_FEE_RATE),
+        exit_strategy=request.exit_strategy,
+        created_at=now,
+    )
+    order = Order.objects.create(
+        position=position,
+        exchange=request.exchange,
+        symbol=request.symbol,
+        side=request.side,
+        qty=request.qty,
+        price=request.entry_price,
+        tp_price=request.tp_price,
+        sl_price=request.sl_price,
+        status=OrderStatus.FILLED,  # paper orders fill immediately
+        purpose=OrderPurpose.ENTRY,
+        created_at=now,
+    )
+    log_event(
+        logger,
+        "position_opened",
+        position_id=position.pk,
+        order_id=order.pk,
+        symbol=position.symbol,
+        side=position.side,
+        qty=position.qty,
+        entry_price=position.entry_price,
+        tp_price=position.tp_price,
+        sl_price=position.sl_price,
+        strategy=position.strategy,
+    )
+    return OpenedPosition(position=position, order=order)
+
+
+@transaction.atomic
+def position_open(*, request: PositionRequest) -> OpenedPosition:
+    lock_oms_control()
+    return position_open_locked(request=request)
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    position: Position
+    closed_now: bool  # False: it was already closed (by someone else, or earlier)
+
+
+def close_values(*, position: Position, price: Decimal, reason: str, now: datetime) -> dict:
+    """The column values that close `position` at market `price`: slippage, exit fee, net PnL."""
+    close_price = slipped_close_price(side=position.side, price=price, slippage_bps=settings.PAPER_SLIPPAGE_BPS)
+    total_fee = position.fee + fee_for(price=close_price, qty=position.qty, rate=settings.PAPER_FEE_RATE)
+    pnl = gross_pnl(side=position.side, entry_price=position.entry_price, close_price=close_price, qty=position.qty)
+    return {
+        "status": PositionStatus.CLOSED,
+        "closed_at": max(now, position.created_at),
+        "close_price": close_price,
+        "fee": total_fee,
+        "pnl": pnl - total_fee,
+        "auto_close_reason": reason,
+    }
+
+
+def exit_order_for(position: Position) -> Order:
+    """The filled market order that records a close (not saved)."""
+    return Order(
+        position=position,
+        exchange=position.exchange,
+        symbol=position.symbol,
+        side=position.side,
+        qty=position.qty,
+        price=position.close_price,
+        status=OrderStatus.FILLED,
+        purpose=OrderPurpose.EXIT,
+        created_at=position.closed_at,
+    )
+
+
+def log_position_closed(position: Position) -> None:
+    log_event(
+        logger,
+        "position_closed",
+        position_id=position.pk,
+        symbol=position.symbol,
+        side=position.side,
+        reason=position.auto_close_reason,
+        close_price=position.close_price,
+        pnl=position.pnl,
+        fee=position.fee,
+    )
+
+
+@transaction.atomic
+def position_close(*, position: Position, price: Decimal, reason: str, now: datetime | None = None) -> CloseResult:
+    """Close an open position at `price`. Books the close (and its PnL) exactly once."""
+    values = close_values(position=position, price=price, reason=reason, now=now or timezone.now())
+    # Conditional update: whoever flips open→closed first wins; a racing close updates nothing.
+    updated = Position.objects.filter(pk=position.pk, status=PositionStatus.OPEN).update(**values)
+    if updated != 1:
+        position.refresh_from_db()
+        return CloseResult(position=position, closed_now=False)
+    for name, value in values.items():
+        setattr(position, name, value)
+    exit_order_for(position).save()
+    log_position_closed(position)
+    return CloseResult(position=position, closed_now=True)
+
+
+def market_price(symbol: str) -> Decimal:
+    """The current price of `symbol` from the configured source and price mode (as the auto-close)."""
+    try:
+        quote = get_price_source().get_quote(symbol)
+        return select_price(quote, PriceMode(settings.PRICE_MODE))
+    except QuoteError as exc:
+        raise PriceUnavailable(f"no usable price for {symbol}: {exc.reason}") from exc
+
+
+def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANUAL) -> CloseResult:
+    """Close one position at the current market price; an already closed one is returned as is."""
+    try:
+        position = Position.objects.get(pk=position_id)
+    except Position.DoesNotExist:
+        raise PositionNotFound(f"position {position_id} does not exist") from None
+    if not position.is_open:
+        return CloseResult(position=position, closed_now=False)
+    return position_close(position=position, price=market_price(position.symbol), reason=reason)
+
+
+@dataclass
+class CloseAllResult:
+    closed: list[Position] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # symbol → why its positions stay open
+
+
+def positions_close_at_market(*, positions: list[Position], reason: str) -> CloseAllResult:
+    """Close the given positions at market: one quote per symbol, a bad quote leaves its symbol open."""
+    result = CloseAllResult()
+    open_positions = [p for p in positions if p.is_open]
+    if not open_positions:
+        return result
+    mode = PriceMode(settings.PRICE_MODE)
+    quotes = get_price_source().get_quotes(p.symbol for p in open_positions)
+    for position in open_positions:
+        quote = quotes.get(position.symbol)
+        try:
+            if quote is None or isinstance(quote, QuoteError):
+                raise quote or QuoteError(position.symbol, "no quote returned")
+            price = select_price(quote, mode)
+        except QuoteError as exc:
+            result.failed[position.symbol] = exc.reason
+            continue
+        outcome = position_close(position=position, price=price, reason=reason)
+        if outcome.closed_now:
+            result.closed.append(outcome.position)
+    return result
+
+
+def positions_close_all(*, reason: str = CloseReason.PANIC) -> CloseAllResult:
+    """Panic: close every open position at the current price."""
+    return positions_close_at_market(positions=list(Position.objects.filter(status=PositionStatus.OPEN)), reason=reason)

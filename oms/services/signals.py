@@ -1,0 +1,121 @@
+"""Signal intake: validate, deduplicate, honour the switch and the risk limits, open, audit."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from lomsite.jsonlog import log_event
+from oms.exceptions import OmsDisabled, RiskLimitExceeded
+from oms.models import Signal, SignalOutcome
+from oms.pnl import levels_from_pct
+from oms.services.audit import audit_append
+from oms.services.positions import PositionRequest, lock_oms_control, position_open_locked
+from oms.signal_input import QUANT, BounceSignal, SignalInvalid, parse_bounce_signal
+
+logger = logging.getLogger("loms.oms")
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    status_code: int
+    body: dict
+    signal: Signal
+
+
+def _payload_for_storage(payload: object) -> dict:
+    return payload if isinstance(payload, dict) else {"raw": str(payload)[:2000]}
+
+
+def _request_for(signal: BounceSignal) -> PositionRequest:
+    tp_price, sl_price = levels_from_pct(side=signal.side, price=signal.price, tp_pct=signal.tp_pct, sl_pct=signal.sl_pct)
+    return PositionRequest(
+        symbol=signal.symbol,
+        side=signal.side,
+        qty=signal.qty,
+        entry_price=signal.price,
+        tp_price=tp_price.quantize(QUANT),
+        sl_price=sl_price.quantize(QUANT),
+        exchange=signal.exchange,
+        strategy=signal.strategy,
+        timeframe_min=signal.timeframe_min,
+        exit_strategy=signal.exit_strategy,
+        external_order_id=signal.signal_id or "",
+    )
+
+
+def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
+    """Inside one transaction behind the OMS lock: duplicate? switch? risk? then open."""
+    lock_oms_control()
+    fields = {"payload": payload, "symbol": signal.symbol, "side": signal.side, "strategy": signal.strategy,
+              "exchange": signal.exchange}
+    first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
+    if first is not None:
+        return Signal.objects.create(
+            **fields, outcome=SignalOutcome.DUPLICATE, reason=f"duplicate of signal {first.pk}", duplicate_of=first,
+            response={**first.response, "duplicate": True},
+        )
+    try:
+        opened = position_open_locked(request=_request_for(signal))
+    except OmsDisabled as exc:
+        outcome, reason, position = SignalOutcome.OMS_DISABLED, exc.message, None
+        response = {"received": True, "oms_enabled": False, "risk_ok": False, "reason": exc.message}
+    except RiskLimitExceeded as exc:
+        outcome, reason, position = SignalOutcome.RISK_BLOCKED, exc.message, None
+        response = {"received": True, "oms_enabled": True, "risk_ok": False, "risk_reason": exc.message}
+    else:
+        outcome, reason, position = SignalOutcome.OPENED, "", opened.position
+        response = {
+            "received": True,
+            "oms_enabled": True,
+            "risk_ok": True,
+            "order_id": opened.order.pk,
+            "position_id": opened.position.pk,
+            "tp_price": float(opened.position.tp_price),
+            "sl_price": float(opened.position.sl_price),
+        }
+    return Signal.objects.create(
+        **fields, outcome=outcome, reason=reason, dedupe_key=signal.dedupe_key, position=position, response=response
+    )
+
+
+def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> IntakeResult:
+    """Handle one bounce signal end to end. The Signal row, order and position commit together."""
+    stored_payload = _payload_for_storage(payload)
+    try:
+        signal = parse_bounce_signal(payload, idempotency_key=idempotency_key)
+    except SignalInvalid as exc:
+        return _reject(stored_payload, exc.errors)
+    log_event(logger, "bounce_received", symbol=signal.symbol, side=signal.side, price=signal.price,
+              strategy=signal.strategy, signal_id=signal.signal_id)
+    try:
+        try:
+            with transaction.atomic():
+                row = _decide_and_record(signal, stored_payload)
+        except IntegrityError:
+            # A concurrent twin won the unique dedupe key between our check and insert: we are the duplicate.
+            with transaction.atomic():
+                row = _decide_and_record(signal, stored_payload)
+    except Exception as exc:
+        audit_append({"outcome": "error", "error": type(exc).__name__, "payload": stored_payload})
+        raise
+    audit_append({"signal_row_id": row.pk, "outcome": row.outcome, "reason": row.reason,
+                  "dedupe_key": signal.dedupe_key, "payload": stored_payload, "response": row.response})
+    return IntakeResult(status_code=200, body=row.response, signal=row)
+
+
+def _reject(payload: dict, errors: dict) -> IntakeResult:
+    body = {"received": False, "errors": errors}
+    row = Signal.objects.create(
+        payload=payload,
+        symbol=str(payload.get("symbol", ""))[:30],
+        side=str(payload.get("side", ""))[:5],
+        outcome=SignalOutcome.REJECTED,
+        reason="; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in errors.items()),
+        response=body,
+    )
+    audit_append({"signal_row_id": row.pk, "outcome": row.outcome, "reason": row.reason, "payload": payload})
+    log_event(logger, "signal_rejected", level=logging.WARNING, reason=row.reason)
+    return IntakeResult(status_code=400, body=body, signal=row)

@@ -1,0 +1,194 @@
+"""Parsing and validation of the bot's `POST /signals/bounce` body (SPEC §1)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from oms.models import ExitStrategy
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
+SIDES = {"buy": "long", "long": "long", "sell": "short", "short": "short"}
+MAX_PRICE = Decimal("1e12")
+QUANT = Decimal("1e-10")
+
+
+@extend_schema_field(OpenApiTypes.NUMBER)
+class StrictNumberField(serializers.Field):
+    """A JSON number (not a string, not a boolean), finite, as a Decimal, within (minimum, maximum)."""
+
+    default_error_messages = {
+        "invalid": "Must be a JSON number.",
+        "not_finite": "Must be a finite number.",
+        "too_small": "Must be greater than {minimum}.",
+        "too_large": "Must be less than {maximum}.",
+    }
+
+    def __init__(self, *, minimum: Decimal = Decimal("0"), maximum: Decimal = MAX_PRICE, **kwargs) -> None:
+        self.minimum, self.maximum = minimum, maximum
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        if isinstance(data, float) and not math.isfinite(data):
+            self.fail("not_finite")
+        value = Decimal(str(data))
+        if value <= self.minimum:
+            self.fail("too_small", minimum=self.minimum)
+        if value >= self.maximum:
+            self.fail("too_large", maximum=self.maximum)
+        return value
+
+    def to_representation(self, value: Decimal) -> float:
+        return float(value)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer given as a JSON number, never as a string like "5m" or "5"."""
+
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only (DRF would turn a number into a string)."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SymbolField(StrictCharField):
+    """A trading symbol, normalised to upper case: `[A-Z0-9]{2,30}`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=60, **kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        symbol = super().to_internal_value(data).upper()
+        if not SYMBOL_RE.match(symbol):
+            raise serializers.ValidationError("Must be 2-30 letters or digits, e.g. BTCUSDT.")
+        return symbol
+
+
+class SideField(StrictCharField):
+    """BUY/SELL/long/short in any case → `long`/`short`."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=10, **kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        try:
+            return SIDES[super().to_internal_value(data).lower()]
+        except KeyError:
+            raise serializers.ValidationError("Must be one of BUY, SELL, long, short.") from None
+
+
+class BounceSignalSerializer(serializers.Serializer):
+    symbol = SymbolField()
+    side = SideField()
+    price = StrictNumberField()
+    timestamp = StrictCharField(max_length=64)
+    exchange = StrictCharField(max_length=32, required=False)
+    timeframe_min = StrictIntegerField(required=False, min_value=1, max_value=100_000)
+    strategy = StrictCharField(max_length=64, required=False)
+    tp_pct = StrictNumberField(required=False, allow_null=True, maximum=Decimal("100"))
+    sl_pct = StrictNumberField(required=False, allow_null=True, maximum=Decimal("100"))
+    qty = StrictNumberField(required=False, allow_null=True)
+    signal_id = StrictCharField(required=False, allow_null=True, max_length=100)
+    exit_strategy = serializers.ChoiceField(choices=ExitStrategy.choices, required=False)
+
+    def validate_timestamp(self, value: str) -> datetime:
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise serializers.ValidationError("Must be an ISO-8601 date-time, e.g. 2025-06-19T10:15:00Z.")
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+
+    def validate_exchange(self, value: str) -> str:
+        exchange = value.strip().lower()
+        if not re.match(r"^[a-z0-9_.-]{1,32}$", exchange):
+            raise serializers.ValidationError("Must be a short exchange name, e.g. bitget.")
+        return exchange
+
+
+@dataclass(frozen=True)
+class BounceSignal:
+    symbol: str
+    side: str
+    price: Decimal
+    timestamp: datetime
+    exchange: str
+    timeframe_min: int
+    strategy: str
+    tp_pct: Decimal
+    sl_pct: Decimal
+    qty: Decimal
+    signal_id: str | None
+    exit_strategy: str
+
+    @property
+    def dedupe_key(self) -> str:
+        """The bot's own id when it sent one, else a hash of what makes two signals the same."""
+        if self.signal_id:
+            return f"id:{self.signal_id}"
+        identity = "|".join(
+            [self.symbol, self.side, self.strategy, str(self.timeframe_min), self.exchange, self.timestamp.isoformat()]
+        )
+        return "k:" + hashlib.sha256(identity.encode()).hexdigest()
+
+
+class SignalInvalid(Exception):
+    def __init__(self, errors: dict) -> None:
+        super().__init__(str(errors))
+        self.errors = errors
+
+
+def default_qty(price: Decimal) -> Decimal:
+    """Sizing: DEFAULT_NOTIONAL_USDT / price when that is set, else DEFAULT_QTY."""
+    if settings.DEFAULT_NOTIONAL_USDT > 0:
+        return (settings.DEFAULT_NOTIONAL_USDT / price).quantize(QUANT)
+    return settings.DEFAULT_QTY
+
+
+def parse_bounce_signal(payload: object, *, idempotency_key: str | None = None) -> BounceSignal:
+    """Validate and normalise a signal body; raise SignalInvalid with per-field errors."""
+    if not isinstance(payload, dict):
+        raise SignalInvalid({"body": ["Must be a JSON object."]})
+    serializer = BounceSignalSerializer(data=payload)
+    if not serializer.is_valid():
+        raise SignalInvalid(serializer.errors)
+    data = serializer.validated_data
+    signal_id = data.get("signal_id") or (idempotency_key or "").strip()[:100] or None
+    tp_pct = data.get("tp_pct")
+    sl_pct = data.get("sl_pct")
+    return BounceSignal(
+        symbol=data["symbol"],
+        side=data["side"],
+        price=data["price"],
+        timestamp=data["timestamp"],
+        exchange=data.get("exchange") or settings.DEFAULT_EXCHANGE,
+        timeframe_min=data.get("timeframe_min", 5),
+        strategy=data.get("strategy") or "bounce_ema10_strict",
+        tp_pct=settings.DEFAULT_TP_PCT if tp_pct is None else tp_pct,
+        sl_pct=settings.DEFAULT_SL_PCT if sl_pct is None else sl_pct,
+        qty=data.get("qty") or default_qty(data["price"]),
+        signal_id=signal_id,
+        exit_strategy=data.get("exit_strategy") or settings.DEFAULT_EXIT_STRATEGY,
+    )
