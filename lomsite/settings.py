@@ -102,7 +102,8 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
     }
     # Tests use a real file (not shared-cache memory) so concurrency tests see real SQLite locking.
-    _database["TEST"] = {"NAME": str(DATA_DIR / "test_loms.sqlite3")}
+    # One file per test run (by pid) so parallel runs on one machine never share a test database.
+    _database["TEST"] = {"NAME": str(DATA_DIR / f"test_loms_{os.getpid()}.sqlite3")}
     Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
