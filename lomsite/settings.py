@@ -125,6 +125,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise expects it even before the first collectstatic
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 
 # --- Security (paper and live run behind TLS) ---------------------------------------------------
@@ -167,6 +168,9 @@ MAX_SIGNALS_PER_DAY = env.int("MAX_SIGNALS_PER_DAY", None, minimum=0, optional=T
 MAX_SIGNALS_PER_DAY_PER_SYMBOL = env.int("MAX_SIGNALS_PER_DAY_PER_SYMBOL", None, minimum=0, optional=True)
 SL_COOLDOWN_MIN = env.int("SL_COOLDOWN_MIN", None, minimum=0, optional=True)
 DAILY_LOSS_LIMIT_USDT = env.decimal("DAILY_LOSS_LIMIT_USDT", None, minimum=Decimal("0"), optional=True)
+# Automatic trips (oms/services/trips.py): reaching one turns the OMS switch off until a person re-arms it.
+MAX_DRAWDOWN_USDT = env.decimal("MAX_DRAWDOWN_USDT", None, minimum=Decimal("0"), optional=True)
+MAX_CONSECUTIVE_SL = env.int("MAX_CONSECUTIVE_SL", None, minimum=1, optional=True)
 
 # --- Prices --------------------------------------------------------------------------------------
 PRICE_SOURCE = env.str("PRICE_SOURCE", "simulator", choices=("simulator", "exchange", "replay"))
@@ -174,6 +178,17 @@ PRICE_MODE = env.str("PRICE_MODE", "last", choices=("last", "bid", "ask", "mid",
 PRICE_EXCHANGE = env.str("PRICE_EXCHANGE", "dummy", choices=("dummy", "bybit", "bitget"))
 PRICE_HTTP_TIMEOUT = env.float("PRICE_HTTP_TIMEOUT", 5.0, minimum=0.1)
 PRICE_SIMULATOR_SEED = env.int("PRICE_SIMULATOR_SEED", None, optional=True)
+PRICE_MAX_AGE_SEC = env.float("PRICE_MAX_AGE_SEC", 30.0, minimum=0.1)  # older exchange quotes are failed quotes
+BYBIT_BASE_URL = env.str("BYBIT_BASE_URL", "https://api.bybit.com")
+BYBIT_CATEGORY = env.str("BYBIT_CATEGORY", "linear", choices=("spot", "linear"))
+BITGET_BASE_URL = env.str("BITGET_BASE_URL", "https://api.bitget.com")
+BITGET_PRODUCT = env.str("BITGET_PRODUCT", "usdt-futures", choices=("spot", "usdt-futures"))
+for _key, _url in (("BYBIT_BASE_URL", BYBIT_BASE_URL), ("BITGET_BASE_URL", BITGET_BASE_URL)):
+    if not _url.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{_key}: must start with http:// or https:// (got {_url!r})")
+REPLAY_FILE = env.str("REPLAY_FILE", "")  # CSV or JSONL of ts,symbol,bid,ask,last,mark for PRICE_SOURCE=replay
+if PRICE_SOURCE == "replay" and not REPLAY_FILE:
+    raise ImproperlyConfigured("REPLAY_FILE: required when PRICE_SOURCE=replay")
 
 # --- Auto-close ----------------------------------------------------------------------------------
 _interval = env.float("AUTO_CLOSE_INTERVAL_SEC", 1.0)
