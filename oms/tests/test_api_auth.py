@@ -1,0 +1,122 @@
+"""Who may call what: tokens for bots, sessions for people, HMAC-signed webhooks, dev openness."""
+
+import json
+import time
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from oms.api.hmac_auth import sign_body
+from oms.models import Position
+
+pytestmark = pytest.mark.django_db
+
+WRITES = [("post", "/signals/bounce"), ("post", "/orders"), ("post", "/positions/1/close"),
+          ("post", "/positions/close-all"), ("post", "/oms/switch")]
+READS = ["/positions", "/orders", "/stats", "/signals", "/market?symbol=BTCUSDT", "/oms/switch"]
+
+
+@pytest.mark.parametrize("method,path", WRITES)
+def test_writes_refuse_anonymous_callers_outside_dev(strict_api, anon_client, method, path):
+    response = getattr(anon_client, method)(path, data={}, format="json")
+    assert response.status_code in (401, 403)
+
+
+@pytest.mark.parametrize("path", READS)
+def test_reads_need_authentication_outside_dev(strict_api, anon_client, path):
+    assert anon_client.get(path).status_code in (401, 403)
+
+
+def test_health_is_open_to_anonymous_callers(strict_api, anon_client):
+    assert anon_client.get("/health").status_code == 200
+
+
+def test_a_bot_token_can_send_signals(strict_api, bot_client, signal_body):
+    response = bot_client.post("/signals/bounce", data=signal_body(), format="json")
+    assert response.status_code == 200 and response.json()["risk_ok"] is True
+
+
+def test_a_viewer_can_read_but_not_write(strict_api, viewer_client, signal_body):
+    assert viewer_client.get("/positions").status_code == 200
+    assert viewer_client.post("/signals/bounce", data=signal_body(), format="json").status_code == 403
+    assert viewer_client.post("/oms/switch", data={"enabled": False, "reason": "x"}, format="json").status_code == 403
+    assert Position.objects.count() == 0
+
+
+def test_a_bot_cannot_flip_the_switch(strict_api, bot_client):
+    response = bot_client.post("/oms/switch", data={"enabled": False, "reason": "x"}, format="json")
+    assert response.status_code == 403
+
+
+def test_an_operator_can_flip_the_switch_and_it_is_recorded(strict_api, operator_client):
+    response = operator_client.post("/oms/switch", data={"enabled": False, "reason": "news"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["oms_enabled"] is False and response.json()["changed_by"] == "olga"
+
+
+def test_session_writes_need_a_csrf_token(strict_api, operator, signal_body):
+    client = APIClient(enforce_csrf_checks=True)
+    client.login(username="olga", password="pw-olga")
+    response = client.post("/signals/bounce", data=signal_body(), format="json")
+    assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+
+
+def test_dev_profile_lets_the_old_scripts_call_without_a_token(anon_client, signal_body, settings):
+    assert settings.API_ALLOW_ANONYMOUS is True  # the dev default
+    assert anon_client.post("/signals/bounce", data=signal_body(), format="json").status_code == 200
+    assert anon_client.get("/stats").status_code == 200
+
+
+def test_create_api_token_prints_a_working_token(strict_api, capsys, signal_body):
+    call_command("create_api_token", "rickybot")
+    token = capsys.readouterr().out.strip()
+    assert len(token) == 40
+    assert User.objects.get(username="rickybot").groups.filter(name="bot").exists()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.post("/signals/bounce", data=signal_body(), format="json").json()["risk_ok"] is True
+
+
+def test_create_api_token_rotate_replaces_the_token(strict_api, capsys):
+    call_command("create_api_token", "rickybot")
+    first = capsys.readouterr().out.strip()
+    call_command("create_api_token", "rickybot", "--rotate")
+    assert capsys.readouterr().out.strip() != first
+
+
+class TestHmacSignedSignals:
+    SECRET = "hmac-secret-for-tests"
+
+    @pytest.fixture(autouse=True)
+    def _secret(self, settings, strict_api):
+        settings.SIGNAL_HMAC_SECRET = self.SECRET
+
+    def signed_post(self, client, body: dict, *, secret=None, ts=None):
+        raw = json.dumps(body).encode()
+        ts = str(int(time.time()) if ts is None else ts)
+        return client.post("/signals/bounce", data=raw, content_type="application/json",
+                           HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=sign_body(secret or self.SECRET, ts, raw))
+
+    def test_a_valid_signature_is_accepted_without_a_token(self, anon_client, signal_body):
+        response = self.signed_post(anon_client, signal_body())
+        assert response.status_code == 200 and response.json()["risk_ok"] is True
+
+    def test_a_wrong_signature_is_401(self, anon_client, signal_body):
+        assert self.signed_post(anon_client, signal_body(), secret="wrong").status_code == 401
+
+    def test_an_old_timestamp_is_a_replay_and_401(self, anon_client, signal_body):
+        assert self.signed_post(anon_client, signal_body(), ts=int(time.time()) - 3600).status_code == 401
+
+    def test_a_token_alone_is_not_enough_when_signing_is_on(self, bot_client, signal_body):
+        response = bot_client.post("/signals/bounce", data=signal_body(), format="json")
+        assert response.status_code == 401 and Position.objects.count() == 0
+
+    def test_a_tampered_body_is_401(self, anon_client, signal_body):
+        raw = json.dumps(signal_body()).encode()
+        ts = str(int(time.time()))
+        response = anon_client.post("/signals/bounce", data=raw.replace(b"100.0", b"1.0"),
+                                    content_type="application/json", HTTP_X_TIMESTAMP=ts,
+                                    HTTP_X_SIGNATURE=sign_body(self.SECRET, ts, raw))
+        assert response.status_code == 401

@@ -1,0 +1,61 @@
+"""The risk check and the insert are one atomic step, on SQLite and PostgreSQL alike.
+
+Real threads, each with its own database connection, fire signals at the same instant.
+"""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from oms.models import Position, Signal
+from oms.services.signals import signal_ingest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def fire_concurrently(bodies: list[dict]) -> list[dict]:
+    barrier = threading.Barrier(len(bodies))
+    results: list[dict] = []
+    errors: list[BaseException] = []
+
+    def send(body: dict) -> None:
+        try:
+            barrier.wait()
+            results.append(signal_ingest(payload=body).body)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return results
+
+
+def test_fifty_concurrent_signals_never_exceed_the_total_limit(settings, signal_body):
+    settings.MAX_OPEN_POSITIONS = 5
+    bodies = [signal_body(symbol=f"SYM{i}USDT", signal_id=f"burst-{i}") for i in range(50)]
+    results = fire_concurrently(bodies)
+    assert Position.objects.filter(status="open").count() == 5
+    assert Counter(r["risk_ok"] for r in results) == {True: 5, False: 45}
+    assert Signal.objects.count() == 50
+
+
+def test_concurrent_signals_never_exceed_the_per_symbol_limit(settings, signal_body):
+    settings.MAX_OPEN_POSITIONS_PER_SYMBOL = 2
+    bodies = [signal_body(symbol="BTCUSDT" if i % 2 else "ETHUSDT", signal_id=f"s-{i}") for i in range(30)]
+    fire_concurrently(bodies)
+    assert dict(Counter(Position.objects.values_list("symbol", flat=True))) == {"BTCUSDT": 2, "ETHUSDT": 2}
+
+
+def test_the_same_signal_sent_twenty_times_at_once_opens_one_position(signal_body):
+    results = fire_concurrently([signal_body(signal_id="same") for _ in range(20)])
+    assert Position.objects.count() == 1
+    assert sum(1 for r in results if r.get("duplicate")) == 19
+    assert len({r["position_id"] for r in results}) == 1
