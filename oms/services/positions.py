@@ -26,6 +26,7 @@ from oms.models import (
 )
 from oms.pnl import fee_for, gross_pnl, slipped_close_price
 from oms.services.switch import switch_state
+from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources import get_price_source
 from risk.limits import ExposureSnapshot, RiskLimits, check_risk_limits
@@ -221,6 +222,7 @@ def position_close(*, position: Position, price: Decimal, reason: str, now: date
         setattr(position, name, value)
     exit_order_for(position).save()
     log_position_closed(position)
+    trips_check_on_commit()  # loss limits may turn the switch off once this close is committed
     return CloseResult(position=position, closed_now=True)
 
 

@@ -1,0 +1,191 @@
+"""Automatic trips: loss limits turn the OMS switch off, and only a person turns it back on."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from oms.models import OmsControl, OmsSwitchChange, SwitchSource
+from oms.services.positions import position_close
+from oms.services.switch import oms_switch_set
+from oms.services.trips import (
+    TripFigures,
+    TripLimits,
+    current_drawdown,
+    trip_reason,
+    trips_check,
+    trips_check_on_commit,
+)
+from oms.tests.factories import closed_position, open_position
+
+
+@pytest.fixture
+def no_trip_limits(settings):
+    settings.DAILY_LOSS_LIMIT_USDT = None
+    settings.MAX_DRAWDOWN_USDT = None
+    settings.MAX_CONSECUTIVE_SL = None
+    return settings
+
+
+def minutes_ago(n: int):
+    return timezone.now() - timedelta(minutes=n)
+
+
+@pytest.mark.django_db
+def test_daily_loss_reaching_the_limit_turns_the_switch_off(no_trip_limits):
+    no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("10")
+    closed_position(pnl="-6", reason="sl", closed_at=minutes_ago(30))
+    closed_position(pnl="2", reason="tp", closed_at=minutes_ago(20))
+    assert trips_check() is None
+    closed_position(pnl="-6", reason="sl", closed_at=minutes_ago(10))
+
+    reason = trips_check()
+
+    assert reason is not None and "daily loss 10.0000" in reason and "DAILY_LOSS_LIMIT_USDT" in reason
+    control = OmsControl.load()
+    assert control.enabled is False
+    change = OmsSwitchChange.objects.get()
+    assert (change.enabled, change.source, change.changed_by) == (False, SwitchSource.AUTO, "auto-trip")
+    assert change.reason.startswith("automatic trip: daily loss")
+
+
+@pytest.mark.django_db
+def test_losses_of_previous_days_do_not_count_towards_the_daily_loss(no_trip_limits):
+    no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("10")
+    now = timezone.now().replace(hour=12)
+    closed_position(pnl="-50", reason="sl", closed_at=now - timedelta(days=1))
+    closed_position(pnl="-5", reason="sl", closed_at=now - timedelta(hours=1))
+    assert trips_check(now=now) is None
+    assert OmsControl.load().enabled is True
+
+
+@pytest.mark.django_db
+def test_drawdown_from_peak_equity_reaching_the_limit_turns_the_switch_off(no_trip_limits):
+    no_trip_limits.MAX_DRAWDOWN_USDT = Decimal("8")
+    for minutes, pnl in ((50, "5"), (40, "5"), (30, "-4"), (20, "3")):  # peak 10 at minute 40
+        closed_position(pnl=pnl, closed_at=minutes_ago(minutes), reason="tp" if pnl[0] != "-" else "sl")
+    assert current_drawdown(since=None) == Decimal("1")
+    assert trips_check() is None
+    closed_position(pnl="-7", reason="sl", closed_at=minutes_ago(10))
+
+    assert current_drawdown(since=None) == Decimal("8")
+    reason = trips_check()
+
+    assert reason is not None and "drawdown 8.0000" in reason and "MAX_DRAWDOWN_USDT" in reason
+    assert OmsControl.load().enabled is False
+
+
+@pytest.mark.django_db
+def test_drawdown_counts_from_the_starting_zero_when_equity_never_rose():
+    closed_position(pnl="-3", reason="sl", closed_at=minutes_ago(20))
+    closed_position(pnl="-2", reason="sl", closed_at=minutes_ago(10))
+    assert current_drawdown(since=None) == Decimal("5")
+
+
+@pytest.mark.django_db
+def test_consecutive_stop_losses_reaching_the_limit_turn_the_switch_off(no_trip_limits):
+    no_trip_limits.MAX_CONSECUTIVE_SL = 3
+    closed_position(pnl="-1", reason="sl", closed_at=minutes_ago(50))
+    closed_position(pnl="-1", reason="sl", closed_at=minutes_ago(40))
+    closed_position(pnl="4", reason="tp", closed_at=minutes_ago(30))  # breaks the streak
+    closed_position(pnl="-1", reason="sl", closed_at=minutes_ago(20))
+    closed_position(pnl="-1", reason="sl", closed_at=minutes_ago(10))
+    assert trips_check() is None
+    closed_position(pnl="-1", reason="sl", closed_at=minutes_ago(5))
+
+    reason = trips_check()
+
+    assert reason is not None and reason.startswith("3 consecutive stop-losses") and "MAX_CONSECUTIVE_SL" in reason
+    assert OmsControl.load().enabled is False
+
+
+@pytest.mark.django_db
+def test_a_manual_close_is_not_a_stop_loss(no_trip_limits):
+    no_trip_limits.MAX_CONSECUTIVE_SL = 2
+    closed_position(pnl="-1", reason="sl", closed_at=minutes_ago(20))
+    closed_position(pnl="-1", reason="manual", closed_at=minutes_ago(10))
+    assert trips_check() is None
+
+
+@pytest.mark.django_db
+def test_nothing_trips_when_no_limit_is_configured(no_trip_limits):
+    for minutes in range(1, 20):
+        closed_position(pnl="-100", reason="sl", closed_at=minutes_ago(minutes))
+    assert trips_check() is None
+    assert OmsControl.load().enabled is True
+    assert not OmsSwitchChange.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_trip_is_recorded_once_and_never_turns_the_switch_on(no_trip_limits):
+    no_trip_limits.MAX_CONSECUTIVE_SL = 1
+    closed_position(pnl="-1", reason="sl", closed_at=minutes_ago(10))
+    assert trips_check() is not None
+    assert trips_check() is None  # already off: nothing more to record
+    assert OmsSwitchChange.objects.count() == 1
+    assert OmsControl.load().enabled is False
+
+
+@pytest.mark.django_db
+def test_after_a_person_re_arms_only_newer_trades_count(no_trip_limits):
+    no_trip_limits.MAX_CONSECUTIVE_SL = 2
+    no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("5")
+    closed_position(pnl="-3", reason="sl", closed_at=minutes_ago(30))
+    closed_position(pnl="-3", reason="sl", closed_at=minutes_ago(20))
+    assert trips_check() is not None
+    oms_switch_set(enabled=True, actor="olga", reason="checked the bot, resume", source=SwitchSource.DASHBOARD)
+
+    assert trips_check() is None  # the old losses were accepted by re-arming
+    closed_position(pnl="-1", reason="sl", closed_at=timezone.now() + timedelta(seconds=1))
+    assert trips_check() is None
+    closed_position(pnl="-1", reason="sl", closed_at=timezone.now() + timedelta(seconds=2))
+    assert "consecutive stop-losses" in trips_check()
+
+
+def test_trip_reason_names_the_first_limit_reached():
+    limits = TripLimits(daily_loss=Decimal("100"), max_drawdown=Decimal("50"), max_consecutive_sl=4)
+    calm = TripFigures(armed_at=None, daily_loss=Decimal("99"), drawdown=Decimal("49"), consecutive_sl=3)
+    assert trip_reason(calm, limits) is None
+    assert "MAX_DRAWDOWN_USDT" in trip_reason(TripFigures(None, Decimal("0"), Decimal("50"), 0), limits)
+    assert "MAX_CONSECUTIVE_SL" in trip_reason(TripFigures(None, Decimal("0"), Decimal("0"), 4), limits)
+    assert "DAILY_LOSS_LIMIT_USDT" in trip_reason(TripFigures(None, Decimal("100"), Decimal("60"), 9), limits)
+
+
+@pytest.mark.django_db
+def test_closing_a_position_runs_the_trip_check_after_commit(no_trip_limits, django_capture_on_commit_callbacks):
+    no_trip_limits.MAX_CONSECUTIVE_SL = 1
+    position = open_position(entry="100", sl="98.5")
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        position_close(position=position, price=Decimal("98.5"), reason="sl")
+
+    assert len(callbacks) == 1
+    assert OmsControl.load().enabled is False
+    assert OmsSwitchChange.objects.get().source == SwitchSource.AUTO
+
+
+@pytest.mark.django_db
+def test_many_closes_in_one_transaction_check_the_trips_once(no_trip_limits, django_capture_on_commit_callbacks):
+    no_trip_limits.MAX_CONSECUTIVE_SL = 100
+    positions = [open_position() for _ in range(5)]
+    with django_capture_on_commit_callbacks() as callbacks:
+        for position in positions:
+            position_close(position=position, price=Decimal("99"), reason="sl")
+        trips_check_on_commit()
+    assert len(callbacks) == 1
+
+
+@pytest.mark.django_db
+def test_a_failing_trip_check_does_not_fail_the_close(no_trip_limits, django_capture_on_commit_callbacks, monkeypatch):
+    no_trip_limits.MAX_CONSECUTIVE_SL = 1
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr("oms.services.trips.trips_check", broken)
+    position = open_position()
+    with django_capture_on_commit_callbacks(execute=True):
+        result = position_close(position=position, price=Decimal("98"), reason="sl")
+    assert result.closed_now is True
+    assert OmsControl.load().enabled is True
