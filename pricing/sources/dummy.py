@@ -19,6 +19,9 @@ class DummySource(PerSymbolBatchMixin):
     def __init__(self, *, mode: PriceMode = PriceMode.LAST) -> None:
         self.mode = mode
 
+    def describe(self) -> str:
+        return f"dummy (fixed {DUMMY_LAST} ± {DUMMY_HALF_SPREAD}, no network)"
+
     def get_quote(self, symbol: str) -> PriceQuote:
         return PriceQuote(
             symbol=symbol,

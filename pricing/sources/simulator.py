@@ -22,6 +22,9 @@ class SimulatorSource(PerSymbolBatchMixin):
         self._random = random.Random(seed)
         self.mode = mode
 
+    def describe(self) -> str:
+        return f"simulator (random {BASE_PRICE} ± {MAX_DEVIATION:g}, no network)"
+
     def get_quote(self, symbol: str) -> PriceQuote:
         last = (BASE_PRICE + Decimal(str(round(self._random.uniform(-MAX_DEVIATION, MAX_DEVIATION), 4))))
         return PriceQuote(
