@@ -1,0 +1,94 @@
+"""Configuration: strict parsing, the profiles, `show_config`, and `check --deploy`."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from lomsite.config import EnvConfig, redact_url_password
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = {"ENVIRONMENT": "paper", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOWED_HOSTS": "loms.example.org"}
+
+
+def manage(*args: str, env: dict | None = None, env_file: Path | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "ENVIRONMENT", "SECRET_KEY"}}
+    clean.update(LOMS_ENV_FILE=str(env_file or "/nonexistent"), **(env or {}))
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_precedence_is_environment_then_env_file_then_default(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("MAX_OPEN_POSITIONS=3\nDEFAULT_TP_PCT=5\n")
+    config = EnvConfig(env_file, environ={"MAX_OPEN_POSITIONS": "9"})
+    assert config.int("MAX_OPEN_POSITIONS", None, optional=True) == 9
+    assert str(config.decimal("DEFAULT_TP_PCT", None)) == "5"
+    assert config.int("MIN_POSITION_AGE_SEC", 7) == 7
+    assert [(e.key, e.source) for e in config.report()] == [
+        ("DEFAULT_TP_PCT", ".env"), ("MAX_OPEN_POSITIONS", "environment"), ("MIN_POSITION_AGE_SEC", "default")]
+
+
+def test_an_empty_limit_means_no_limit():
+    assert EnvConfig(None, environ={"MAX_OPEN_POSITIONS": ""}).int("MAX_OPEN_POSITIONS", 5, optional=True) is None
+
+
+@pytest.mark.parametrize("key,value,reader", [
+    ("MAX_OPEN_POSITIONS", "ten", lambda c: c.int("MAX_OPEN_POSITIONS", None, optional=True)),
+    ("OMS_ENABLED", "maybe", lambda c: c.bool("OMS_ENABLED", True)),
+    ("DEFAULT_TP_PCT", "4,5", lambda c: c.decimal("DEFAULT_TP_PCT", None)),
+    ("PRICE_MODE", "best", lambda c: c.str("PRICE_MODE", "last", choices=("last", "bid"))),
+])
+def test_a_bad_value_names_the_key(key, value, reader):
+    with pytest.raises(ImproperlyConfigured, match=key):
+        reader(EnvConfig(None, environ={key: value}))
+
+
+def test_secret_values_are_masked_and_database_passwords_redacted():
+    config = EnvConfig(None, environ={"SECRET_KEY": "super-secret", "DATABASE_URL": "postgres://u:pw@h/db"})
+    config.str("SECRET_KEY", None, secret=True)
+    config.str("DATABASE_URL", "", redact=redact_url_password)
+    assert {e.key: e.display for e in config.report()} == {"DATABASE_URL": "postgres://u:***@h/db",
+                                                           "SECRET_KEY": "********"}
+
+
+def test_the_service_refuses_to_start_on_a_bad_value_and_names_the_key():
+    result = manage("check", env={"MAX_OPEN_POSITIONS": "lots"})
+    assert result.returncode != 0 and "MAX_OPEN_POSITIONS" in result.stderr
+
+
+def test_paper_without_secret_key_refuses_to_start_and_says_why():
+    result = manage("check", env={"ENVIRONMENT": "paper", "ALLOWED_HOSTS": "x"})
+    assert result.returncode != 0 and "SECRET_KEY: required when ENVIRONMENT=paper" in result.stderr
+
+
+def test_live_broker_mode_refuses_to_start_with_a_clear_message():
+    result = manage("check", env={"BROKER_MODE": "live"})
+    assert result.returncode != 0 and "no live broker adapter exists yet" in result.stderr
+
+
+def test_anonymous_api_is_refused_outside_dev():
+    result = manage("check", env={**PAPER, "API_ALLOW_ANONYMOUS": "true"})
+    assert result.returncode != 0 and "API_ALLOW_ANONYMOUS" in result.stderr
+
+
+@pytest.mark.parametrize("profile", ["paper", "live"])
+def test_check_deploy_is_clean_in_the_paper_and_live_profiles(profile):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={**PAPER, "ENVIRONMENT": profile})
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
+
+
+def test_show_config_says_where_each_value_came_from(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("MAX_OPEN_POSITIONS=3\nSECRET_KEY=from-dotenv-secret\n")
+    result = manage("show_config", env={"MAX_OPEN_POSITIONS": "12"}, env_file=env_file)
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:] if line.strip()}
+    assert lines["MAX_OPEN_POSITIONS"] == ["environment", "12"]
+    assert lines["SECRET_KEY"] == [".env", "********"]
+    assert lines["MIN_POSITION_AGE_SEC"] == ["default", "7"]
+    assert "from-dotenv-secret" not in result.stdout
