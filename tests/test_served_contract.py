@@ -1,0 +1,85 @@
+"""The real server (gunicorn + django-q cluster via `manage.py serve`) answers the bot's old scripts.
+
+The bot's helper scripts use plain urllib against 127.0.0.1 with no token (dev profile).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, deadline: float) -> int:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer in time")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A fresh SQLite database, migrated, served by `manage.py serve` on a free port."""
+    tmp = tmp_path_factory.mktemp("served")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
+    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=f"sqlite:///{tmp / 'loms.sqlite3'}",
+               AUDIT_LOG_PATH=str(tmp / "audit.jsonl"), GUNICORN_WORKERS="2")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=120)
+    port = free_port()
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"], cwd=ROOT,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/health", started + 60)
+        yield base, time.monotonic() - started
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_health_and_login_page_answer_within_a_minute(served):
+    base, startup_seconds = served
+    assert startup_seconds < 60
+    status, health = call("GET", f"{base}/health")
+    assert status == 200 and health["ok"] is True and health["environment"] == "dev"
+    with urllib.request.urlopen(f"{base}/accounts/login/", timeout=5) as response:
+        assert response.status == 200 and b"Log in" in response.read()
+
+
+def test_the_old_helper_scripts_work_without_a_token(served):
+    base, _ = served
+    status, opened = call("POST", f"{base}/signals/bounce", {
+        "symbol": "BTCUSDT", "side": "BUY", "price": 100.0, "timestamp": "2025-06-19T10:00:00Z",
+        "tp_pct": 4.5, "sl_pct": 1.5})
+    assert status == 200 and opened["risk_ok"] is True
+    assert f"{opened['tp_price']:.4f}" == "104.5000" and f"{opened['sl_price']:.4f}" == "98.5000"
+    status, stats = call("GET", f"{base}/stats/")
+    assert status == 200 and stats["total_positions"] >= 1
+    status, positions = call("GET", f"{base}/positions")
+    assert opened["position_id"] in [p["id"] for p in positions["results"]]
