@@ -1,6 +1,6 @@
-import sys
+import importlib
+import os
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
@@ -13,7 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--source", choices=("environment", ".env", "default"), help="only keys from this source")
 
     def handle(self, *args, source=None, **options):
-        config = sys.modules[settings.SETTINGS_MODULE].env
+        config = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "lomsite.settings")).env
         entries = [e for e in config.report() if source is None or e.source == source]
         width = max((len(e.key) for e in entries), default=10)
         env_file = config.env_file if config.env_file and config.env_file.is_file() else "(none)"
