@@ -7,6 +7,7 @@ behind TLS), `live` (reserved for real money; refuses to start until a live brok
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -243,6 +244,20 @@ Q_CLUSTER = {
     "poll": 0.2,
     "save_limit": 500,
     "ack_failures": True,
+# --- Operations: backups, audit rotation, shadow-mode report (docs/RUNBOOK.md) -------------------
+BACKUP_DIR = Path(env.str("BACKUP_DIR", str(DATA_DIR / "backups")))
+BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", 30, minimum=1)  # prune refuses < 7 unless --force
+BACKUP_SCHEDULE_ENABLED = env.bool("BACKUP_SCHEDULE_ENABLED", True)
+BACKUP_DAILY_AT = env.str("BACKUP_DAILY_AT", "03:30")  # UTC, HH:MM
+if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", BACKUP_DAILY_AT):
+    raise ImproperlyConfigured(f"BACKUP_DAILY_AT: must be HH:MM in 24-hour UTC time (got {BACKUP_DAILY_AT!r})")
+AUDIT_MAX_BYTES = env.int("AUDIT_MAX_BYTES", 50_000_000, minimum=0)  # 0: no size rotation
+AUDIT_ROTATE_DAILY = env.bool("AUDIT_ROTATE_DAILY", True)
+SHADOW_MIN_TRADES = env.int("SHADOW_MIN_TRADES", 200, minimum=1)
+SHADOW_MIN_WINRATE_PCT = env.decimal("SHADOW_MIN_WINRATE_PCT", Decimal("45"), minimum=Decimal("0"))
+SHADOW_MAX_DRAWDOWN_USDT = env.decimal("SHADOW_MAX_DRAWDOWN_USDT", Decimal("100"), minimum=Decimal("0"))
+SHADOW_MAX_OPEN_AGE_HOURS = env.int("SHADOW_MAX_OPEN_AGE_HOURS", 24, minimum=1)
+
     "label": "Task queue",
 }
 
