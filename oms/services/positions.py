@@ -60,8 +60,11 @@ class OpenedPosition:
 def lock_oms_control() -> OmsControl:
     """Lock the switch row: every position open runs one at a time behind it (no-op lock on
     SQLite, where the IMMEDIATE transaction already holds the database write lock)."""
-    OmsControl.load()
-    return OmsControl.objects.select_for_update().get(pk=1)
+    try:
+        return OmsControl.objects.select_for_update().get(pk=1)
+    except OmsControl.DoesNotExist:  # created by migration 0002; recreated if someone deleted it
+        OmsControl.load()
+        return OmsControl.objects.select_for_update().get(pk=1)
 
 
 def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> ExposureSnapshot:
@@ -94,14 +97,16 @@ def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> Expo
     )
 
 
-def position_open_locked(*, request: PositionRequest, now: datetime | None = None) -> OpenedPosition:
+def position_open_locked(
+    *, request: PositionRequest, control: OmsControl, now: datetime | None = None
+) -> OpenedPosition:
     """Check the switch and risk limits and insert the entry order and position.
 
-    The caller must hold `lock_oms_control()` in the same transaction: that is what makes the
-    check and the insert one atomic step.
+    `control` is the row returned by `lock_oms_control()` in the same transaction: holding that
+    lock is what makes the check and the insert one atomic step.
     """
     now = now or timezone.now()
-    state = switch_state()
+    state = switch_state(control)
     if not state.enabled:
         raise OmsDisabled(state.disabled_reason)
     limits = RiskLimits.from_settings()
@@ -155,8 +160,7 @@ def position_open_locked(*, request: PositionRequest, now: datetime | None = Non
 
 @transaction.atomic
 def position_open(*, request: PositionRequest) -> OpenedPosition:
-    lock_oms_control()
-    return position_open_locked(request=request)
+    return position_open_locked(request=request, control=lock_oms_control())
 
 
 @dataclass(frozen=True)

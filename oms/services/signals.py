@@ -48,7 +48,7 @@ def _request_for(signal: BounceSignal) -> PositionRequest:
 
 def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
     """Inside one transaction behind the OMS lock: duplicate? switch? risk? then open."""
-    lock_oms_control()
+    control = lock_oms_control()
     fields = {"payload": payload, "symbol": signal.symbol, "side": signal.side, "strategy": signal.strategy,
               "exchange": signal.exchange}
     first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
@@ -58,7 +58,7 @@ def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
             response={**first.response, "duplicate": True},
         )
     try:
-        opened = position_open_locked(request=_request_for(signal))
+        opened = position_open_locked(request=_request_for(signal), control=control)
     except OmsDisabled as exc:
         outcome, reason, position = SignalOutcome.OMS_DISABLED, exc.message, None
         response = {"received": True, "oms_enabled": False, "risk_ok": False, "reason": exc.message}
