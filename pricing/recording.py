@@ -87,10 +87,12 @@ def record_quotes(
     interval: float,
     writer: QuoteFileWriter,
     on_sample: Callable[[Sample], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] | None = None,
+    monotonic: Callable[[], float] | None = None,
 ) -> RecordResult:
     """Take `samples` batches of quotes, one every `interval` seconds (fixed rate), and write them."""
+    sleep = sleep or time.sleep
+    monotonic = monotonic or time.monotonic
     result = RecordResult()
     started = monotonic()
     for number in range(1, samples + 1):
