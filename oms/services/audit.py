@@ -103,7 +103,7 @@ def _compress(plain: Path) -> Path:
 
 
 def audit_rotated_pattern(path: Path) -> re.Pattern:
-    return re.compile(rf"^{re.escape(path.name)}\.(\d{{4}}-\d{{2}}-\d{{2}}_\d{{6}})(?:-\d+)?(\.gz)?$")
+    return re.compile(rf"^{re.escape(path.name)}\.(\d{{4}}-\d{{2}}-\d{{2}}_\d{{6}})(?:-(\d+))?(\.gz)?$")
 
 
 def audit_rotated_files(path: Path | None = None) -> list[tuple[datetime, Path]]:
@@ -115,8 +115,9 @@ def audit_rotated_files(path: Path | None = None) -> list[tuple[datetime, Path]]
     for candidate in path.parent.iterdir():
         match = pattern.match(candidate.name)
         if match:
-            found.append((datetime.strptime(match.group(1), ROTATED_STAMP).replace(tzinfo=UTC), candidate))
-    return sorted(found)
+            rotated_at = datetime.strptime(match.group(1), ROTATED_STAMP).replace(tzinfo=UTC)
+            found.append((rotated_at, int(match.group(2) or 1), candidate))  # same second: by counter
+    return [(rotated_at, file) for rotated_at, _, file in sorted(found)]
 
 
 def audit_compress_leftovers(path: Path | None = None) -> list[Path]:

@@ -389,6 +389,9 @@ def backup_verify(path: Path, *, deep: bool = False, progress: Progress = _quiet
                 result.problems.append(f"{member}: missing from the archive")
             elif file.stat().st_size != expected["bytes"] or sha256_of(file) != expected["sha256"]:
                 result.problems.append(f"{member}: checksum mismatch")
+        extra = {str(p.relative_to(work_dir)) for p in work_dir.rglob("*") if p.is_file()}
+        for member in sorted(extra - set(manifest["files"]) - {"manifest.json"}):
+            result.problems.append(f"{member}: in the archive but not in the manifest")
         if result.problems:
             return result
         result.checks.append(f"{len(manifest['files'])} file checksums match")
