@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection
 from django.db.models import Avg, Count, DecimalField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.utils.dateparse import parse_datetime
 
 from oms.models import CloseReason, Position, PositionStatus
 
@@ -148,3 +149,39 @@ def position_stats_grouped(queryset: QuerySet[Position], group_by: str) -> list[
         stats = _finish(row, drawdowns.get(str(key), ZERO))
         results.append({group_by: str(key) if group_by == "day" else key, **stats})
     return results
+
+
+def equity_curve(queryset: QuerySet[Position], *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
+    """Cumulative net PnL after each closed trade (ordered by close time), at most `max_points` points.
+
+    Downsampled in the database: the running sum is computed over every trade, but only every
+    n-th point (and always the first and the last) leaves it, so the page stays fast at any size.
+    """
+    closed = queryset.filter(status=PositionStatus.CLOSED)
+    total = closed.order_by().count()
+    if not total:
+        return []
+    step = max(1, -(-total // max(max_points - 1, 1)))  # ceiling division
+    inner_sql, params = closed.values("id").query.sql_with_params()
+    table = connection.ops.quote_name(Position._meta.db_table)
+    sql = f"""
+        SELECT closed_at, equity FROM (
+            SELECT closed_at,
+                   SUM(pnl) OVER (ORDER BY closed_at, id ROWS UNBOUNDED PRECEDING) AS equity,
+                   ROW_NUMBER() OVER (ORDER BY closed_at, id) AS rn
+            FROM {table} WHERE id IN ({inner_sql})
+        ) curve
+        WHERE rn = 1 OR rn = %s OR rn %% %s = 0
+        ORDER BY rn
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*params, total, step))
+        rows = cursor.fetchall()
+    points = []
+    for closed_at, equity in rows:
+        if isinstance(closed_at, str):  # SQLite hands raw timestamps back as text
+            closed_at = parse_datetime(closed_at)
+            if closed_at is not None and closed_at.tzinfo is None:
+                closed_at = closed_at.replace(tzinfo=UTC)
+        points.append((closed_at, _to_decimal(equity) or ZERO))
+    return points

@@ -1,18 +1,257 @@
-"""Console pages. Thin: they read through selectors and act through services."""
+"""Console pages. Thin: they read through selectors and act through the same services as the API."""
 
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from __future__ import annotations
 
-from oms.models import Position, PositionStatus, Signal
-from oms.selectors import position_stats
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import F, Sum
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from oms.charts import equity_chart
+from oms.exceptions import PositionNotFound, PriceUnavailable
+from oms.forms import (
+    CLOSE_ALL_PHRASE,
+    CloseAllForm,
+    PositionFilterForm,
+    SignalFilterForm,
+    StatsFilterForm,
+    SwitchForm,
+)
+from oms.models import CloseReason, OmsSwitchChange, Order, Position, PositionStatus, Signal, SwitchSource
+from oms.selectors import equity_curve, position_stats, position_stats_grouped, positions_filtered
 from oms.services.health import health_report
+from oms.services.marks import positions_marks
+from oms.services.positions import position_close_at_market, positions_close_all
+from oms.services.switch import oms_switch_set, switch_state
+from oms.services.trips import TripLimits, trip_figures
+from oms.templatetags.console import money, price
+
+PAGE_SIZE = 50
+LIVE_HEADER = "X-Live-Fragment"
+POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
+                  "strategy", "exchange"}
+BREAKDOWNS = (("symbol", "By symbol"), ("strategy", "By strategy"), ("exchange", "By exchange"), ("day", "By day"))
 
 
-@login_required
-def overview(request):
-    return render(request, "oms/overview.html", {
+def console_view(view: Callable) -> Callable:
+    """Logged in (else to the login page) and allowed to read the book (else 403)."""
+    return login_required(permission_required("oms.view_position", raise_exception=True)(view))
+
+
+def operator_action(permission: str) -> Callable:
+    def decorate(view: Callable) -> Callable:
+        return console_view(permission_required(permission, raise_exception=True)(view))
+
+    return decorate
+
+
+def _live_or_page(request: HttpRequest, page: str, fragment: str, context: dict) -> HttpResponse:
+    """The whole page, or only its live part when the page's refresh script asks for it."""
+    if request.headers.get(LIVE_HEADER):
+        response = render(request, fragment, context)
+        response["Cache-Control"] = "no-store"
+        return response
+    return render(request, page, {**context, "live_fragment": fragment})
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default
+
+
+def _last_switch_change() -> OmsSwitchChange | None:
+    return OmsSwitchChange.objects.order_by("-changed_at", "-id").first()
+
+
+@console_view
+def overview(request: HttpRequest) -> HttpResponse:
+    everything = Position.objects.all()
+    stats = position_stats(everything)
+    limits = TripLimits.from_settings()
+    context = {
         "health": health_report(),
-        "stats": position_stats(Position.objects.all()),
-        "open_positions": Position.objects.filter(status=PositionStatus.OPEN)[:20],
-        "latest_signals": Signal.objects.all()[:10],
-    })
+        "switch": switch_state(),
+        "last_change": _last_switch_change(),
+        "stats": stats,
+        "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
+        "chart": equity_chart(equity_curve(everything)),
+        "latest_signals": Signal.objects.select_related("position")[:10],
+        "trip_limits": limits,
+        "trip_figures": trip_figures(limits=limits) if limits.any else None,
+        "switch_form": SwitchForm(),
+    }
+    return _live_or_page(request, "oms/overview.html", "oms/_overview_live.html", context)
+
+
+def _position_order(sort: str) -> tuple[str, list[str]]:
+    key = sort.lstrip("-")
+    if key not in POSITION_SORTS:
+        return "-created_at", ["-created_at", "-id"]
+    return sort, [sort, "-id" if sort.startswith("-") else "id"]
+
+
+@console_view
+def positions(request: HttpRequest) -> HttpResponse:
+    form = PositionFilterForm(request.GET or None)
+    filters = form.filters() if form.is_bound and form.is_valid() else {}
+    sort, ordering = _position_order(request.GET.get("sort", "-created_at"))
+    page = Paginator(positions_filtered(**filters).order_by(*ordering), PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
+    marks = positions_marks(rows)  # one quote batch for the whole page
+    context = {
+        "form": form,
+        "page": page,
+        "rows": [(position, marks.get(position.pk)) for position in rows],
+        "sort": sort,
+        "open_count": Position.objects.filter(status=PositionStatus.OPEN).count(),
+    }
+    return _live_or_page(request, "oms/positions.html", "oms/_positions_table.html", context)
+
+
+def _position_context(position_id: int) -> dict:
+    try:
+        position = Position.objects.get(pk=position_id)
+    except Position.DoesNotExist:
+        raise Http404(f"position {position_id} does not exist") from None
+    return {
+        "position": position,
+        "mark": positions_marks([position]).get(position.pk),
+        "orders": position.orders.order_by("created_at", "id"),
+        "signals": position.signals.order_by("received_at", "id"),
+        "price_mode": settings.PRICE_MODE,
+    }
+
+
+@console_view
+def position_detail(request: HttpRequest, position_id: int) -> HttpResponse:
+    return render(request, "oms/position_detail.html", _position_context(position_id))
+
+
+@operator_action("oms.close_position")
+@require_http_methods(["GET", "POST"])
+def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
+    """GET: the confirmation with the price and PnL a close would book now. POST: close at market."""
+    if request.method == "GET":
+        context = {**_position_context(position_id), "confirm_close": True,
+                   "next": _safe_next(request, reverse("oms:positions"))}
+        return render(request, "oms/position_detail.html", context)
+    try:
+        result = position_close_at_market(position_id=position_id, reason=CloseReason.MANUAL)
+    except PositionNotFound:
+        raise Http404(f"position {position_id} does not exist") from None
+    except PriceUnavailable as exc:
+        messages.error(request, f"Position #{position_id} was not closed: {exc.message}")
+        return redirect("oms:position-detail", position_id=position_id)
+    p = result.position
+    summary = (f"#{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, PnL {money(p.pnl)} USDT "
+               f"({p.get_auto_close_reason_display().lower()})")
+    if result.closed_now:
+        messages.success(request, f"Closed position {summary}.")
+    else:
+        messages.info(request, f"Position was already closed: {summary}.")
+    return redirect(_safe_next(request, reverse("oms:positions")))
+
+
+@operator_action("oms.close_position")
+@require_http_methods(["GET", "POST"])
+def positions_close_all_view(request: HttpRequest) -> HttpResponse:
+    """Panic: close every open position at market (reason `panic`) after typing the phrase."""
+    form = CloseAllForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        result = positions_close_all(reason=CloseReason.PANIC)
+        total = sum((p.pnl for p in result.closed), start=0)
+        messages.success(request, f"Close all: closed {len(result.closed)} position(s), PnL {money(total)} USDT.")
+        for symbol, why in result.failed.items():
+            messages.error(request, f"{symbol} positions stay open: {why}")
+        return redirect(f"{reverse('oms:positions')}?status=open")
+    open_positions = Position.objects.filter(status=PositionStatus.OPEN)
+    context = {
+        "form": form,
+        "phrase": CLOSE_ALL_PHRASE,
+        "open_count": open_positions.count(),
+        "open_notional": open_positions.aggregate(total=Sum(F("entry_price") * F("qty")))["total"],
+    }
+    return render(request, "oms/close_all.html", context, status=400 if form.is_bound else 200)
+
+
+@console_view
+@require_http_methods(["GET", "POST"])
+def switch(request: HttpRequest) -> HttpResponse:
+    """The OMS switch: its state and history; POST (with a reason) turns it on or off."""
+    form = SwitchForm(request.POST or None)
+    if request.method == "POST":
+        if not request.user.has_perm("oms.change_switch"):
+            raise PermissionDenied("Your account lacks the permission oms.change_switch.")
+        if form.is_valid():
+            state = oms_switch_set(
+                enabled=form.cleaned_data["enabled"], reason=form.cleaned_data["reason"],
+                actor=request.user.get_username(), source=SwitchSource.DASHBOARD, user=request.user,
+            )
+            word = "ON" if state.switch_on else "OFF"
+            note = " The environment still forces it off (OMS_ENABLED=false)." if state.forced_off_by_env else ""
+            verdict = "accepted" if state.enabled else "refused"
+            messages.success(request, f"OMS switched {word}: new signals are {verdict} from now on.{note}")
+            return redirect(_safe_next(request, reverse("oms:switch")))
+    context = {
+        "form": form,
+        "switch": switch_state(),
+        "last_change": _last_switch_change(),
+        "history": OmsSwitchChange.objects.select_related("user").order_by("-changed_at", "-id")[:50],
+        "trip_limits": TripLimits.from_settings(),
+    }
+    return render(request, "oms/switch.html", context, status=400 if form.is_bound else 200)
+
+
+@console_view
+def orders(request: HttpRequest) -> HttpResponse:
+    queryset = Order.objects.order_by("-created_at", "-id")
+    symbol = (request.GET.get("symbol") or "").strip().upper()
+    if symbol:
+        queryset = queryset.filter(symbol=symbol)
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    return _live_or_page(request, "oms/orders.html", "oms/_orders_table.html", {"page": page, "symbol": symbol})
+
+
+@console_view
+def signals(request: HttpRequest) -> HttpResponse:
+    form = SignalFilterForm(request.GET or None)
+    queryset = Signal.objects.select_related("position").order_by("-received_at", "-id")
+    if form.is_bound and form.is_valid():
+        if form.cleaned_data.get("outcome"):
+            queryset = queryset.filter(outcome=form.cleaned_data["outcome"])
+        if form.cleaned_data.get("symbol"):
+            queryset = queryset.filter(symbol=form.cleaned_data["symbol"].strip().upper())
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    return _live_or_page(request, "oms/signals.html", "oms/_signals_table.html", {"form": form, "page": page})
+
+
+@console_view
+def statistics(request: HttpRequest) -> HttpResponse:
+    form = StatsFilterForm(request.GET or None)
+    filters = form.filters() if form.is_bound and form.is_valid() else {}
+    queryset = positions_filtered(**filters)
+    breakdowns = []
+    for group_by, title in BREAKDOWNS:
+        groups = position_stats_grouped(queryset, group_by)
+        if group_by == "day":
+            groups = groups[::-1]  # newest day first
+        breakdowns.append({"key": group_by, "title": title, "groups": groups})
+    stats = position_stats(queryset)
+    context = {
+        "form": form,
+        "stats": stats,
+        "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
+        "breakdowns": breakdowns,
+    }
+    return render(request, "oms/statistics.html", context)

@@ -1,0 +1,107 @@
+"""Console forms: input parsing and validation only; the actions live in services."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from oms.models import PositionStatus, Side, SignalOutcome
+
+CLOSE_ALL_PHRASE = "CLOSE ALL"
+
+
+def _day_start(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+class DateRangeMixin:
+    """`since`/`until` as calendar days; `until` is inclusive on screen, exclusive in the query."""
+
+    def date_range(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "since": _day_start(data["since"]) if data.get("since") else None,
+            "until": _day_start(data["until"] + timedelta(days=1)) if data.get("until") else None,
+        }
+
+
+def _choices(options) -> list[tuple[str, str]]:
+    return [("", "Any")] + list(options)
+
+
+def _text(label: str, max_length: int = 64) -> forms.CharField:
+    return forms.CharField(label=label, required=False, max_length=max_length,
+                           widget=forms.TextInput(attrs={"placeholder": label}))
+
+
+def _day(label: str) -> forms.DateField:
+    return forms.DateField(label=label, required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class PositionFilterForm(DateRangeMixin, forms.Form):
+    status = forms.ChoiceField(choices=_choices(PositionStatus.choices), required=False)
+    symbol = _text("Symbol", 30)
+    strategy = _text("Strategy")
+    exchange = _text("Exchange", 32)
+    side = forms.ChoiceField(choices=_choices(Side.choices), required=False)
+    since = _day("From")
+    until = _day("To")
+
+    def filters(self) -> dict:
+        """Keyword arguments for `positions_filtered` (empty values mean no filter)."""
+        data = self.cleaned_data
+        return {
+            "status": data.get("status") or None,
+            "symbol": (data.get("symbol") or "").strip().upper() or None,
+            "strategy": (data.get("strategy") or "").strip() or None,
+            "exchange": (data.get("exchange") or "").strip().lower() or None,
+            "side": data.get("side") or None,
+            **self.date_range(),
+        }
+
+
+class StatsFilterForm(DateRangeMixin, forms.Form):
+    symbol = _text("Symbol", 30)
+    strategy = _text("Strategy")
+    exchange = _text("Exchange", 32)
+    since = _day("From")
+    until = _day("To")
+
+    def filters(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "symbol": (data.get("symbol") or "").strip().upper() or None,
+            "strategy": (data.get("strategy") or "").strip() or None,
+            "exchange": (data.get("exchange") or "").strip().lower() or None,
+            **self.date_range(),
+        }
+
+
+class SignalFilterForm(forms.Form):
+    outcome = forms.ChoiceField(choices=_choices(SignalOutcome.choices), required=False)
+    symbol = _text("Symbol", 30)
+
+
+class SwitchForm(forms.Form):
+    enabled = forms.TypedChoiceField(choices=[("on", "ON"), ("off", "OFF")], coerce=lambda v: v == "on")
+    reason = forms.CharField(
+        max_length=500, strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "Why? (recorded with your name)", "autocomplete": "off"}),
+        error_messages={"required": "Give a reason: it is recorded with your name in the switch history."},
+    )
+
+
+class CloseAllForm(forms.Form):
+    confirm = forms.CharField(
+        label=f'Type "{CLOSE_ALL_PHRASE}" to confirm', max_length=20, strip=True,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters",
+                                      "placeholder": CLOSE_ALL_PHRASE}),
+    )
+
+    def clean_confirm(self) -> str:
+        value = self.cleaned_data["confirm"]
+        if value != CLOSE_ALL_PHRASE:
+            raise forms.ValidationError(f'Type exactly "{CLOSE_ALL_PHRASE}" to close every open position.')
+        return value
