@@ -197,6 +197,19 @@ AUTO_CLOSE_INTERVAL_SEC = _interval if _interval > 0 else 1.0
 AUTO_CLOSE_INTERVAL_CLAMPED = _interval <= 0  # reported as a system check warning
 MIN_POSITION_AGE_SEC = env.int("MIN_POSITION_AGE_SEC", 7, minimum=0)
 AUTO_CLOSE_STALE_SEC = env.int("AUTO_CLOSE_STALE_SEC", 30, minimum=2)  # /health turns degraded past this
+# One django-q task sweeps for AUTO_CLOSE_LOOP_SEC, then hands over to its successor; it must end
+# well inside the django-q task timeout (120 s). The lease that keeps sweeps exclusive lapses
+# AUTO_CLOSE_LEASE_SEC after its holder's last renewal (a killed worker is replaced after that).
+AUTO_CLOSE_LOOP_SEC = env.float("AUTO_CLOSE_LOOP_SEC", 50.0, minimum=2.0)
+AUTO_CLOSE_LEASE_SEC = env.float("AUTO_CLOSE_LEASE_SEC", 10.0, minimum=1.0)
+if AUTO_CLOSE_LOOP_SEC + AUTO_CLOSE_LEASE_SEC > 100:
+    raise ImproperlyConfigured("AUTO_CLOSE_LOOP_SEC: loop + lease must stay under 100 s (django-q task timeout 120 s)")
+TRAILING_ACTIVATION_PCT = env.decimal("TRAILING_ACTIVATION_PCT", Decimal("1.0"), minimum=Decimal("0"))
+TRAILING_DISTANCE_PCT = env.decimal("TRAILING_DISTANCE_PCT", Decimal("0.5"), minimum=Decimal("0"))
+if not Decimal("0") < TRAILING_DISTANCE_PCT < Decimal("100"):
+    raise ImproperlyConfigured("TRAILING_DISTANCE_PCT: must be greater than 0 and less than 100")
+MAX_HOLDING_MIN = env.int("MAX_HOLDING_MIN", None, minimum=1, optional=True)  # empty: no time limit
+
 
 # --- API -----------------------------------------------------------------------------------------
 API_ALLOW_ANONYMOUS = env.bool("API_ALLOW_ANONYMOUS", IS_DEV)

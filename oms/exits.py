@@ -1,0 +1,203 @@
+"""Exit policies: pure functions that decide, from a position's values and the current price,
+whether it closes (and why) or how its dynamic levels move. No database access here.
+
+`max_favorable_move` is the best move in the position's favour since entry, in percent of the
+entry price. `exit_meta` keeps what the trailing stop needs to continue exactly where it stopped
+(the best price, the trailing parameters it started with, when it activated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pricing.quotes import PriceQuote
+
+HUNDRED = Decimal("100")
+LEVEL_QUANTUM = Decimal("1e-10")  # the precision of price columns (decimal_places=10)
+
+
+class ExitPosition(Protocol):
+    """The values a policy reads (a Position instance, or any object with these attributes)."""
+
+    side: str
+    entry_price: Decimal
+    tp_price: Decimal | None
+    sl_price: Decimal | None
+    created_at: datetime
+    exit_meta: dict
+
+
+@dataclass(frozen=True)
+class ExitContext:
+    price: Decimal  # the price selected from `quote` with PRICE_MODE
+    quote: PriceQuote | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class ExitParams:
+    trailing_activation_pct: Decimal = Decimal("1.0")
+    trailing_distance_pct: Decimal = Decimal("0.5")
+    max_holding_min: int | None = None
+
+    @classmethod
+    def from_settings(cls) -> ExitParams:
+        from django.conf import settings
+
+        return cls(
+            trailing_activation_pct=settings.TRAILING_ACTIVATION_PCT,
+            trailing_distance_pct=settings.TRAILING_DISTANCE_PCT,
+            max_holding_min=settings.MAX_HOLDING_MIN,
+        )
+
+
+class ExitActionType(StrEnum):
+    CLOSE_POSITION = "close_position"
+    UPDATE_LEVELS = "update_levels"
+
+
+@dataclass(frozen=True)
+class ExitAction:
+    type: ExitActionType
+    reason: str = ""  # CLOSE_POSITION: tp, sl, trailing_sl, timeout
+    dynamic_tp_price: Decimal | None = None  # UPDATE_LEVELS: the new values of the four columns
+    dynamic_sl_price: Decimal | None = None
+    max_favorable_move: Decimal | None = None
+    exit_meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def close(cls, reason: str) -> ExitAction:
+        return cls(ExitActionType.CLOSE_POSITION, reason=reason)
+
+    @property
+    def level_fields(self) -> dict[str, Any]:
+        return {
+            "dynamic_tp_price": self.dynamic_tp_price,
+            "dynamic_sl_price": self.dynamic_sl_price,
+            "max_favorable_move": self.max_favorable_move,
+            "exit_meta": self.exit_meta,
+        }
+
+
+def _q(value: Decimal) -> Decimal:
+    return value.quantize(LEVEL_QUANTUM)
+
+
+def _tp_sl_hit(side: str, price: Decimal, tp: Decimal | None, sl: Decimal | None) -> str | None:
+    if side == "long":
+        if tp is not None and price >= tp:
+            return "tp"
+        if sl is not None and price <= sl:
+            return "sl"
+    else:
+        if tp is not None and price <= tp:
+            return "tp"
+        if sl is not None and price >= sl:
+            return "sl"
+    return None
+
+
+def timeout_hit(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> bool:
+    return params.max_holding_min is not None and ctx.now - position.created_at >= timedelta(
+        minutes=params.max_holding_min
+    )
+
+
+def tp_sl_static(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> list[ExitAction]:
+    """The old behaviour: close at the take profit or the stop loss; then the holding time limit."""
+    reason = _tp_sl_hit(position.side, ctx.price, position.tp_price, position.sl_price)
+    if reason is None and timeout_hit(position, ctx, params):
+        reason = "timeout"
+    return [ExitAction.close(reason)] if reason else []
+
+
+def tp_sl_trailing_v1(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> list[ExitAction]:
+    """Static TP/SL until the price has moved `activation` % in favour; from then on the stop
+    trails the best price seen by `distance` % (it only ever tightens, never below the static SL).
+
+    Returns an UPDATE_LEVELS action whenever the best price or the activation changes (and on the
+    first evaluation), followed by a CLOSE_POSITION when a level is hit.
+    """
+    meta = dict(position.exit_meta or {})
+    long = position.side == "long"
+    entry = position.entry_price
+    activation = Decimal(meta.get("activation_pct", params.trailing_activation_pct))
+    distance = Decimal(meta.get("distance_pct", params.trailing_distance_pct))
+    previous_best = Decimal(meta["best_price"]) if "best_price" in meta else None
+
+    best = previous_best if previous_best is not None else entry
+    best = max(best, ctx.price) if long else min(best, ctx.price)
+    move_pct = ((best - entry) if long else (entry - best)) / entry * HUNDRED
+    activated = bool(meta.get("activated")) or move_pct >= activation
+
+    stop = position.sl_price
+    trailing = False
+    if activated:
+        trail = _q(best * (1 - distance / HUNDRED)) if long else _q(best * (1 + distance / HUNDRED))
+        if stop is None or (trail > stop if long else trail < stop):
+            stop, trailing = trail, True
+
+    actions: list[ExitAction] = []
+    if previous_best is None or best != previous_best or activated != bool(meta.get("activated")):
+        new_meta = {
+            **meta,
+            "best_price": str(best),
+            "activation_pct": str(activation),
+            "distance_pct": str(distance),
+            "activated": activated,
+        }
+        if activated and not meta.get("activated"):
+            new_meta["activated_at"] = ctx.now.isoformat()
+            new_meta["activated_price"] = str(ctx.price)
+        actions.append(
+            ExitAction(
+                ExitActionType.UPDATE_LEVELS,
+                dynamic_tp_price=position.tp_price,
+                dynamic_sl_price=stop,
+                max_favorable_move=_q(move_pct),
+                exit_meta=new_meta,
+            )
+        )
+
+    reason = None
+    if position.tp_price is not None and (ctx.price >= position.tp_price if long else ctx.price <= position.tp_price):
+        reason = "tp"
+    elif stop is not None and (ctx.price <= stop if long else ctx.price >= stop):
+        reason = "trailing_sl" if trailing else "sl"
+    elif timeout_hit(position, ctx, params):
+        reason = "timeout"
+    if reason:
+        actions.append(ExitAction.close(reason))
+    return actions
+
+
+Policy = Callable[[ExitPosition, ExitContext, ExitParams], list[ExitAction]]
+
+POLICIES: dict[str, Policy] = {
+    "tp_sl_static": tp_sl_static,
+    "tp_sl_trailing_v1": tp_sl_trailing_v1,
+}
+
+
+def policy_for(exit_strategy: str) -> Policy:
+    """The policy of a position's `exit_strategy`; an unknown name falls back to static TP/SL."""
+    return POLICIES.get(exit_strategy or "", tp_sl_static)
+
+
+def evaluate_exit(
+    position: ExitPosition, exit_strategy: str, ctx: ExitContext, params: ExitParams
+) -> list[ExitAction]:
+    return policy_for(exit_strategy)(position, ctx, params)
+
+
+def close_action(actions: list[ExitAction]) -> ExitAction | None:
+    return next((a for a in actions if a.type is ExitActionType.CLOSE_POSITION), None)
+
+
+def level_update(actions: list[ExitAction]) -> ExitAction | None:
+    return next((a for a in actions if a.type is ExitActionType.UPDATE_LEVELS), None)
