@@ -13,3 +13,10 @@ class OmsConfig(AppConfig):
 
         # Every `migrate` (install, upgrade) creates or updates the daily backup schedule.
         post_migrate.connect(backup_schedule_ensure, sender=self, dispatch_uid="oms.backup_schedule")
+
+        from django_q.signals import post_spawn
+
+        from oms.tasks import on_worker_spawn
+
+        # Each django-q worker start (also the replacement of a killed one) checks the sweep loop.
+        post_spawn.connect(on_worker_spawn, dispatch_uid="oms.auto_close_kick")

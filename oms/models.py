@@ -233,7 +233,19 @@ class AutoCloseMonitor(models.Model):
     errors = models.BigIntegerField(default=0)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
-    quote_failures = models.JSONField(default=dict, blank=True, help_text="Failed quotes per symbol")
+    quote_failures = models.JSONField(
+        default=dict, blank=True, help_text="Failed quotes per symbol: {symbol: {count, last_error, last_at}}"
+    )
+    last_sweep_checked = models.IntegerField(default=0)
+    last_sweep_closed = models.IntegerField(default=0)
+    last_sweep_failed_symbols = models.JSONField(default=list, blank=True)
+    # The sweep lease: whoever holds an unexpired lease is the only one allowed to sweep.
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_pid = models.IntegerField(null=True, blank=True)
+    lease_host = models.CharField(max_length=255, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    lease_acquired_at = models.DateTimeField(null=True, blank=True)
+    loops_started = models.BigIntegerField(default=0)
 
     class Meta:
         verbose_name = "auto-close monitor"
@@ -245,3 +257,23 @@ class AutoCloseMonitor(models.Model):
     def load(cls) -> AutoCloseMonitor:
         monitor, _ = cls.objects.get_or_create(pk=1)
         return monitor
+
+
+class SweepRun(models.Model):
+    """One auto-close sweep (recent history, pruned): proves sweeps never overlap and never pause."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_ms = models.FloatField()
+    owner = models.CharField(max_length=64, blank=True, help_text="Lease owner (loop) that ran it")
+    checked = models.IntegerField(default=0)
+    closed = models.IntegerField(default=0)
+    failed_symbols = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["started_at"], name="sweeprun_started")]
+
+    def __str__(self) -> str:
+        return f"sweep {self.started_at:%H:%M:%S.%f} {self.duration_ms:.1f} ms, {self.closed} closed"

@@ -27,6 +27,18 @@ def auto_close_report() -> dict:
         "last_error": monitor.last_error,
         "last_error_at": monitor.last_error_at.isoformat() if monitor.last_error_at else None,
         "quote_failures": monitor.quote_failures,
+        "last_sweep_checked": monitor.last_sweep_checked,
+        "last_sweep_closed": monitor.last_sweep_closed,
+        "last_sweep_failed_symbols": monitor.last_sweep_failed_symbols,
+        "loop": {
+            "alive": bool(monitor.lease_owner and monitor.lease_expires_at
+                          and monitor.lease_expires_at > timezone.now()),
+            "owner": monitor.lease_owner,
+            "host": monitor.lease_host,
+            "pid": monitor.lease_pid,
+            "lease_expires_at": monitor.lease_expires_at.isoformat() if monitor.lease_expires_at else None,
+            "loops_started": monitor.loops_started,
+        },
     }
 
 

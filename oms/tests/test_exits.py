@@ -155,7 +155,8 @@ def test_trailing_keeps_the_parameters_it_started_with():
 @pytest.mark.parametrize("side", ["long", "short"])
 def test_max_holding_time_closes_with_reason_timeout_exactly_at_the_limit(policy, side):
     params = replace(PARAMS, max_holding_min=60)
-    position = Pos(side=side, tp_price=D("110") if side == "long" else D("90"), sl_price=D("90") if side == "long" else D("110"))
+    tp, sl = (D("110"), D("90")) if side == "long" else (D("90"), D("110"))
+    position = Pos(side=side, tp_price=tp, sl_price=sl)
     assert close_action(policy(position, ctx("100", minutes=59.99), params)) is None
     assert close_action(policy(position, ctx("100", minutes=60), params)).reason == "timeout"
 

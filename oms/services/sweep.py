@@ -1,0 +1,251 @@
+"""The auto-close sweep: every open position checked against its exit policy at the current price."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from lomsite.jsonlog import log_event
+from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
+from oms.models import AutoCloseMonitor, Order, Position, PositionStatus, SweepRun
+from oms.services.positions import close_values, exit_order_for, log_position_closed
+from pricing.quotes import PriceMode, PriceQuote, QuoteError, select_price
+from pricing.sources import get_price_source
+from pricing.sources.base import PriceSource
+
+logger = logging.getLogger("loms.oms.auto_close")
+
+CHUNK = 500  # ids per IN (...) query / rows per bulk statement
+SWEEP_LOG_KEEP = timedelta(hours=6)
+LEVEL_FIELDS = ["dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta"]
+EVAL_FIELDS = (
+    "id", "symbol", "side", "entry_price", "tp_price", "sl_price", "created_at", "exit_strategy", "exit_meta",
+)
+
+
+class LeaseLost(Exception):
+    """The sweep's lease expired or passed to someone else: this sweep must not write anything."""
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """The values an exit policy reads, loaded without building full model instances (fast)."""
+
+    id: int
+    symbol: str
+    side: str
+    entry_price: Decimal
+    tp_price: Decimal | None
+    sl_price: Decimal | None
+    created_at: datetime
+    exit_strategy: str
+    exit_meta: dict
+
+
+@dataclass
+class SweepResult:
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_ms: float = 0.0
+    checked: int = 0
+    closed: list[Position] = field(default_factory=list)
+    levels_updated: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # symbol → why it had no usable price
+    quote_requests: int = 0  # get_quotes calls (one per sweep at most)
+    error: str = ""
+
+
+def _prices(source: PriceSource, symbols: list[str], mode: PriceMode) -> tuple[dict, dict[str, str]]:
+    """{symbol: (price, quote)} for the usable quotes, {symbol: reason} for the others."""
+    prices: dict[str, tuple[Decimal, PriceQuote]] = {}
+    failed: dict[str, str] = {}
+    try:
+        quotes = source.get_quotes(symbols)
+    except Exception as exc:  # a source bug must not stop the sweep; it is a failed quote for all
+        logger.exception("price source failed")
+        return {}, {s: f"price source error: {type(exc).__name__}: {exc}" for s in symbols}
+    for symbol in symbols:
+        quote = quotes.get(symbol)
+        if quote is None:
+            failed[symbol] = "no quote returned"
+        elif isinstance(quote, QuoteError):
+            failed[symbol] = quote.reason
+        else:
+            try:
+                prices[symbol] = (select_price(quote, mode), quote)
+            except QuoteError as exc:
+                failed[symbol] = exc.reason
+    return prices, failed
+
+
+def _lock_monitor(lease_owner: str | None) -> AutoCloseMonitor:
+    """Lock the monitor row for this transaction; with a lease, check and renew it (the fence)."""
+    monitor = AutoCloseMonitor.objects.select_for_update().get(pk=1)
+    if lease_owner is not None:
+        now = timezone.now()
+        if monitor.lease_owner != lease_owner or not monitor.lease_expires_at or monitor.lease_expires_at <= now:
+            raise LeaseLost(f"lease held by {monitor.lease_owner or 'nobody'}")
+        term = settings.AUTO_CLOSE_LEASE_SEC + settings.AUTO_CLOSE_INTERVAL_SEC  # as auto_close.lease_term_sec()
+        monitor.lease_expires_at = now + timedelta(seconds=term)
+    return monitor
+
+
+def _merge_failures(known: dict, failed: dict[str, str], now: datetime) -> dict:
+    merged = dict(known or {})
+    for symbol, reason in failed.items():
+        entry = merged.get(symbol) or {}
+        count = int(entry.get("count", 0)) + 1
+        merged[symbol] = {"count": count, "last_error": reason[:500], "last_at": now.isoformat()}
+    return merged
+
+
+def auto_close_sweep(
+    *, now: datetime | None = None, source: PriceSource | None = None, lease_owner: str | None = None
+) -> SweepResult:
+    """One sweep: open positions older than MIN_POSITION_AGE_SEC, one `get_quotes` call for their
+    symbols, each position's exit policy, closes and level updates in one transaction.
+
+    A symbol without a usable quote keeps its positions open. Any other failure is recorded in
+    the monitor and returned in `error`; only `LeaseLost` is raised (nothing was written then).
+    """
+    started = time.perf_counter()
+    result = SweepResult(started_at=timezone.now())
+    now = now or result.started_at
+    try:
+        closed = _sweep(result, now=now, source=source, lease_owner=lease_owner, started=started)
+    except LeaseLost:
+        raise
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.closed = []
+        logger.exception("auto-close sweep failed")
+        _record_error(result, lease_owner=lease_owner, started=started)
+        return result
+    for position in closed:  # after commit: never log a close that was rolled back
+        log_position_closed(position)
+    if result.failed:
+        log_event(logger, "auto_close_quote_failures", logging.WARNING, failures=result.failed)
+    return result
+
+
+def _sweep(
+    result: SweepResult, *, now: datetime, source: PriceSource | None, lease_owner: str | None, started: float
+) -> list[Position]:
+    mode = PriceMode(settings.PRICE_MODE)
+    params = ExitParams.from_settings()
+    cutoff = now - timedelta(seconds=settings.MIN_POSITION_AGE_SEC)
+    candidates = [
+        _Candidate(*row)
+        for row in Position.objects.filter(status=PositionStatus.OPEN, created_at__lte=cutoff)
+        .order_by()
+        .values_list(*EVAL_FIELDS)
+    ]
+    result.checked = len(candidates)
+    symbols = list(dict.fromkeys(c.symbol for c in candidates))
+    prices: dict = {}
+    if symbols:
+        result.quote_requests += 1
+        prices, result.failed = _prices(source or get_price_source(), symbols, mode)
+
+    closes: dict[int, tuple[str, Decimal, dict | None]] = {}  # id → (reason, price, level fields)
+    updates: list[Position] = []
+    for candidate in candidates:
+        priced = prices.get(candidate.symbol)
+        if priced is None:
+            continue  # a bad quote never closes a position
+        price, quote = priced
+        context = ExitContext(price=price, quote=quote, now=now)
+        actions = evaluate_exit(candidate, candidate.exit_strategy, context, params)
+        if not actions:
+            continue
+        levels, close = level_update(actions), close_action(actions)
+        if close is not None:
+            closes[candidate.id] = (close.reason, price, levels.level_fields if levels else None)
+        elif levels is not None:
+            updates.append(Position(id=candidate.id, **levels.level_fields))
+
+    AutoCloseMonitor.load()
+    closed: list[Position] = []
+    with transaction.atomic():
+        monitor = _lock_monitor(lease_owner)
+        closed = _close_positions(closes, now=now)
+        if updates:
+            # Level updates skip positions closed meanwhile (by a manual close, say).
+            Position.objects.filter(status=PositionStatus.OPEN).bulk_update(updates, LEVEL_FIELDS, batch_size=CHUNK)
+            result.levels_updated = len(updates)
+        result.closed = closed
+        _record_sweep(monitor, result, lease_owner=lease_owner, started=started)
+    return closed
+
+
+def _close_positions(closes: dict[int, tuple[str, Decimal, dict | None]], *, now: datetime) -> list[Position]:
+    closed: list[Position] = []
+    ids = list(closes)
+    for start in range(0, len(ids), CHUNK):
+        for position in Position.objects.filter(pk__in=ids[start : start + CHUNK], status=PositionStatus.OPEN):
+            reason, price, levels = closes[position.pk]
+            values = close_values(position=position, price=price, reason=reason, now=now)
+            if levels:
+                values.update(levels)
+            # Conditional update: a position a manual close got first stays as that close booked it.
+            if Position.objects.filter(pk=position.pk, status=PositionStatus.OPEN).update(**values) == 1:
+                for name, value in values.items():
+                    setattr(position, name, value)
+                closed.append(position)
+    Order.objects.bulk_create([exit_order_for(p) for p in closed], batch_size=CHUNK)
+    return closed
+
+
+def _record_sweep(monitor: AutoCloseMonitor, result: SweepResult, *, lease_owner: str | None, started: float) -> None:
+    prune = monitor.sweeps % 60 == 0  # about once a minute at the default interval
+    result.finished_at = timezone.now()
+    result.duration_ms = (time.perf_counter() - started) * 1000
+    monitor.last_sweep_at = result.finished_at
+    monitor.last_sweep_duration_ms = round(result.duration_ms, 3)
+    monitor.sweeps = F("sweeps") + 1
+    monitor.positions_checked = F("positions_checked") + result.checked
+    monitor.positions_closed = F("positions_closed") + len(result.closed)
+    monitor.last_sweep_checked = result.checked
+    monitor.last_sweep_closed = len(result.closed)
+    monitor.last_sweep_failed_symbols = sorted(result.failed)
+    fields = ["last_sweep_at", "last_sweep_duration_ms", "sweeps", "positions_checked", "positions_closed",
+              "last_sweep_checked", "last_sweep_closed", "last_sweep_failed_symbols", "lease_expires_at"]
+    if result.failed:
+        monitor.quote_failures = _merge_failures(monitor.quote_failures, result.failed, result.finished_at)
+        fields.append("quote_failures")
+    if result.error:
+        monitor.errors = F("errors") + 1
+        monitor.last_error = result.error[:2000]
+        monitor.last_error_at = result.finished_at
+        fields += ["errors", "last_error", "last_error_at"]
+    monitor.save(update_fields=fields)
+    SweepRun.objects.create(
+        started_at=result.started_at,
+        finished_at=result.finished_at,
+        duration_ms=result.duration_ms,
+        owner=lease_owner or "",
+        checked=result.checked,
+        closed=len(result.closed),
+        failed_symbols=len(result.failed),
+        error=result.error[:2000],
+    )
+    if prune:
+        SweepRun.objects.filter(started_at__lt=result.started_at - SWEEP_LOG_KEEP).delete()
+
+
+def _record_error(result: SweepResult, *, lease_owner: str | None, started: float) -> None:
+    try:
+        with transaction.atomic():
+            _record_sweep(_lock_monitor(lease_owner), result, lease_owner=lease_owner, started=started)
+    except LeaseLost:
+        pass
+    except Exception:
+        logger.exception("could not record the auto-close sweep error")
