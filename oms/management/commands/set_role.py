@@ -1,0 +1,62 @@
+import getpass
+import secrets
+
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+ROLES = ("viewer", "operator")
+
+
+class Command(BaseCommand):
+    help = ("Give a console user one role: viewer (read-only pages) or operator (close, close all, switch). "
+            "The other console role is removed. With --create, a missing user is created with a prompted "
+            "password, or a random one printed once (--random-password).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("role", choices=ROLES)
+        parser.add_argument("--create", action="store_true", help="create the user if it does not exist")
+        parser.add_argument("--random-password", action="store_true",
+                            help="with --create: generate a password and print it once instead of prompting")
+        parser.add_argument("--staff", action="store_true", help="also allow the Django admin (is_staff)")
+
+    def handle(self, *args, username, role, create, random_password, staff, **options):
+        User = get_user_model()
+        user = User.objects.filter(username=username).first()
+        password = None
+        if user is None:
+            if not create:
+                raise CommandError(f"No user {username!r}; add --create to create it.")
+            password = secrets.token_urlsafe(12) if random_password else self._prompt_password(username)
+        with transaction.atomic():
+            if user is None:
+                user = User.objects.create_user(username=username, password=password)
+            if staff and not user.is_staff:
+                user.is_staff = True
+                user.save(update_fields=["is_staff"])
+            try:
+                groups = {name: Group.objects.get(name=name) for name in ROLES}
+            except Group.DoesNotExist:
+                raise CommandError("The role groups are missing: run `manage.py migrate` first.") from None
+            user.groups.remove(*[g for name, g in groups.items() if name != role])
+            user.groups.add(groups[role])
+        self.stdout.write(self.style.SUCCESS(f"{username} is now {role}."))
+        if password and random_password:
+            self.stdout.write(f"  password: {password}\n  (shown once: change it after logging in)")
+
+    def _prompt_password(self, username: str) -> str:
+        for _ in range(3):
+            first = getpass.getpass(f"Password for {username}: ")
+            if first != getpass.getpass("Password (again): "):
+                self.stderr.write("The passwords differ; try again.")
+                continue
+            try:
+                password_validation.validate_password(first)
+            except ValidationError as exc:
+                self.stderr.write(" ".join(exc.messages))
+                continue
+            return first
+        raise CommandError("No valid password given.")
