@@ -184,6 +184,9 @@ class OmsControl(models.Model):
     changed_at = models.DateTimeField(default=timezone.now)
     changed_by = models.CharField(max_length=150, blank=True)
     reason = models.TextField(blank=True)
+    # The paper book new positions are booked in (their account_label); `manage.py new_epoch`.
+    epoch = models.CharField(max_length=64, default="default")
+    epoch_started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "OMS switch"

@@ -119,6 +119,7 @@ def position_open_locked(
         symbol=request.symbol,
         side=request.side,
         qty=request.qty,
+        account_label=control.epoch,  # the current paper book (manage.py new_epoch)
         strategy=request.strategy,
         timeframe_min=request.timeframe_min,
         external_order_id=request.external_order_id,
