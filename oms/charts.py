@@ -22,7 +22,7 @@ class LineChart:
     points: int
 
 
-def equity_chart(points: list[tuple[datetime, Decimal]], *, width: int = 800, height: int = 200,
+def equity_chart(points: list[tuple[datetime, Decimal]], *, width: int = 800, height: int = 170,
                  pad: int = 6) -> LineChart | None:
     """Scale (time, value) points into an SVG box; the zero line is always inside the range."""
     if not points:

@@ -19,12 +19,16 @@ def _decimal(value) -> Decimal | None:
 
 
 @register.filter
-def price(value, places: int = 8) -> str:
-    """A price or quantity without trailing zeros: 104.5, 0.00012345, 3."""
+def price(value, digits: int | str = 10) -> str:
+    """A price or quantity with at most `digits` significant digits, without trailing zeros:
+    104.5, 0.00012345, 3 (`price:"6"` for compact columns)."""
     number = _decimal(value)
     if number is None:
         return "—"
-    text = f"{number:.{int(places)}f}"
+    if number and number.is_finite():
+        exponent = number.adjusted() - int(digits) + 1
+        number = number.quantize(Decimal(1).scaleb(min(exponent, 0)))
+    text = f"{number:f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 

@@ -31,6 +31,10 @@
       stamp(el, "Update failed (" + err.message + "), retrying", true);
     });
   }
+  // Filter panels start open on wide screens and folded on phones.
+  if (window.matchMedia("(min-width: 700px)").matches) {
+    document.querySelectorAll("details[data-open-wide]").forEach(function (el) { el.open = true; });
+  }
   document.querySelectorAll("[data-live]").forEach(function (el) {
     var every = parseInt(el.getAttribute("data-every") || "5000", 10);
     window.setInterval(function () { refresh(el); }, Math.max(every, 1000));

@@ -1,0 +1,160 @@
+"""The console in a real browser: log in, watch, close, close all, switch off; roles and CSRF."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import pytest
+import requests
+from playwright.sync_api import expect
+
+from oms.models import OmsControl, OmsSwitchChange, Position, PositionStatus, Signal, SignalOutcome, SwitchSource
+from tests.browser.conftest import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+_stamps = iter(range(10**6))
+
+
+def send_signal(base_url: str, token: str, **overrides) -> dict:
+    """The bot's call, over real HTTP to the live server."""
+    n = next(_stamps)
+    body = {"symbol": "BTCUSDT", "side": "BUY", "price": 98.0,
+            "timestamp": f"2025-06-19T{n // 60 % 24:02d}:{n % 60:02d}:00Z", "exchange": "bitget",
+            "timeframe_min": 5, "strategy": "bounce_ema10_strict", "tp_pct": 4.5, "sl_pct": 1.5}
+    body.update(overrides)
+    response = requests.post(f"{base_url}/signals/bounce", json=body, headers={"Authorization": f"Token {token}"},
+                             timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_operator_sees_a_signal_position_and_closes_it_with_its_pnl(page, live_server, operator, bot_token,
+                                                                      dummy_prices):
+    opened = send_signal(live_server.url, bot_token, price=98.0)
+    position_id = opened["position_id"]
+    log_in(page, live_server.url, operator)
+
+    expect(page.locator("#stat-open")).to_have_text("1")
+    expect(page.get_by_role("link", name=f"#{position_id}")).to_be_visible()  # latest signals link to it
+    page.get_by_role("link", name="Positions", exact=True).click()
+    row = page.locator(f"#position-{position_id}")
+    expect(row).to_contain_text("BTCUSDT")
+    expect(row).to_contain_text("open")
+    expect(row).to_contain_text("+2.0000")  # live PnL at the dummy quote of 100
+
+    row.get_by_role("link", name="Close").click()
+    expect(page.locator("#confirm-close-price")).to_have_text("100")
+    expect(page.locator("#confirm-pnl")).to_contain_text("+2.0000 USDT")
+    page.click("#confirm-close")
+
+    expect(page.locator(".msg-success")).to_contain_text(
+        f"Closed position #{position_id} BTCUSDT long at 100, PnL +2.0000 USDT (manual)")
+    row = page.locator(f"#position-{position_id}")
+    expect(row).to_contain_text("closed")
+    expect(row).to_contain_text("manual")
+    expect(row).to_contain_text("+2.0000")
+    position = Position.objects.get(pk=position_id)
+    assert (position.status, position.pnl, position.auto_close_reason) == ("closed", Decimal("2"), "manual")
+
+
+def test_switching_off_in_the_browser_refuses_the_next_signal(page, live_server, operator, bot_token, dummy_prices):
+    log_in(page, live_server.url, operator)
+    page.get_by_role("link", name="Switch", exact=True).click()
+    page.fill("#id_reason", "   ")  # blank: the browser lets it through, the server refuses it
+    page.click("#switch-off")
+    expect(page.locator(".errorlist")).to_contain_text("Give a reason")
+    assert OmsControl.load().enabled is True
+
+    page.fill("#id_reason", "bot is misbehaving")
+    page.click("#switch-off")
+    expect(page.locator(".msg-success")).to_contain_text("OMS switched OFF")
+    expect(page.locator("#switch-state")).to_have_text("OMS OFF")
+    expect(page.locator("#switch-history")).to_contain_text("bot is misbehaving")
+
+    body = send_signal(live_server.url, bot_token)
+    assert body["oms_enabled"] is False and body["risk_ok"] is False
+    assert "bot is misbehaving" in body["reason"]
+    assert not Position.objects.exists()
+    change = OmsSwitchChange.objects.get()
+    assert (change.changed_by, change.source, change.enabled) == (operator.username, SwitchSource.DASHBOARD, False)
+
+    page.get_by_role("link", name="Signals", exact=True).click()
+    expect(page.locator("[data-outcome=oms_disabled]")).to_have_count(1)
+    assert Signal.objects.get().outcome == SignalOutcome.OMS_DISABLED
+
+
+def test_close_all_closes_every_open_position_after_the_typed_confirmation(page, live_server, operator, bot_token,
+                                                                           dummy_prices):
+    for symbol, price in (("BTCUSDT", 98.0), ("ETHUSDT", 99.0), ("SOLUSDT", 101.0)):
+        send_signal(live_server.url, bot_token, symbol=symbol, price=price)
+    log_in(page, live_server.url, operator)
+    page.goto(f"{live_server.url}/console/positions")
+    page.click("#close-all-link")
+    expect(page.locator("#close-all-count")).to_have_text("3")
+
+    page.fill("#id_confirm", "close all")  # the wrong phrase closes nothing
+    page.click("#close-all-submit")
+    expect(page.locator(".errorlist")).to_contain_text('Type exactly "CLOSE ALL"')
+    assert Position.objects.filter(status=PositionStatus.OPEN).count() == 3
+
+    page.fill("#id_confirm", "CLOSE ALL")
+    page.click("#close-all-submit")
+    expect(page.locator(".msg-success")).to_contain_text("closed 3 position(s), PnL +2.0000 USDT")
+    expect(page.locator("#positions-table")).to_contain_text("No positions match.")  # the open filter is empty
+    assert set(Position.objects.values_list("status", "auto_close_reason")) == {("closed", "panic")}
+
+
+def test_a_viewer_sees_no_controls_and_is_refused_on_post(page, live_server, viewer, bot_token, dummy_prices):
+    position_id = send_signal(live_server.url, bot_token)["position_id"]
+    log_in(page, live_server.url, viewer)
+    expect(page.locator("#switch-control")).to_have_count(0)
+
+    page.goto(f"{live_server.url}/console/positions")
+    expect(page.locator(f"#position-{position_id}")).to_contain_text("open")
+    expect(page.locator(f"#position-{position_id}").get_by_role("link", name="Close")).to_have_count(0)
+    expect(page.locator("#close-all-link")).to_have_count(0)
+    page.goto(f"{live_server.url}/console/switch")
+    expect(page.locator("#switch-form")).to_have_count(0)
+
+    # Even with a valid CSRF token, the server refuses a viewer's write.
+    statuses = page.evaluate("""async (positionId) => {
+        const token = document.querySelector('input[name=csrfmiddlewaretoken]').value;
+        const post = (url, body) => fetch(url, {method: 'POST', headers: {'X-CSRFToken': token,
+            'Content-Type': 'application/x-www-form-urlencoded'}, body, redirect: 'manual'}).then(r => r.status);
+        return [await post('/console/switch', 'enabled=off&reason=x'),
+                await post(`/console/positions/${positionId}/close`, ''),
+                await post('/console/positions/close-all', 'confirm=CLOSE+ALL')];
+    }""", position_id)
+    assert statuses == [403, 403, 403]
+    assert Position.objects.get(pk=position_id).status == PositionStatus.OPEN
+    assert OmsControl.load().enabled is True
+
+
+def test_forms_are_protected_against_cross_site_posts(page, live_server, operator, bot_token, dummy_prices):
+    position_id = send_signal(live_server.url, bot_token)["position_id"]
+    log_in(page, live_server.url, operator)
+    statuses = page.evaluate("""async (positionId) => {
+        const post = (headers) => fetch(`/console/positions/${positionId}/close`, {method: 'POST', headers,
+            redirect: 'manual'}).then(r => r.status);
+        const token = document.querySelector('input[name=csrfmiddlewaretoken]').value;
+        return [await post({}), await post({'X-CSRFToken': 'forged-token-forged-token-forged-12'}),
+                await post({'X-CSRFToken': token})];
+    }""", position_id)
+    assert statuses[:2] == [403, 403]
+    assert statuses[2] in (0, 302)  # the genuine form post closes and redirects (opaque redirect: 0)
+    assert Position.objects.get(pk=position_id).status == PositionStatus.CLOSED
+
+
+def test_live_parts_refresh_without_a_full_reload(page, live_server, operator, bot_token, dummy_prices):
+    log_in(page, live_server.url, operator)
+    page.goto(f"{live_server.url}/console/positions")
+    expect(page.locator("#positions-table")).to_contain_text("No positions match.")
+    page.evaluate("window.__notReloaded = true")
+
+    position_id = send_signal(live_server.url, bot_token, symbol="XRPUSDT")["position_id"]
+
+    expect(page.locator(f"#position-{position_id}")).to_contain_text("XRPUSDT", timeout=12_000)
+    assert page.evaluate("window.__notReloaded") is True
+    expect(page.locator("#live-status")).to_have_text(re.compile(r"Updated \d"))
