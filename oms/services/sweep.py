@@ -17,6 +17,7 @@ from lomsite.jsonlog import log_event
 from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
 from oms.models import AutoCloseMonitor, Order, Position, PositionStatus, SweepRun
 from oms.services.positions import close_values, exit_order_for, log_position_closed
+from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode, PriceQuote, QuoteError, select_price
 from pricing.sources import get_price_source
 from pricing.sources.base import PriceSource
@@ -131,6 +132,8 @@ def auto_close_sweep(
         return result
     for position in closed:  # after commit: never log a close that was rolled back
         log_position_closed(position)
+    if closed:
+        trips_check_on_commit()  # loss limits may turn the OMS switch off after these closes
     if result.failed:
         log_event(logger, "auto_close_quote_failures", logging.WARNING, failures=result.failed)
     return result

@@ -189,3 +189,35 @@ def test_a_failing_trip_check_does_not_fail_the_close(no_trip_limits, django_cap
         result = position_close(position=position, price=Decimal("98"), reason="sl")
     assert result.closed_now is True
     assert OmsControl.load().enabled is True
+
+
+class FixedPrices:
+    name = "fixed"
+
+    def __init__(self, price: str) -> None:
+        self.price = Decimal(price)
+
+    def get_quote(self, symbol):
+        from pricing.quotes import PriceQuote
+
+        return PriceQuote(symbol=symbol, ts=timezone.now(), bid=self.price, ask=self.price, last=self.price,
+                          mark=self.price, source=self.name)
+
+    def get_quotes(self, symbols):
+        return {symbol: self.get_quote(symbol) for symbol in symbols}
+
+
+@pytest.mark.django_db
+def test_a_sweep_closing_at_the_stop_loss_trips_the_switch(no_trip_limits, django_capture_on_commit_callbacks):
+    from oms.services.sweep import auto_close_sweep
+
+    no_trip_limits.MAX_CONSECUTIVE_SL = 1
+    no_trip_limits.MIN_POSITION_AGE_SEC = 0
+    position = open_position(entry="100", sl="98.5", tp="104.5", created_at=minutes_ago(5))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = auto_close_sweep(source=FixedPrices("98"))
+
+    assert [p.pk for p in result.closed] == [position.pk]
+    assert OmsControl.load().enabled is False
+    assert OmsSwitchChange.objects.get().source == SwitchSource.AUTO
