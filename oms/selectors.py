@@ -185,3 +185,17 @@ def equity_curve(queryset: QuerySet[Position], *, max_points: int = 240) -> list
                 closed_at = closed_at.replace(tzinfo=UTC)
         points.append((closed_at, _to_decimal(equity) or ZERO))
     return points
+
+
+def book_version() -> str:
+    """A cheap fingerprint of the book (one aggregate query): it changes whenever a position is
+    opened, closed or cancelled, so figures computed over the book can be cached under it."""
+    figures = Position.objects.order_by().aggregate(
+        count=Count("id"),
+        last_id=Max("id"),
+        open=Count("id", filter=Q(status=PositionStatus.OPEN)),
+        closed=Count("id", filter=Q(status=PositionStatus.CLOSED)),
+        last_close=Max("closed_at"),
+        pnl=Sum("pnl"),
+    )
+    return ":".join(str(figures[key]) for key in ("count", "last_id", "open", "closed", "last_close", "pnl"))

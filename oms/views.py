@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
@@ -27,7 +30,7 @@ from oms.forms import (
     SwitchForm,
 )
 from oms.models import CloseReason, OmsSwitchChange, Order, Position, PositionStatus, Signal, SwitchSource
-from oms.selectors import equity_curve, position_stats, position_stats_grouped, positions_filtered
+from oms.selectors import book_version, equity_curve, position_stats, position_stats_grouped, positions_filtered
 from oms.services.health import health_report
 from oms.services.marks import positions_marks
 from oms.services.positions import position_close_at_market, positions_close_all
@@ -36,6 +39,7 @@ from oms.services.trips import TripLimits, trip_figures
 from oms.templatetags.console import money, price
 
 PAGE_SIZE = 50
+BOOK_CACHE_SEC = 300
 LIVE_HEADER = "X-Live-Fragment"
 POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
                   "strategy", "exchange"}
@@ -74,21 +78,39 @@ def _last_switch_change() -> OmsSwitchChange | None:
     return OmsSwitchChange.objects.order_by("-changed_at", "-id").first()
 
 
+def _book_cached(name: str, compute: Callable[[], object], *extra: object) -> object:
+    """Figures over the whole book, recomputed only when the book changes (the pages refresh every
+    few seconds; at 200 000 trades one computation takes a second or more)."""
+    digest = hashlib.sha256(repr((book_version(), *extra)).encode()).hexdigest()[:32]
+    return cache.get_or_set(f"loms:console:{name}:{digest}", compute, BOOK_CACHE_SEC)
+
+
+def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -> dict:
+    def compute() -> dict:
+        everything = Position.objects.all()
+        stats = position_stats(everything)
+        return {
+            "stats": stats,
+            "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
+            "chart": equity_chart(equity_curve(everything)),
+            "trip_figures": trip_figures(limits=limits) if limits.any else None,
+        }
+
+    # The trip figures also depend on the day and on when the switch was last turned on.
+    return _book_cached("overview", compute, limits, last_change and last_change.pk, timezone.now().date())
+
+
 @console_view
 def overview(request: HttpRequest) -> HttpResponse:
-    everything = Position.objects.all()
-    stats = position_stats(everything)
     limits = TripLimits.from_settings()
+    last_change = _last_switch_change()
     context = {
         "health": health_report(),
         "switch": switch_state(),
-        "last_change": _last_switch_change(),
-        "stats": stats,
-        "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
-        "chart": equity_chart(equity_curve(everything)),
+        "last_change": last_change,
+        **_overview_figures(limits, last_change),
         "latest_signals": Signal.objects.select_related("position")[:10],
         "trip_limits": limits,
-        "trip_figures": trip_figures(limits=limits) if limits.any else None,
         "switch_form": SwitchForm(),
     }
     return _live_or_page(request, "oms/overview.html", "oms/_overview_live.html", context)
@@ -240,18 +262,18 @@ def signals(request: HttpRequest) -> HttpResponse:
 def statistics(request: HttpRequest) -> HttpResponse:
     form = StatsFilterForm(request.GET or None)
     filters = form.filters() if form.is_bound and form.is_valid() else {}
-    queryset = positions_filtered(**filters)
-    breakdowns = []
-    for group_by, title in BREAKDOWNS:
-        groups = position_stats_grouped(queryset, group_by)
-        if group_by == "day":
-            groups = groups[::-1]  # newest day first
-        breakdowns.append({"key": group_by, "title": title, "groups": groups})
-    stats = position_stats(queryset)
-    context = {
-        "form": form,
-        "stats": stats,
-        "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
-        "breakdowns": breakdowns,
-    }
-    return render(request, "oms/statistics.html", context)
+
+    def compute() -> dict:
+        queryset = positions_filtered(**filters)
+        breakdowns = []
+        for group_by, title in BREAKDOWNS:
+            groups = position_stats_grouped(queryset, group_by)
+            if group_by == "day":
+                groups = groups[::-1]  # newest day first
+            breakdowns.append({"key": group_by, "title": title, "groups": groups})
+        stats = position_stats(queryset)
+        return {"stats": stats, "breakdowns": breakdowns,
+                "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"]}
+
+    figures = _book_cached("stats", compute, sorted(filters.items()))
+    return render(request, "oms/statistics.html", {"form": form, **figures})

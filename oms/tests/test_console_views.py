@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
@@ -11,6 +12,11 @@ from oms.models import OmsControl, OmsSwitchChange, Position, PositionStatus, Si
 from oms.tests.factories import closed_position, open_position
 
 PAGES = ["/", "/console/positions", "/console/orders", "/console/signals", "/console/stats", "/console/switch"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()  # the book figures are cached by a fingerprint that ids reused across tests could repeat
 
 
 @pytest.fixture
@@ -286,3 +292,12 @@ def test_orders_page_lists_entry_and_exit_orders(operator_web, dummy_prices, sig
     operator_web.post(f"/console/positions/{Position.objects.get().pk}/close")
     orders = operator_web.get("/console/orders").context["page"].object_list
     assert sorted(o.purpose for o in orders) == ["entry", "exit"]
+
+
+@pytest.mark.django_db
+def test_the_overview_figures_follow_the_book(viewer_web):
+    closed_position(pnl="5")
+    assert viewer_web.get("/").context["stats"]["closed_positions"] == 1
+    closed_position(pnl="-1", reason="sl")
+    page = viewer_web.get("/")
+    assert page.context["stats"]["closed_positions"] == 2 and page.context["stats"]["total_pnl"] == Decimal("4")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.db import connections
 from rest_framework.authtoken.models import Token
 
@@ -57,6 +58,11 @@ def chromium():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()  # the console caches book figures by a fingerprint that a flushed database can repeat
 
 
 @pytest.fixture
