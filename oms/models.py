@@ -77,6 +77,8 @@ class Position(models.Model):
             models.Index(fields=["status", "closed_at"], name="position_status_closed"),
             models.Index(fields=["symbol", "-created_at"], name="position_symbol_newest"),
             models.Index(fields=["strategy", "-created_at"], name="position_strategy_newest"),
+            # Covers the risk check's open count/notional (read on every signal) without table lookups.
+            models.Index(fields=["status", "symbol", "entry_price", "qty"], name="position_exposure"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(qty__gt=0), name="position_qty_positive"),

@@ -46,17 +46,27 @@ def _request_for(signal: BounceSignal) -> PositionRequest:
     )
 
 
+def _signal_fields(signal: BounceSignal, payload: dict) -> dict:
+    return {"payload": payload, "symbol": signal.symbol, "side": signal.side, "strategy": signal.strategy,
+            "exchange": signal.exchange}
+
+
+def _record_duplicate(signal: BounceSignal, payload: dict, first: Signal) -> Signal:
+    """A signal already seen: recorded (no dedupe key of its own), answered as the first one was."""
+    return Signal.objects.create(
+        **_signal_fields(signal, payload), outcome=SignalOutcome.DUPLICATE, reason=f"duplicate of signal {first.pk}",
+        duplicate_of=first, response={**first.response, "duplicate": True},
+    )
+
+
 def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
-    """Inside one transaction behind the OMS lock: duplicate? switch? risk? then open."""
+    """Inside one transaction behind the OMS lock: switch? risk? then open.
+
+    Duplicates were answered before taking the lock; a twin committed since then makes the final
+    insert fail on the unique dedupe key (IntegrityError), which rolls all of this back.
+    """
     control = lock_oms_control()
-    fields = {"payload": payload, "symbol": signal.symbol, "side": signal.side, "strategy": signal.strategy,
-              "exchange": signal.exchange}
-    first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
-    if first is not None:
-        return Signal.objects.create(
-            **fields, outcome=SignalOutcome.DUPLICATE, reason=f"duplicate of signal {first.pk}", duplicate_of=first,
-            response={**first.response, "duplicate": True},
-        )
+    fields = _signal_fields(signal, payload)
     try:
         opened = position_open_locked(request=_request_for(signal), control=control)
     except OmsDisabled as exc:
@@ -91,13 +101,20 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
     log_event(logger, "bounce_received", symbol=signal.symbol, side=signal.side, price=signal.price,
               strategy=signal.strategy, signal_id=signal.signal_id)
     try:
-        try:
-            with transaction.atomic():
-                row = _decide_and_record(signal, stored_payload)
-        except IntegrityError:
-            # A concurrent twin won the unique dedupe key between our check and insert: we are the duplicate.
-            with transaction.atomic():
-                row = _decide_and_record(signal, stored_payload)
+        # Checked outside the OMS lock so duplicates never queue for it (the lock is the throughput limit).
+        first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
+        if first is not None:
+            row = _record_duplicate(signal, stored_payload, first)
+        else:
+            try:
+                with transaction.atomic():
+                    row = _decide_and_record(signal, stored_payload)
+            except IntegrityError:
+                # A concurrent twin won the unique dedupe key after our check: we are its duplicate.
+                first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
+                if first is None:
+                    raise
+                row = _record_duplicate(signal, stored_payload, first)
     except Exception as exc:
         audit_append({"outcome": "error", "error": type(exc).__name__, "payload": stored_payload})
         raise
