@@ -198,9 +198,10 @@ AUTO_CLOSE_INTERVAL_CLAMPED = _interval <= 0  # reported as a system check warni
 MIN_POSITION_AGE_SEC = env.int("MIN_POSITION_AGE_SEC", 7, minimum=0)
 AUTO_CLOSE_STALE_SEC = env.int("AUTO_CLOSE_STALE_SEC", 30, minimum=2)  # /health turns degraded past this
 # One django-q task sweeps for AUTO_CLOSE_LOOP_SEC, then hands over to its successor; it must end
-# well inside the django-q task timeout (120 s). The lease that keeps sweeps exclusive lapses
+# well inside the django-q task timeout (120 s), and a graceful cluster stop waits for it (15 s
+# stays inside `serve`'s 20 s grace). The lease that keeps sweeps exclusive lapses
 # AUTO_CLOSE_LEASE_SEC after its holder's last renewal (a killed worker is replaced after that).
-AUTO_CLOSE_LOOP_SEC = env.float("AUTO_CLOSE_LOOP_SEC", 50.0, minimum=2.0)
+AUTO_CLOSE_LOOP_SEC = env.float("AUTO_CLOSE_LOOP_SEC", 15.0, minimum=2.0)
 AUTO_CLOSE_LEASE_SEC = env.float("AUTO_CLOSE_LEASE_SEC", 10.0, minimum=1.0)
 if AUTO_CLOSE_LOOP_SEC + AUTO_CLOSE_LEASE_SEC > 100:
     raise ImproperlyConfigured("AUTO_CLOSE_LOOP_SEC: loop + lease must stay under 100 s (django-q task timeout 120 s)")

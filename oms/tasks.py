@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from oms.services.auto_close import auto_close_kick, auto_close_loop_run
 
 logger = logging.getLogger("loms.oms.auto_close")
 
 
+@contextmanager
+def _stop_on_shutdown_signals() -> Iterator[Callable[[], bool]]:
+    """While the loop runs, SIGINT (Ctrl+C reaches the whole process group; django-q workers
+    otherwise ignore it) and SIGTERM ask it to stop after the current sweep; a SIGTERM is then
+    delivered again to the worker's own handler, so it still ends the process as intended."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: bool(received)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if signal.SIGTERM in received:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def auto_close_loop(handover: str = "", first_sweep_at: float | None = None) -> dict:
     """Sweep every AUTO_CLOSE_INTERVAL_SEC for AUTO_CLOSE_LOOP_SEC while holding the sweep lease,
     then enqueue the successor. Also the one-minute watchdog schedule's function."""
-    return auto_close_loop_run(handover=handover, first_sweep_at=first_sweep_at).as_dict()
+    with _stop_on_shutdown_signals() as stop_requested:
+        result = auto_close_loop_run(handover=handover, first_sweep_at=first_sweep_at, stop_requested=stop_requested)
+    return result.as_dict()
 
 
 def on_worker_spawn(sender=None, proc_name: str = "", **kwargs) -> None:

@@ -142,7 +142,8 @@ def enqueue_loop(*, handover: str = "", first_sweep_at: float | None = None) -> 
     from django_q.tasks import async_task
 
     kwargs = {"handover": handover, "first_sweep_at": first_sweep_at} if handover else {}
-    async_task(LOOP_TASK, group="auto_close", **kwargs)
+    # save=False: a loop every few seconds must not crowd other tasks out of the saved results.
+    async_task(LOOP_TASK, group="auto_close", save=False, **kwargs)
 
 
 def auto_close_loop_run(
@@ -152,8 +153,13 @@ def auto_close_loop_run(
     run_for: float | None = None,
     source: PriceSource | None = None,
     enqueue: Callable[..., None] = enqueue_loop,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> LoopResult:
-    """Hold the sweep lease and sweep every interval for `run_for` seconds, then hand over."""
+    """Hold the sweep lease and sweep every interval for `run_for` seconds, then hand over.
+
+    When `stop_requested()` turns true (the worker is shutting down) the loop releases the lease
+    at once, so the next loop (in this or another cluster) need not wait for it to lapse.
+    """
     result = LoopResult(owner=new_owner_id())
     if not lease_acquire_or_watch(result.owner, handover=handover or None):
         result.stopped = "lease held by a live loop"
@@ -168,6 +174,10 @@ def auto_close_loop_run(
         delay = next_at - time.time()
         if delay > 0:
             time.sleep(delay)
+        if stop_requested():
+            result.stopped = "shutdown"
+            _release_quietly(result.owner)
+            break
         try:
             if not (lease_renew(result.owner) or lease_acquire(result.owner)):
                 result.stopped = "lease lost"
@@ -201,11 +211,15 @@ def _hand_over(owner: str, first_sweep_at: float, enqueue: Callable[..., None]) 
         return successor
     except Exception:
         logger.exception("auto-close loop: hand-over failed; the lease lapses and a watcher takes over")
-        try:
-            lease_release(successor)
-        except DatabaseError:
-            pass
+        _release_quietly(successor)
         return ""
+
+
+def _release_quietly(owner: str) -> None:
+    try:
+        lease_release(owner)
+    except DatabaseError:
+        logger.exception("auto-close loop: could not release the lease; it lapses by itself")
 
 
 def auto_close_schedule_ensure() -> None:
