@@ -134,7 +134,7 @@ def assert_book_consistent(db: Path) -> tuple[int, int]:
     return closed, len(positions) - closed
 
 
-def test_real_cluster_sweeps_without_overlap_or_gaps_across_hand_overs_and_a_killed_worker(migrated, tmp_path):
+def test_two_real_clusters_sweep_without_overlap_or_gaps_across_hand_overs_and_a_killed_worker(migrated, tmp_path):
     db = fresh_db(migrated, tmp_path)
     env = base_env(db, AUTO_CLOSE_INTERVAL_SEC=str(INTERVAL), AUTO_CLOSE_LOOP_SEC=str(LOOP_SEC),
                    AUTO_CLOSE_LEASE_SEC=str(LEASE_SEC), MIN_POSITION_AGE_SEC="0")
@@ -142,19 +142,22 @@ def test_real_cluster_sweeps_without_overlap_or_gaps_across_hand_overs_and_a_kil
                    capture_output=True, timeout=60)
     log = tmp_path / "qcluster.log"
     cluster = start(["qcluster"], env, log)
+    other_cluster = start(["qcluster"], env, tmp_path / "qcluster-2.log")  # competes for the same lease
     try:
         # Run past at least one hand-over between loop tasks.
         wait_until(lambda: len({o for _, _, o in sweep_runs(db)}) >= 2 and len(sweep_runs(db)) >= LOOP_SEC + 3,
                    40, "a hand-over", cluster, log)
         holder_pid = wait_until(lambda: query(db, "SELECT lease_pid FROM oms_autoclosemonitor")[0][0], 10,
                                 "a lease holder pid", cluster, log)
-        assert holder_pid != cluster.pid
+        assert holder_pid not in (cluster.pid, other_cluster.pid)
         os.kill(holder_pid, signal.SIGKILL)
         killed_at = time.time()
         wait_until(lambda: len([r for r in sweep_runs(db) if r[0] > killed_at]) >= LOOP_SEC + 3, 40,
                    "sweeps to resume and hand over again", cluster, log)
+        assert other_cluster.poll() is None
     finally:
         stop(cluster)
+        stop(other_cluster)
 
     runs = sweep_runs(db)
     for (_, end_a, _), (start_b, _, _) in zip(runs, runs[1:], strict=False):
