@@ -6,14 +6,19 @@ where a missing browser fails them: CI must never pass on skipped browser tests.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.apps import apps as django_apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission, User
+from django.contrib.contenttypes.management import create_contenttypes
 from django.core.cache import cache
-from django.db import connections
 from rest_framework.authtoken.models import Token
+
+from oms.models import OmsControl
 
 CHROMIUM = Path(os.environ.get("LOMS_CHROMIUM", "/usr/bin/chromium"))  # override only to test the skip/fail rule
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,13 +46,7 @@ def chromium():
     # themselves would otherwise trip Django's async-safety check. Restored when the module ends.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    # With that loop running, Django hands this thread new (context-local) connection objects: carry
-    # the test database's serialized contents over so `serialized_rollback` still restores the roles.
-    serialized = {alias: getattr(connections[alias], "_test_serialized_contents", None) for alias in connections}
     playwright = sync_playwright().start()
-    for alias, contents in serialized.items():
-        if contents is not None:
-            connections[alias]._test_serialized_contents = contents
     try:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -58,6 +57,19 @@ def chromium():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _roles(transactional_db):
+    """The roles made by migration 0002, again: a transactional test before this one flushed them."""
+    for app_config in django_apps.get_app_configs():
+        create_contenttypes(app_config, verbosity=0)
+        create_permissions(app_config, verbosity=0)
+    roles = importlib.import_module("oms.migrations.0002_switch_row_and_roles").ROLES
+    for role, codenames in roles.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(Permission.objects.filter(content_type__app_label="oms", codename__in=codenames))
+    OmsControl.load()
 
 
 @pytest.fixture(autouse=True)

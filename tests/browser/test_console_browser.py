@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 from oms.models import OmsControl, OmsSwitchChange, Position, PositionStatus, Signal, SignalOutcome, SwitchSource
 from tests.browser.conftest import log_in
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 _stamps = iter(range(10**6))
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from oms.models import AutoCloseMonitor, Position, PositionStatus, Signal, SignalOutcome
 from tests.browser.conftest import SCREENSHOT_DIR, log_in
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"]
 SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
