@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
 from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
-from oms.models import AutoCloseMonitor, Order, Position, PositionStatus, SweepRun
+from oms.models import AutoCloseMonitor, ExitStrategy, Order, Position, PositionStatus, SweepRun
 from oms.services.positions import close_values, exit_order_for, log_position_closed
 from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode, PriceQuote, QuoteError, select_price
@@ -27,8 +27,9 @@ logger = logging.getLogger("loms.oms.auto_close")
 CHUNK = 500  # ids per IN (...) query / rows per bulk statement
 SWEEP_LOG_KEEP = timedelta(hours=6)
 LEVEL_FIELDS = ["dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta"]
+CLOSE_FIELDS = ["status", "closed_at", "close_price", "fee", "pnl", "auto_close_reason"]  # as close_values()
 EVAL_FIELDS = (
-    "id", "symbol", "side", "entry_price", "tp_price", "sl_price", "created_at", "exit_strategy", "exit_meta",
+    "id", "symbol", "side", "entry_price", "tp_price", "sl_price", "exit_strategy", "created_at", "exit_meta",
 )
 
 
@@ -46,9 +47,9 @@ class _Candidate:
     entry_price: Decimal
     tp_price: Decimal | None
     sl_price: Decimal | None
-    created_at: datetime
     exit_strategy: str
-    exit_meta: dict
+    created_at: datetime | None = None  # loaded only when a policy can read it (timeouts, trailing)
+    exit_meta: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -145,12 +146,7 @@ def _sweep(
     mode = PriceMode(settings.PRICE_MODE)
     params = ExitParams.from_settings()
     cutoff = now - timedelta(seconds=settings.MIN_POSITION_AGE_SEC)
-    candidates = [
-        _Candidate(*row)
-        for row in Position.objects.filter(status=PositionStatus.OPEN, created_at__lte=cutoff)
-        .order_by()
-        .values_list(*EVAL_FIELDS)
-    ]
+    candidates = _load_candidates(cutoff, with_created_at=params.max_holding_min is not None)
     result.checked = len(candidates)
     symbols = list(dict.fromkeys(c.symbol for c in candidates))
     prices: dict = {}
@@ -189,22 +185,62 @@ def _sweep(
     return closed
 
 
+def _load_candidates(cutoff: datetime, *, with_created_at: bool) -> list[_Candidate]:
+    """Open positions old enough to check. Static ones without the columns they do not need:
+    converting 10 000 JSON and datetime values is most of a quiet sweep's cost."""
+    ripe = Position.objects.filter(status=PositionStatus.OPEN, created_at__lte=cutoff).order_by()
+    trailing = ExitStrategy.TP_SL_TRAILING_V1
+    static_fields = EVAL_FIELDS[:8] if with_created_at else EVAL_FIELDS[:7]
+    candidates = [_Candidate(*row) for row in ripe.exclude(exit_strategy=trailing).values_list(*static_fields)]
+    candidates += [_Candidate(*row) for row in ripe.filter(exit_strategy=trailing).values_list(*EVAL_FIELDS)]
+    return candidates
+
+
 def _close_positions(closes: dict[int, tuple[str, Decimal, dict | None]], *, now: datetime) -> list[Position]:
+    """Close the given positions at their prices, each only if it is still open."""
     closed: list[Position] = []
     ids = list(closes)
     for start in range(0, len(ids), CHUNK):
-        for position in Position.objects.filter(pk__in=ids[start : start + CHUNK], status=PositionStatus.OPEN):
+        batch: list[Position] = []
+        fields = set(CLOSE_FIELDS)
+        # Lock the rows that are still open (on SQLite the IMMEDIATE transaction holds the database
+        # lock already): a manual close that got there first is not selected, a later one waits for
+        # our commit and then finds the position closed. The update stays conditional on `open`.
+        for position in Position.objects.select_for_update().filter(
+            pk__in=ids[start : start + CHUNK], status=PositionStatus.OPEN
+        ):
             reason, price, levels = closes[position.pk]
             values = close_values(position=position, price=price, reason=reason, now=now)
             if levels:
                 values.update(levels)
-            # Conditional update: a position a manual close got first stays as that close booked it.
-            if Position.objects.filter(pk=position.pk, status=PositionStatus.OPEN).update(**values) == 1:
-                for name, value in values.items():
-                    setattr(position, name, value)
-                closed.append(position)
+                fields.update(levels)
+            for name, value in values.items():
+                setattr(position, name, value)
+            batch.append(position)
+        if not batch:
+            continue
+        updated = _update_still_open(batch, sorted(fields))
+        if updated not in (len(batch), -1):  # cannot happen under the lock; never book a close twice if it did
+            raise RuntimeError(f"{len(batch) - updated} positions changed under the sweep's lock")
+        closed.extend(batch)
     Order.objects.bulk_create([exit_order_for(p) for p in closed], batch_size=CHUNK)
     return closed
+
+
+def _update_still_open(positions: list[Position], fields: list[str]) -> int:
+    """`UPDATE … WHERE id = %s AND status = 'open'` once per position, as one executemany (Django's
+    bulk_update builds CASE expressions that cost seconds for 10 000 rows). Returns rows changed."""
+    meta = Position._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+    sql = (f"UPDATE {quote(meta.db_table)} SET {assignments} "
+           f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s")
+    rows = [[field.get_db_prep_save(getattr(p, field.attname), connection) for field in columns]
+            + [p.pk, PositionStatus.OPEN.value] for p in positions]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+        return cursor.rowcount
 
 
 def _record_sweep(monitor: AutoCloseMonitor, result: SweepResult, *, lease_owner: str | None, started: float) -> None:
