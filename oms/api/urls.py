@@ -18,7 +18,8 @@ urlpatterns = [
     route("stats", views.StatsApi, "stats"),
     route("positions", views.PositionListApi, "position-list"),
     route("positions/close-all", views.PositionCloseAllApi, "position-close-all"),
-    route(r"positions/(?P<position_id>[0-9]+)/close", views.PositionCloseApi, "position-close"),
+    # Any id segment reaches the view, so a bad id is a JSON 404 like an unknown one (not an HTML page).
+    route(r"positions/(?P<position_id>[^/]+)/close", views.PositionCloseApi, "position-close"),
     route("orders", views.OrderListCreateApi, "order-list"),
     route("market", views.MarketApi, "market"),
     route("oms/switch", views.SwitchApi, "switch"),

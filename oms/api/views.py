@@ -24,6 +24,7 @@ from oms.api.serializers import (
     StatsQuerySerializer,
     SwitchSetSerializer,
 )
+from oms.exceptions import PositionNotFound
 from oms.models import Order, Position, Signal, SwitchSource
 from oms.selectors import position_stats, position_stats_grouped, positions_filtered
 from oms.services.health import health_report
@@ -38,6 +39,7 @@ from oms.services.switch import oms_switch_set, switch_state
 from pricing.quotes import QuoteError
 from pricing.sources import get_price_source
 
+MAX_ID = 2**63 - 1  # the largest primary key any backend stores
 FREE_FORM = inline_serializer("FreeForm", {"detail": serializers.CharField()})
 
 
@@ -108,9 +110,12 @@ class PositionListApi(generics.ListAPIView):
 class PositionCloseApi(APIView):
     write_permission = "oms.close_position"
 
-    @extend_schema(request=None, responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT})
-    def post(self, request, position_id: int):
-        result = position_close_at_market(position_id=position_id)
+    @extend_schema(request=None, parameters=[OpenApiParameter("position_id", int, OpenApiParameter.PATH)],
+                   responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT})
+    def post(self, request, position_id: str):
+        if not position_id.isdigit() or int(position_id) > MAX_ID:
+            raise PositionNotFound(f"position {position_id[:30]} does not exist")
+        result = position_close_at_market(position_id=int(position_id))
         return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
 
 
