@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/loms
 # Tests never read a developer's .env, so they see the built-in defaults.
 TEST_ENV := LOMS_ENV_FILE=/nonexistent
 
-.PHONY: install run test test-postgres bench lint clean
+.PHONY: install run test test-postgres bench screenshots clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install
 ## The same suite against the local PostgreSQL.
 test-postgres: install
 	$(TEST_ENV) DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+## Refresh the committed console screenshots in docs/screenshots (needs Chromium).
+screenshots: install
+	$(TEST_ENV) LOMS_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest tests/browser/test_screenshots.py -q
 
 ## Benchmarks: printed figures and bench/results/*.json (not part of the tests).
 bench: install

@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +23,8 @@ class Command(BaseCommand):
                             "--config", str(base / "deploy" / "gunicorn.conf.py"), "--bind", bind]}
         if not no_cluster:
             commands["cluster"] = [sys.executable, str(base / "manage.py"), "qcluster"]
-        processes = {name: subprocess.Popen(cmd, cwd=base) for name, cmd in commands.items()}
+        # Each in its own process group, so a stop reaches the cluster's workers too.
+        processes = {name: subprocess.Popen(cmd, cwd=base, start_new_session=True) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(
             f"LOMS is starting: http://{bind}/  (console login), http://{bind}/health, http://{bind}/docs\n"
             f"Processes: {', '.join(f'{n} pid {p.pid}' for n, p in processes.items())}. Ctrl+C stops all."
@@ -43,12 +45,13 @@ class Command(BaseCommand):
                     exit_code = process.returncode or 1
                     stopping = True
             time.sleep(0.5)
-        for process in processes.values():
+        for name, process in processes.items():
             if process.poll() is None:
-                process.terminate()
+                # gunicorn stops gracefully on SIGTERM; django-q's cluster on SIGINT to the whole group.
+                os.killpg(process.pid, signal.SIGINT if name == "cluster" else signal.SIGTERM)
         for process in processes.values():
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
         sys.exit(exit_code)
