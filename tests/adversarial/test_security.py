@@ -1,0 +1,169 @@
+"""Security: who may write, CSRF on the console forms, and no secret in any answer, page or log line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from lomsite.jsonlog import JsonFormatter
+from oms.api.hmac_auth import sign_body
+from oms.api.urls import urlpatterns as api_routes
+from oms.models import OmsControl, Position, PositionStatus, Signal
+from oms.services.switch import switch_state
+from oms.tests.factories import open_position
+
+pytestmark = pytest.mark.django_db
+
+
+def concrete_path(route, position_id: int) -> str:
+    """`^positions/(?P<position_id>[^/]+)/close/?$` → `/positions/7/close`."""
+    pattern = route.pattern.regex.pattern.lstrip("^").replace("/?$", "").rstrip("$")
+    return "/" + re.sub(r"\(\?P<position_id>[^)]*\)", str(position_id), pattern)
+
+
+WRITE_ROUTES = [r for r in api_routes if hasattr(r.callback.view_class, "post")]
+
+
+def test_the_write_routes_are_the_ones_we_expect_so_a_new_one_is_not_missed():
+    names = sorted(r.name for r in WRITE_ROUTES)
+    assert names == ["order-list", "position-close", "position-close-all", "signal-bounce", "switch"]
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES, ids=lambda r: r.name)
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_every_write_endpoint_refuses_anonymous_callers_outside_dev(strict_api, anon_client, signal_body, route,
+                                                                    slash):
+    position = open_position()
+    body = {"symbol": "BTCUSDT", "side": "BUY", "qty": 1, "entry_price": 100, "confirm": "CLOSE ALL",
+            "enabled": False, "reason": "anonymous", **signal_body()}
+    response = anon_client.post(concrete_path(route, position.pk) + slash, body, format="json")
+    assert response.status_code in (401, 403)
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and Position.objects.count() == 1
+    assert switch_state().enabled and not Signal.objects.exclude(outcome="rejected").exists()
+
+
+def test_a_viewer_cannot_close_or_switch_through_the_api(strict_api, viewer_client):
+    position = open_position()
+    assert viewer_client.post(f"/positions/{position.pk}/close").status_code == 403
+    assert viewer_client.post("/positions/close-all", {"confirm": "CLOSE ALL"}, format="json").status_code == 403
+    assert viewer_client.post("/oms/switch", {"enabled": False, "reason": "x"}, format="json").status_code == 403
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and switch_state().enabled
+
+
+def console_posts(position: Position) -> list[tuple[str, dict]]:
+    return [
+        (reverse("oms:position-close", args=[position.pk]), {}),
+        (reverse("oms:position-close-all"), {"confirm": "CLOSE ALL"}),
+        (reverse("oms:switch"), {"enabled": "off", "reason": "testing"}),
+    ]
+
+
+def assert_untouched(position: Position) -> None:
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and OmsControl.load().enabled
+
+
+def test_a_viewer_cannot_close_or_switch_from_the_dashboard(viewer):
+    client = Client()
+    client.force_login(viewer)
+    position = open_position()
+    for url, data in console_posts(position):
+        assert client.post(url, data).status_code == 403, url
+    assert_untouched(position)
+
+
+def test_dashboard_forms_refuse_a_post_without_the_csrf_token(operator):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    position = open_position()
+    for url, data in console_posts(position):
+        assert client.post(url, data).status_code == 403, url
+    assert_untouched(position)
+    # The same request with the token from the page is accepted: the refusal above was the CSRF check.
+    client.get(reverse("oms:switch"))
+    token = client.cookies["csrftoken"].value
+    assert client.post(reverse("oms:switch"), {"enabled": "off", "reason": "t", "csrfmiddlewaretoken": token}
+                       ).status_code == 302
+    assert not OmsControl.load().enabled
+
+
+def test_the_api_refuses_a_session_post_without_the_csrf_token(strict_api, operator):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(operator)
+    response = client.post("/oms/switch", {"enabled": False, "reason": "csrf"}, format="json")
+    assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+    assert switch_state().enabled
+
+
+# --- secrets ------------------------------------------------------------------------------------
+
+SECRET_KEY = "sk-MARKER-6c1f0e9b2a-do-not-leak-0123456789abcdefghijklmnopq"
+HMAC_SECRET = "hmac-MARKER-41d7be"
+DB_PASSWORD = "dbpw-MARKER-93af"
+MARKERS = (SECRET_KEY, HMAC_SECRET, DB_PASSWORD, "MARKER")
+
+
+def leaks(text: str) -> list[str]:
+    return [marker for marker in MARKERS if marker in text]
+
+
+def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, capsys, tmp_path):
+    settings.SECRET_KEY = SECRET_KEY
+    settings.SIGNAL_HMAC_SECRET = HMAC_SECRET
+    settings.DATABASE_URL = f"postgres://loms:{DB_PASSWORD}@db.example:5432/loms"
+    settings.API_ALLOW_ANONYMOUS = False
+    settings.PRICE_SOURCE = "simulator"
+    caplog.set_level(logging.DEBUG)
+    admin = User.objects.create_superuser("root", password="pw-root-long-enough")
+    position = open_position(created_at=timezone.now() - timedelta(minutes=5))
+    open_position(symbol="ETHUSDT")
+    client = Client()
+    client.force_login(admin)
+    bodies: dict[str, str] = {}
+
+    # A signed signal (the secret is used, never echoed), a rejected one, and a bad signature.
+    raw = json.dumps({"symbol": "SOLUSDT", "side": "BUY", "price": 10.0, "timestamp": "2025-06-19T10:15:00Z"}).encode()
+    stamp = str(int(time.time()))
+    signed = client.post("/signals/bounce", raw, content_type="application/json",
+                         HTTP_X_SIGNATURE=sign_body(HMAC_SECRET, stamp, raw), HTTP_X_TIMESTAMP=stamp)
+    assert signed.status_code == 200 and signed.json()["risk_ok"] is True
+    bodies["signed signal"] = signed.content.decode()
+    bodies["badly signed"] = client.post("/signals/bounce", raw, content_type="application/json",
+                                         HTTP_X_SIGNATURE="sha256=00", HTTP_X_TIMESTAMP=stamp).content.decode()
+    for url in ["/health", "/stats", "/stats?group_by=symbol", "/positions", "/orders", "/signals",
+                "/market?symbol=BTCUSDT", "/oms/switch", "/api/schema", "/docs", "/", "/console/positions",
+                f"/console/positions/{position.pk}", f"/console/positions/{position.pk}/close", "/console/orders",
+                "/console/signals", "/console/stats", "/console/switch", "/console/positions/close-all",
+                "/admin/", "/admin/oms/position/", f"/admin/oms/position/{position.pk}/change/",
+                "/admin/oms/signal/", "/admin/oms/omscontrol/", "/accounts/login/", "/positions/999999/close"]:
+        response = client.get(url)
+        assert response.status_code < 500, url
+        bodies[url] = response.content.decode(errors="replace")
+    bodies["manual close"] = client.post(f"/positions/{position.pk}/close").content.decode()
+    bodies["switch off"] = client.post("/oms/switch", json.dumps({"enabled": False, "reason": "r"}),
+                                       content_type="application/json").content.decode()
+    show_config = io.StringIO()
+    call_command("show_config", stdout=show_config)
+    bodies["show_config"] = show_config.getvalue()
+    bodies["audit log"] = settings.AUDIT_LOG_PATH.read_text()
+
+    formatter = JsonFormatter()
+    bodies["log lines"] = "\n".join(formatter.format(record) for record in caplog.records)
+    captured = capsys.readouterr()
+    bodies["stdout/stderr"] = captured.out + captured.err
+    assert len(caplog.records) > 5 and "position_closed" in bodies["log lines"]
+    assert {name: leaks(text) for name, text in bodies.items() if leaks(text)} == {}
