@@ -11,7 +11,8 @@ from decimal import Decimal
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
-def _default(value: object) -> object:
+def json_default(value: object) -> object:
+    """JSON for the values our events and audit lines carry: Decimals as numbers, datetimes as ISO."""
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, datetime):
@@ -30,7 +31,7 @@ class JsonFormatter(logging.Formatter):
         body.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS})
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=_default)
+        return json.dumps(body, default=json_default)
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: object) -> None:

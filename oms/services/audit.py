@@ -19,22 +19,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
+from lomsite.jsonlog import json_default
+
 _write_lock = threading.Lock()
 ROTATED_STAMP = "%Y-%m-%d_%H%M%S"
-
-
-def _default(value: object) -> object:
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 @contextmanager
@@ -49,7 +42,7 @@ def _audit_lock(path: Path, *, exclusive: bool) -> Iterator[None]:
 
 def audit_append(record: dict) -> None:
     """Append one line. The file is opened per write so a rotation never loses lines."""
-    line = json.dumps({"logged_at": timezone.now().isoformat(), **record}, default=_default, sort_keys=True) + "\n"
+    line = json.dumps({"logged_at": timezone.now().isoformat(), **record}, default=json_default, sort_keys=True) + "\n"
     path = Path(settings.AUDIT_LOG_PATH)
     path.parent.mkdir(parents=True, exist_ok=True)
     if audit_rotation_due(path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,13 +9,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from lomsite.jsonlog import log_event
 from oms.models import CloseReason, Position
 from oms.services.positions import close_values
-from pricing.quotes import PriceMode, QuoteError, select_price
-from pricing.sources import get_price_source
-
-logger = logging.getLogger("loms.oms")
+from pricing.quotes import PriceMode
+from pricing.sources import fetch_prices, get_price_source
 
 
 @dataclass(frozen=True)
@@ -32,22 +28,15 @@ def positions_marks(positions: Iterable[Position]) -> dict[int, PositionMark]:
     open_positions = [p for p in positions if p.is_open]
     if not open_positions:
         return {}
-    try:
-        quotes = get_price_source().get_quotes(p.symbol for p in open_positions)
-    except Exception as exc:  # a page must render even when the price source is down
-        log_event(logger, "marks_unavailable", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}")
-        return {p.pk: PositionMark(error="price source unavailable") for p in open_positions}
-    mode, now = PriceMode(settings.PRICE_MODE), timezone.now()
+    symbols = list(dict.fromkeys(p.symbol for p in open_positions))
+    prices, failed = fetch_prices(get_price_source(), symbols, PriceMode(settings.PRICE_MODE))
+    now = timezone.now()
     marks = {}
     for position in open_positions:
-        quote = quotes.get(position.symbol)
-        try:
-            if quote is None or isinstance(quote, QuoteError):
-                raise quote or QuoteError(position.symbol, "no quote returned")
-            price = select_price(quote, mode)
-        except QuoteError as exc:
-            marks[position.pk] = PositionMark(error=exc.reason)
+        if position.symbol not in prices:
+            marks[position.pk] = PositionMark(error=failed.get(position.symbol, "no quote"))
             continue
+        price = prices[position.symbol][0]
         values = close_values(position=position, price=price, reason=CloseReason.MANUAL, now=now)
         marks[position.pk] = PositionMark(market_price=price, close_price=values["close_price"], pnl=values["pnl"])
     return marks

@@ -28,7 +28,7 @@ from oms.pnl import fee_for, gross_pnl, slipped_close_price
 from oms.services.switch import switch_state
 from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode, QuoteError, select_price
-from pricing.sources import get_price_source
+from pricing.sources import fetch_prices, get_price_source
 from risk.limits import ExposureSnapshot, RiskLimits, check_risk_limits
 
 logger = logging.getLogger("loms.oms")
@@ -263,17 +263,12 @@ def positions_close_at_market(*, positions: list[Position], reason: str) -> Clos
     open_positions = [p for p in positions if p.is_open]
     if not open_positions:
         return result
-    mode = PriceMode(settings.PRICE_MODE)
-    quotes = get_price_source().get_quotes(p.symbol for p in open_positions)
+    symbols = list(dict.fromkeys(p.symbol for p in open_positions))
+    prices, result.failed = fetch_prices(get_price_source(), symbols, PriceMode(settings.PRICE_MODE))
     for position in open_positions:
-        quote = quotes.get(position.symbol)
-        try:
-            if quote is None or isinstance(quote, QuoteError):
-                raise quote or QuoteError(position.symbol, "no quote returned")
-            price = select_price(quote, mode)
-        except QuoteError as exc:
-            result.failed[position.symbol] = exc.reason
+        if position.symbol not in prices:
             continue
+        price = prices[position.symbol][0]
         outcome = position_close(position=position, price=price, reason=reason)
         if outcome.closed_now:
             result.closed.append(outcome.position)

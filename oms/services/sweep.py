@@ -18,8 +18,8 @@ from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, leve
 from oms.models import AutoCloseMonitor, ExitStrategy, Order, Position, PositionStatus, SweepRun
 from oms.services.positions import close_values, exit_order_for, log_position_closed
 from oms.services.trips import trips_check_on_commit
-from pricing.quotes import PriceMode, PriceQuote, QuoteError, select_price
-from pricing.sources import get_price_source
+from pricing.quotes import PriceMode
+from pricing.sources import fetch_prices, get_price_source
 from pricing.sources.base import PriceSource
 
 logger = logging.getLogger("loms.oms.auto_close")
@@ -63,29 +63,6 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)  # symbol → why it had no usable price
     quote_requests: int = 0  # get_quotes calls (one per sweep at most)
     error: str = ""
-
-
-def _prices(source: PriceSource, symbols: list[str], mode: PriceMode) -> tuple[dict, dict[str, str]]:
-    """{symbol: (price, quote)} for the usable quotes, {symbol: reason} for the others."""
-    prices: dict[str, tuple[Decimal, PriceQuote]] = {}
-    failed: dict[str, str] = {}
-    try:
-        quotes = source.get_quotes(symbols)
-    except Exception as exc:  # a source bug must not stop the sweep; it is a failed quote for all
-        logger.exception("price source failed")
-        return {}, {s: f"price source error: {type(exc).__name__}: {exc}" for s in symbols}
-    for symbol in symbols:
-        quote = quotes.get(symbol)
-        if quote is None:
-            failed[symbol] = "no quote returned"
-        elif isinstance(quote, QuoteError):
-            failed[symbol] = quote.reason
-        else:
-            try:
-                prices[symbol] = (select_price(quote, mode), quote)
-            except QuoteError as exc:
-                failed[symbol] = exc.reason
-    return prices, failed
 
 
 def _lock_monitor(lease_owner: str | None) -> AutoCloseMonitor:
@@ -152,7 +129,7 @@ def _sweep(
     prices: dict = {}
     if symbols:
         result.quote_requests += 1
-        prices, result.failed = _prices(source or get_price_source(), symbols, mode)
+        prices, result.failed = fetch_prices(source or get_price_source(), symbols, mode)
 
     closes: dict[int, tuple[str, Decimal, dict | None]] = {}  # id → (reason, price, level fields)
     updates: list[Position] = []

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from pricing.quotes import PriceMode, PriceSourceType
+from pricing.quotes import PriceMode, PriceQuote, PriceSourceType, QuoteError, select_price
 from pricing.sources.base import PriceSource
+
+logger = logging.getLogger("loms.pricing")
 
 # One cached source per thread: exchange sources keep their HTTP connections open between
 # sweeps, a replay source keeps its clock. The key holds every setting the source depends on,
@@ -97,3 +101,31 @@ def build_price_source() -> PriceSource:
     raise ImproperlyConfigured(
         f"PRICE_SOURCE={settings.PRICE_SOURCE} / PRICE_EXCHANGE={settings.PRICE_EXCHANGE}: no such price source"
     )
+
+
+def fetch_prices(
+    source: PriceSource, symbols: list[str], mode: PriceMode
+) -> tuple[dict[str, tuple[Decimal, PriceQuote]], dict[str, str]]:
+    """One batch of quotes → ({symbol: (price in `mode`, quote)}, {symbol: why it has no usable price}).
+
+    Never raises: a failing source is a failed quote for every symbol, never a crashed caller.
+    """
+    prices: dict[str, tuple[Decimal, PriceQuote]] = {}
+    failed: dict[str, str] = {}
+    try:
+        quotes = source.get_quotes(symbols)
+    except Exception as exc:  # a source bug must not stop a sweep or a page
+        logger.exception("price source failed")
+        return {}, {symbol: f"price source error: {type(exc).__name__}: {exc}" for symbol in symbols}
+    for symbol in symbols:
+        quote = quotes.get(symbol)
+        if quote is None:
+            failed[symbol] = "no quote returned"
+        elif isinstance(quote, QuoteError):
+            failed[symbol] = quote.reason
+        else:
+            try:
+                prices[symbol] = (select_price(quote, mode), quote)
+            except QuoteError as exc:
+                failed[symbol] = exc.reason
+    return prices, failed
