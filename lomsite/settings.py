@@ -211,7 +211,6 @@ if not Decimal("0") < TRAILING_DISTANCE_PCT < Decimal("100"):
     raise ImproperlyConfigured("TRAILING_DISTANCE_PCT: must be greater than 0 and less than 100")
 MAX_HOLDING_MIN = env.int("MAX_HOLDING_MIN", None, minimum=1, optional=True)  # empty: no time limit
 
-
 # --- API -----------------------------------------------------------------------------------------
 API_ALLOW_ANONYMOUS = env.bool("API_ALLOW_ANONYMOUS", IS_DEV)
 if API_ALLOW_ANONYMOUS and not IS_DEV:
@@ -246,18 +245,6 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# --- django-q2 -----------------------------------------------------------------------------------
-Q_CLUSTER = {
-    "name": "loms",
-    "orm": "default",
-    "workers": env.int("Q_WORKERS", 2, minimum=2),
-    "timeout": 120,
-    "retry": 180,
-    "max_attempts": 1,
-    "catch_up": False,  # missed runs after downtime must not all fire at once
-    "poll": 0.2,
-    "save_limit": 500,
-    "ack_failures": True,
 # --- Operations: backups, audit rotation, shadow-mode report (docs/RUNBOOK.md) -------------------
 BACKUP_DIR = Path(env.str("BACKUP_DIR", str(DATA_DIR / "backups")))
 BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", 30, minimum=1)  # prune refuses < 7 unless --force
@@ -272,6 +259,18 @@ SHADOW_MIN_WINRATE_PCT = env.decimal("SHADOW_MIN_WINRATE_PCT", Decimal("45"), mi
 SHADOW_MAX_DRAWDOWN_USDT = env.decimal("SHADOW_MAX_DRAWDOWN_USDT", Decimal("100"), minimum=Decimal("0"))
 SHADOW_MAX_OPEN_AGE_HOURS = env.int("SHADOW_MAX_OPEN_AGE_HOURS", 24, minimum=1)
 
+# --- django-q2 -----------------------------------------------------------------------------------
+Q_CLUSTER = {
+    "name": "loms",
+    "orm": "default",
+    "workers": env.int("Q_WORKERS", 2, minimum=2),
+    "timeout": 120,
+    "retry": 180,
+    "max_attempts": 1,
+    "catch_up": False,  # missed runs after downtime must not all fire at once
+    "poll": 0.2,
+    "save_limit": 500,
+    "ack_failures": True,
     "label": "Task queue",
 }
 
