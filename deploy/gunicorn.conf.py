@@ -15,3 +15,6 @@ max_requests_jitter = 500
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's runtime control socket is one shared path per user; several LOMS servers on one
+# machine (tests, benchmarks, a second instance) would fight over it, and nothing here uses it.
+control_socket_disable = True
