@@ -216,7 +216,7 @@ def prepare_database() -> dict[str, str]:
     from django.core.management import call_command
     from rest_framework.authtoken.models import Token
 
-    if settings.DATABASES["default"]["ENGINE"] not in ("django.db.backends.sqlite3", "lomsite.sqlite_backend"):
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
         call_command("flush", interactive=False, verbosity=0)
     call_command("migrate", interactive=False, verbosity=0)
     bot = User.objects.create_user("benchbot", password=None)
