@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import cache
 from django.contrib.auth.models import Group, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -11,6 +12,12 @@ from rest_framework.test import APIClient
 @pytest.fixture(autouse=True)
 def _isolated_audit_log(settings, tmp_path):
     settings.AUDIT_LOG_PATH = tmp_path / "audit" / "signals.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test's database starts from the same book version: no figures cached by another test."""
+    cache.clear()
 
 
 @pytest.fixture

@@ -227,6 +227,19 @@ class OmsSwitchChange(models.Model):
         return f"{'ON' if self.enabled else 'OFF'} by {self.changed_by} at {self.changed_at:%Y-%m-%d %H:%M:%S}"
 
 
+class BookVersion(models.Model):
+    """A token that changes with every open and close (single row, pk=1).
+
+    Figures computed over the whole book (stats, equity curve) are cached under it: reading it is
+    one primary-key lookup, where fingerprinting the positions table grows with the table.
+    """
+
+    token = models.CharField(max_length=32, default="initial")
+
+    def __str__(self) -> str:
+        return f"book version {self.token}"
+
+
 class AutoCloseMonitor(models.Model):
     """Running figures of the auto-close sweeps (single row, pk=1), shown on /health."""
 

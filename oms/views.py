@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import F, Sum
@@ -30,7 +28,7 @@ from oms.forms import (
     SwitchForm,
 )
 from oms.models import CloseReason, OmsSwitchChange, Order, Position, PositionStatus, Signal, SwitchSource
-from oms.selectors import book_version, equity_curve, position_stats, position_stats_grouped, positions_filtered
+from oms.selectors import cached_over_book, equity_curve, position_stats, position_stats_grouped, positions_filtered
 from oms.services.health import health_report
 from oms.services.marks import positions_marks
 from oms.services.positions import position_close_at_market, positions_close_all
@@ -39,7 +37,6 @@ from oms.services.trips import TripLimits, trip_figures
 from oms.templatetags.console import money, price
 
 PAGE_SIZE = 50
-BOOK_CACHE_SEC = 300
 LIVE_HEADER = "X-Live-Fragment"
 POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
                   "strategy", "exchange"}
@@ -79,10 +76,7 @@ def _last_switch_change() -> OmsSwitchChange | None:
 
 
 def _book_cached(name: str, compute: Callable[[], object], *extra: object) -> object:
-    """Figures over the whole book, recomputed only when the book changes (the pages refresh every
-    few seconds; at 200 000 trades one computation takes a second or more)."""
-    digest = hashlib.sha256(repr((book_version(), *extra)).encode()).hexdigest()[:32]
-    return cache.get_or_set(f"loms:console:{name}:{digest}", compute, BOOK_CACHE_SEC)
+    return cached_over_book(f"console:{name}", compute, *extra)
 
 
 def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -> dict:

@@ -26,7 +26,7 @@ from oms.api.serializers import (
 )
 from oms.exceptions import PositionNotFound
 from oms.models import Order, Position, Signal, SwitchSource
-from oms.selectors import position_stats, position_stats_grouped, positions_filtered
+from oms.selectors import cached_over_book, position_stats, position_stats_grouped, positions_filtered
 from oms.services.health import health_report
 from oms.services.positions import (
     PositionRequest,
@@ -95,9 +95,11 @@ class StatsApi(APIView):
         filters = dict(query.validated_data)
         group_by = filters.pop("group_by", None)
         positions = positions_filtered(**filters)
+        key = sorted(filters.items())
         if group_by:
-            return Response({"group_by": group_by, "groups": position_stats_grouped(positions, group_by)})
-        return Response(position_stats(positions))
+            groups = cached_over_book(f"stats:{group_by}", lambda: position_stats_grouped(positions, group_by), key)
+            return Response({"group_by": group_by, "groups": groups})
+        return Response(cached_over_book("stats", lambda: position_stats(positions), key))
 
 
 class PositionListApi(generics.ListAPIView):

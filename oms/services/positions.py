@@ -25,6 +25,7 @@ from oms.models import (
     PositionStatus,
 )
 from oms.pnl import fee_for, gross_pnl, slipped_close_price
+from oms.services.book import book_changed
 from oms.services.switch import switch_state
 from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode, QuoteError, select_price
@@ -143,6 +144,7 @@ def position_open_locked(
         purpose=OrderPurpose.ENTRY,
         created_at=now,
     )
+    book_changed()
     log_event(
         logger,
         "position_opened",
@@ -226,6 +228,7 @@ def position_close(*, position: Position, price: Decimal, reason: str, now: date
     for name, value in values.items():
         setattr(position, name, value)
     exit_order_for(position).save()
+    book_changed()
     log_position_closed(position)
     trips_check_on_commit()  # loss limits may turn the switch off once this close is committed
     return CloseResult(position=position, closed_now=True)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from lomsite.jsonlog import log_event
 from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
 from oms.models import AutoCloseMonitor, ExitStrategy, Order, Position, PositionStatus, SweepRun
+from oms.services.book import book_changed
 from oms.services.positions import close_values, exit_order_for, log_position_closed
 from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode
@@ -201,6 +202,8 @@ def _close_positions(closes: dict[int, tuple[str, Decimal, dict | None]], *, now
             raise RuntimeError(f"{len(batch) - updated} positions changed under the sweep's lock")
         closed.extend(batch)
     Order.objects.bulk_create([exit_order_for(p) for p in closed], batch_size=CHUNK)
+    if closed:
+        book_changed()
     return closed
 
 

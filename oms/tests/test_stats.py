@@ -93,3 +93,23 @@ def test_stats_are_computed_in_the_database_with_a_fixed_number_of_queries(book,
     with django_assert_max_num_queries(2):
         stats = position_stats(positions_filtered())
     assert stats["closed_positions"] == 56
+
+
+def test_stats_are_served_from_cache_until_a_position_opens_or_closes(anon_client, django_assert_num_queries):
+    from oms.services.positions import position_close
+
+    position = open_position(entry="90")
+    assert anon_client.get("/stats").json()["open_positions"] == 1
+    with django_assert_num_queries(1):  # the book version only
+        assert anon_client.get("/stats").json()["open_positions"] == 1
+    position_close(position=position, price=Decimal("100"), reason="manual")
+    stats = anon_client.get("/stats").json()
+    assert (stats["open_positions"], stats["closed_positions"], stats["total_pnl"]) == (0, 1, 10.0)
+
+
+def test_a_signal_changes_the_book_version(anon_client, signal_body):
+    from oms.selectors import book_version
+
+    before = book_version()
+    anon_client.post("/signals/bounce", data=signal_body(), format="json")
+    assert book_version() != before

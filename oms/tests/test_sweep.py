@@ -266,3 +266,14 @@ def test_health_turns_degraded_when_the_last_sweep_is_older_than_the_stale_thres
     AutoCloseMonitor.objects.filter(pk=1).update(last_sweep_at=timezone.now() - timedelta(seconds=31))
     report = health_report()
     assert report["status"] == "degraded" and report["auto_close"]["stale"] is True
+
+
+def test_a_sweep_that_closes_changes_the_book_version_and_a_quiet_one_does_not():
+    from oms.selectors import book_version
+
+    aged(symbol="BTCUSDT", tp="104.5", sl="98.5")
+    before = book_version()
+    auto_close_sweep(now=NOW, source=StubSource({"BTCUSDT": "100"}))
+    assert book_version() == before
+    auto_close_sweep(now=NOW, source=StubSource({"BTCUSDT": "105"}))
+    assert book_version() != before

@@ -1,0 +1,14 @@
+"""The book version: bumped by every open and close, read by the caches of figures over the book."""
+
+from __future__ import annotations
+
+import uuid
+
+from oms.models import BookVersion
+
+
+def book_changed() -> None:
+    """Call inside the transaction that opens or closes positions: a new token invalidates every
+    figure cached under the old one (a random token, so a restored database never reuses one)."""
+    if not BookVersion.objects.filter(pk=1).update(token=uuid.uuid4().hex):
+        BookVersion.objects.update_or_create(pk=1, defaults={"token": uuid.uuid4().hex})
