@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
