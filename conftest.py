@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 

@@ -39,9 +39,8 @@ class EnvConfig:
     def __init__(self, env_file: Path | None, environ: dict[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
         self.env_file = env_file
-        self.file_values = {
-            k: v for k, v in (dotenv_values(env_file) if env_file and env_file.is_file() else {}).items() if v is not None
-        }
+        from_file = dotenv_values(env_file) if env_file and env_file.is_file() else {}
+        self.file_values = {k: v for k, v in from_file.items() if v is not None}
         self.entries: dict[str, ConfigEntry] = {}
 
     def _raw(self, key: str) -> tuple[str | None, str]:
@@ -62,7 +61,8 @@ class EnvConfig:
             try:
                 value = parse(raw.strip())
             except (ValueError, InvalidOperation) as exc:
-                raise ImproperlyConfigured(f"{key}: {exc} (got {'<hidden>' if secret else repr(raw)}, from {source})") from None
+                shown = "<hidden>" if secret else repr(raw)
+                raise ImproperlyConfigured(f"{key}: {exc} (got {shown}, from {source})") from None
         self._record(key, value, source, secret, redact)
         return value
 

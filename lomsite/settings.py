@@ -34,7 +34,9 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
 BROKER_MODE = env.str("BROKER_MODE", "paper", choices=("paper", "live"))
 if BROKER_MODE == "live":
-    raise ImproperlyConfigured("BROKER_MODE: 'live' is reserved; no live broker adapter exists yet. Use BROKER_MODE=paper.")
+    raise ImproperlyConfigured(
+        "BROKER_MODE: 'live' is reserved; no live broker adapter exists yet. Use BROKER_MODE=paper."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -151,9 +153,11 @@ DEFAULT_QTY = env.decimal("DEFAULT_QTY", Decimal("1.0"), minimum=Decimal("0"))
 DEFAULT_NOTIONAL_USDT = env.decimal("DEFAULT_NOTIONAL_USDT", Decimal("0"), minimum=Decimal("0"))
 DEFAULT_TP_PCT = env.decimal("DEFAULT_TP_PCT", Decimal("4.5"), minimum=Decimal("0"))
 DEFAULT_SL_PCT = env.decimal("DEFAULT_SL_PCT", Decimal("1.5"), minimum=Decimal("0"))
-for _key, _value in (("DEFAULT_QTY", DEFAULT_QTY), ("DEFAULT_TP_PCT", DEFAULT_TP_PCT), ("DEFAULT_SL_PCT", DEFAULT_SL_PCT)):
-    if not Decimal("0") < _value < (Decimal("100") if _key != "DEFAULT_QTY" else Decimal("1e12")):
-        raise ImproperlyConfigured(f"{_key}: must be greater than 0{' and less than 100' if _key != 'DEFAULT_QTY' else ''}")
+if DEFAULT_QTY <= 0:
+    raise ImproperlyConfigured("DEFAULT_QTY: must be greater than 0")
+for _key, _value in (("DEFAULT_TP_PCT", DEFAULT_TP_PCT), ("DEFAULT_SL_PCT", DEFAULT_SL_PCT)):
+    if not Decimal("0") < _value < Decimal("100"):
+        raise ImproperlyConfigured(f"{_key}: must be greater than 0 and less than 100")
 DEFAULT_EXIT_STRATEGY = env.str("DEFAULT_EXIT_STRATEGY", "tp_sl_static", choices=("tp_sl_static", "tp_sl_trailing_v1"))
 PAPER_FEE_RATE = env.decimal("PAPER_FEE_RATE", Decimal("0"), minimum=Decimal("0"))
 PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Decimal("0"))

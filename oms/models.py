@@ -163,7 +163,9 @@ class Signal(models.Model):
     outcome = models.CharField(max_length=16, choices=SignalOutcome.choices)
     reason = models.TextField(blank=True)
     dedupe_key = models.CharField(max_length=128, null=True, blank=True, unique=True)
-    duplicate_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates")
+    duplicate_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="duplicates"
+    )
     position = models.ForeignKey(Position, on_delete=models.SET_NULL, null=True, blank=True, related_name="signals")
     response = models.JSONField(default=dict, help_text="The body answered to the bot")
 

@@ -86,30 +86,35 @@ def evaluate_risk(
         return RiskDecision(
             False, f"max_total_open_reached (total={exposure.total_open}, limit={limits.max_open_positions})", "total"
         )
-    if limits.max_open_positions_per_symbol is not None and exposure.symbol_open >= limits.max_open_positions_per_symbol:
+    per_symbol = limits.max_open_positions_per_symbol
+    if per_symbol is not None and exposure.symbol_open >= per_symbol:
         return RiskDecision(
             False,
             f"max_symbol_open_reached (symbol={symbol}, count={exposure.symbol_open}, "
-            f"limit={limits.max_open_positions_per_symbol})",
+            f"limit={per_symbol})",
             "symbol",
         )
     notional = entry_price * qty
     if limits.max_size_per_position_usdt is not None and notional > limits.max_size_per_position_usdt:
         return RiskDecision(
             False,
-            f"max_size_per_position_exceeded (notional={_fmt(notional)}, limit={_fmt(limits.max_size_per_position_usdt)})",
+            f"max_size_per_position_exceeded (notional={_fmt(notional)}, "
+            f"limit={_fmt(limits.max_size_per_position_usdt)})",
             "size",
         )
-    if limits.max_total_exposure_usdt is not None and exposure.total_open_notional + notional > limits.max_total_exposure_usdt:
+    exposure_after = exposure.total_open_notional + notional
+    if limits.max_total_exposure_usdt is not None and exposure_after > limits.max_total_exposure_usdt:
         return RiskDecision(
             False,
-            f"max_total_exposure_exceeded (exposure={_fmt(exposure.total_open_notional + notional)}, "
+            f"max_total_exposure_exceeded (exposure={_fmt(exposure_after)}, "
             f"limit={_fmt(limits.max_total_exposure_usdt)})",
             "exposure",
         )
     if limits.max_signals_per_day is not None and exposure.signals_today >= limits.max_signals_per_day:
         return RiskDecision(
-            False, f"max_signals_per_day_reached (count={exposure.signals_today}, limit={limits.max_signals_per_day})", "daily"
+            False,
+            f"max_signals_per_day_reached (count={exposure.signals_today}, limit={limits.max_signals_per_day})",
+            "daily",
         )
     if (
         limits.max_signals_per_day_per_symbol is not None

@@ -84,8 +84,9 @@ def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> Expo
         signals_today, symbol_signals_today = today["total"], today["symbol"]
     last_sl_at = None
     if limits.sl_cooldown_min:
+        since = now - timedelta(minutes=limits.sl_cooldown_min)
         last_sl_at = Position.objects.filter(
-            symbol=symbol, auto_close_reason=CloseReason.SL, closed_at__gte=now - timedelta(minutes=limits.sl_cooldown_min)
+            symbol=symbol, auto_close_reason=CloseReason.SL, closed_at__gte=since
         ).aggregate(last=Max("closed_at"))["last"]
     return ExposureSnapshot(
         total_open=open_figures["total"],

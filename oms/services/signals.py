@@ -30,7 +30,9 @@ def _payload_for_storage(payload: object) -> dict:
 
 
 def _request_for(signal: BounceSignal) -> PositionRequest:
-    tp_price, sl_price = levels_from_pct(side=signal.side, price=signal.price, tp_pct=signal.tp_pct, sl_pct=signal.sl_pct)
+    tp_price, sl_price = levels_from_pct(
+        side=signal.side, price=signal.price, tp_pct=signal.tp_pct, sl_pct=signal.sl_pct
+    )
     return PositionRequest(
         symbol=signal.symbol,
         side=signal.side,

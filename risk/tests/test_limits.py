@@ -8,8 +8,10 @@ from risk.limits import ExposureSnapshot, RiskLimits, check_risk_limits, evaluat
 NOW = datetime(2025, 6, 19, 12, 0, tzinfo=UTC)
 
 
-def decide(limits: RiskLimits, exposure: ExposureSnapshot = ExposureSnapshot(), symbol="BTCUSDT",
-           price="100", qty="1"):
+NOTHING_OPEN = ExposureSnapshot()
+
+
+def decide(limits: RiskLimits, exposure: ExposureSnapshot = NOTHING_OPEN, symbol="BTCUSDT", price="100", qty="1"):
     return evaluate_risk(symbol=symbol, entry_price=Decimal(price), qty=Decimal(qty), exposure=exposure, limits=limits)
 
 
@@ -63,7 +65,8 @@ def test_total_exposure_counts_the_new_position():
 def test_allowlist_and_denylist():
     assert decide(RiskLimits(symbol_allowlist=("BTCUSDT",)), symbol="BTCUSDT").ok
     assert decide(RiskLimits(symbol_allowlist=("BTCUSDT",)), symbol="DOGEUSDT").scope == "symbol_list"
-    assert decide(RiskLimits(symbol_denylist=("DOGEUSDT",)), symbol="DOGEUSDT").reason == "symbol_denied (symbol=DOGEUSDT)"
+    denied = decide(RiskLimits(symbol_denylist=("DOGEUSDT",)), symbol="DOGEUSDT")
+    assert denied.reason == "symbol_denied (symbol=DOGEUSDT)"
 
 
 def test_daily_signal_limits():
