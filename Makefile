@@ -7,7 +7,7 @@ PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/loms
 # Tests never read a developer's .env, so they see the built-in defaults.
 TEST_ENV := LOMS_ENV_FILE=/nonexistent
 
-.PHONY: install run test test-postgres bench screenshots clean
+.PHONY: install run test test-postgres lint bench screenshots clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: install
 ## Install and run the whole test suite (SQLite unless DATABASE_URL says otherwise).
 test: install
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+## Style and static checks (ruff, migrations in step with the models).
+lint: install
+	$(PY) -m ruff check .
+	$(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run
 
 ## The same suite against the local PostgreSQL.
 test-postgres: install
