@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from oms.models import CloseReason, Position, PositionStatus
+from oms.services.book import book_changed
 
 SYMBOLS = [f"S{i:03d}USDT" for i in range(100)]
 STRATEGIES = ["bounce_ema10_strict", "bounce_ema20", "breakout_v2", "mean_revert", "scalp_1m"]
@@ -60,6 +61,7 @@ def seed_closed_positions(count: int, *, seed: int = 42, batch: int = 5000) -> N
         size = min(batch, remaining)
         with transaction.atomic():
             Position.objects.bulk_create([_closed(rng, now) for _ in range(size)], batch_size=batch)
+            book_changed()  # as the services do: figures cached over the old book are stale
         remaining -= size
 
 
@@ -70,6 +72,7 @@ def seed_open_positions(count: int, *, symbols: int = 100, trigger: bool = False
             rows = [open_position(i, now=now, symbols=symbols, trigger=trigger)
                     for i in range(start, min(count, start + batch))]
             Position.objects.bulk_create(rows, batch_size=batch)
+            book_changed()
 
 
 def close_all_open(*, reason: str = CloseReason.MANUAL) -> int:
@@ -77,7 +80,10 @@ def close_all_open(*, reason: str = CloseReason.MANUAL) -> int:
     from django.db.models import F
 
     now = timezone.now()
-    return Position.objects.filter(status=PositionStatus.OPEN).update(
-        status=PositionStatus.CLOSED, closed_at=now, close_price=F("entry_price"), pnl=Decimal("0"),
-        auto_close_reason=reason,
-    )
+    with transaction.atomic():
+        closed = Position.objects.filter(status=PositionStatus.OPEN).update(
+            status=PositionStatus.CLOSED, closed_at=now, close_price=F("entry_price"), pnl=Decimal("0"),
+            auto_close_reason=reason,
+        )
+        book_changed()
+    return closed
