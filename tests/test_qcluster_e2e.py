@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
@@ -174,12 +176,6 @@ def test_two_real_clusters_sweep_without_overlap_or_gaps_across_hand_overs_and_a
     assert closed > 0 and still_open > 0
     [(positions_closed, sweeps)] = query(db, "SELECT positions_closed, sweeps FROM oms_autoclosemonitor")
     assert positions_closed == closed and sweeps == len(runs)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int) -> bool:

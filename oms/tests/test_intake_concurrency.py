@@ -3,39 +3,19 @@
 Real threads, each with its own database connection, fire signals at the same instant.
 """
 
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 
 from oms.models import Position, Signal
 from oms.services.signals import signal_ingest
+from tests.support import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def fire_concurrently(bodies: list[dict]) -> list[dict]:
-    barrier = threading.Barrier(len(bodies))
-    results: list[dict] = []
-    errors: list[BaseException] = []
-
-    def send(body: dict) -> None:
-        try:
-            barrier.wait()
-            results.append(signal_ingest(payload=body).body)
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send, args=(body,)) for body in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    return results
+    return run_together([lambda body=body: signal_ingest(payload=body).body for body in bodies])
 
 
 def test_fifty_concurrent_signals_never_exceed_the_total_limit(settings, signal_body):

@@ -1,16 +1,15 @@
 """Manual close: POST /positions/{id}/close and the close service under it."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from oms.models import Order, OrderPurpose, Position, PositionStatus
 from oms.services.positions import position_close, positions_close_all
 from oms.tests.factories import open_position
 from pricing.quotes import QuoteError
 from pricing.sources.dummy import DummySource
+from tests.support import run_together
 
 
 @pytest.fixture
@@ -134,22 +133,11 @@ def test_close_all_api_requires_the_typed_confirmation(anon_client, dummy_prices
 @pytest.mark.django_db(transaction=True)
 def test_racing_closes_book_exactly_one_close_and_one_pnl():
     position = open_position(entry="100")
-    barrier = threading.Barrier(8)
-    outcomes = []
+    def close(price: str) -> bool:
+        fresh = Position.objects.get(pk=position.pk)
+        return position_close(position=fresh, price=Decimal(price), reason="manual").closed_now
 
-    def close(price: str) -> None:
-        try:
-            barrier.wait()
-            fresh = Position.objects.get(pk=position.pk)
-            outcomes.append(position_close(position=fresh, price=Decimal(price), reason="manual").closed_now)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=close, args=(str(100 + i),)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = run_together([lambda i=i: close(str(100 + i)) for i in range(8)])
     assert outcomes.count(True) == 1 and len(outcomes) == 8
     closed = Position.objects.get(pk=position.pk)
     assert closed.pnl == closed.close_price - Decimal("100")

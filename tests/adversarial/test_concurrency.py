@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,40 +27,17 @@ from oms.services.positions import position_close_at_market
 from oms.services.signals import signal_ingest
 from oms.services.sweep import auto_close_sweep
 from oms.tests.factories import open_position
+from tests.support import free_port, run_together
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def together(calls: list) -> list:
-    """Run every callable in its own thread, released at the same instant; re-raise any error."""
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-    errors: list[BaseException] = []
-
-    def run(index: int, call) -> None:
-        try:
-            barrier.wait()
-            results[index] = call()
-        except BaseException as exc:  # collected and asserted below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    return results
 
 
 def test_a_fifty_way_burst_never_overshoots_the_total_exposure_limit(settings, signal_body):
     settings.MAX_TOTAL_EXPOSURE_USDT = Decimal("1000")  # 100 USDT each: room for exactly 10
     settings.DEFAULT_QTY = Decimal("1")
     bodies = [signal_body(symbol=f"X{i}USDT", price=100.0, signal_id=f"exp-{i}") for i in range(50)]
-    results = together([lambda body=body: signal_ingest(payload=body).body for body in bodies])
+    results = run_together([lambda body=body: signal_ingest(payload=body).body for body in bodies])
     exposure = Position.objects.filter(status=PositionStatus.OPEN).aggregate(total=Sum(F("entry_price") * F("qty")))
     assert Position.objects.count() == 10 and exposure["total"] == Decimal("1000")
     assert Counter(r["risk_ok"] for r in results) == {True: 10, False: 40}
@@ -74,7 +49,7 @@ def test_a_fifty_way_burst_with_all_three_limits_respects_each_of_them(settings,
     settings.MAX_OPEN_POSITIONS_PER_SYMBOL = 3
     settings.MAX_TOTAL_EXPOSURE_USDT = Decimal("1100")
     bodies = [signal_body(symbol=f"S{i % 5}USDT", price=100.0, signal_id=f"all-{i}") for i in range(50)]
-    together([lambda body=body: signal_ingest(payload=body) for body in bodies])
+    run_together([lambda body=body: signal_ingest(payload=body) for body in bodies])
     per_symbol = Counter(Position.objects.values_list("symbol", flat=True))
     assert sum(per_symbol.values()) == 11  # exposure binds first: 11 x 100 USDT
     assert max(per_symbol.values()) <= 3
@@ -87,7 +62,7 @@ def test_a_manual_close_racing_the_auto_close_books_exactly_one_close_and_one_pn
     positions = [open_position(symbol=f"R{i % 4}USDT", tp="99.5", sl="50", created_at=created) for i in range(40)]
     calls = [lambda: [auto_close_sweep() for _ in range(3)]]
     calls += [lambda pk=p.pk: position_close_at_market(position_id=pk) for p in positions[::2]]
-    together(calls)
+    run_together(calls)
     for position in Position.objects.filter(pk__in=[p.pk for p in positions]):
         exits = Order.objects.filter(position=position, purpose=OrderPurpose.EXIT)
         assert position.status == PositionStatus.CLOSED and exits.count() == 1, position
@@ -107,12 +82,6 @@ def _database_url() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _post(url: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -125,7 +94,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 
 @pytest.mark.slow
 def test_a_fifty_way_http_burst_on_the_served_app_opens_exactly_the_limit_and_never_fails(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=_database_url(), MAX_OPEN_POSITIONS="5",
                AUDIT_LOG_PATH=str(tmp_path / "audit.jsonl"), GUNICORN_WORKERS="3", GUNICORN_THREADS="4")
@@ -143,7 +112,7 @@ def test_a_fifty_way_http_burst_on_the_served_app_opens_exactly_the_limit_and_ne
                 time.sleep(0.3)
         bodies = [{"symbol": f"H{i}USDT", "side": "BUY", "price": 100.0, "timestamp": "2025-06-19T10:15:00Z",
                    "signal_id": f"http-{i}"} for i in range(50)]
-        results = together([lambda body=body: _post(f"{base}/signals/bounce", body) for body in bodies])
+        results = run_together([lambda body=body: _post(f"{base}/signals/bounce", body) for body in bodies])
     finally:
         server.terminate()
         server.wait(timeout=30)
