@@ -315,79 +315,14 @@ def read_workloads(server: Server, auth: dict, *, size: int, reads: int, workloa
 
 def w2_sweep(sizes: list[int]) -> dict:
     """Sweep cost in this process: N open positions over 100 symbols, no trigger and all closing."""
-    bench_sweep = ROOT / "bench" / "bench_sweep.py"
+    from bench.bench_sweep import measure_sweep
+
     results = {}
-    try:
-        from bench.bench_sweep import measure_sweep  # written with the auto-close issue
-    except ImportError:
-        measure_sweep = None
     for size in sizes:
-        if measure_sweep is not None:
-            results[str(size)] = measure_sweep(open_positions=size, symbols=100)
-        else:
-            results[str(size)] = _measure_sweep(size)
+        results[str(size)] = measure_sweep(open_positions=size, symbols=100)
         for label, fig in results[str(size)].items():
             print_line(f"W2 sweep {size} open, {label}", fig, tuple(fig.keys()))
-    if not bench_sweep.exists():
-        results["note"] = "bench/bench_sweep.py absent: measured by bench/run.py directly"
     return results
-
-
-class CountingSource:
-    """Wraps the configured price source and counts the calls a sweep makes."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.batches, self.single, self.symbols = inner, 0, 0, 0
-
-    def get_quotes(self, symbols):
-        wanted = list(symbols)
-        self.batches += 1
-        self.symbols = max(self.symbols, len(set(wanted)))
-        return self.inner.get_quotes(wanted)
-
-    def get_quote(self, symbol):
-        self.single += 1
-        return self.inner.get_quote(symbol)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-
-def _measure_sweep(size: int) -> dict:
-    from django.db import connection
-
-    from bench.seed import close_all_open, seed_open_positions
-    from oms.services.sweep import auto_close_sweep
-    from pricing.sources import get_price_source
-
-    figures = {}
-    for label, trigger in (("no_trigger", False), ("close_all", True)):
-        close_all_open()
-        seed_open_positions(size, trigger=trigger)
-        source = CountingSource(get_price_source())
-        queries = []
-
-        def count(execute, sql, params, many, context, queries=queries):
-            queries.append(1)
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(count):
-            began = time.perf_counter()
-            outcome = auto_close_sweep(source=source)
-            elapsed = (time.perf_counter() - began) * 1000
-        if outcome.error:
-            raise SystemExit(f"W2: the sweep failed: {outcome.error}")
-        figures[label] = {
-            "ms": round(elapsed, 1),
-            "checked": outcome.checked,
-            "closed": len(outcome.closed),
-            "quote_batches": source.batches,
-            "single_quotes": source.single,
-            "symbols_per_batch": source.symbols,
-            "queries": len(queries),
-        }
-    close_all_open()
-    return figures
 
 
 # --- reporting ---------------------------------------------------------------------------------
