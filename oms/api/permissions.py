@@ -50,8 +50,3 @@ class ApiPermission(BasePermission):
             self.message = f"Your account lacks the permission {required}."
             return False
         return True
-
-
-class AllowAnyone(BasePermission):
-    def has_permission(self, request, view) -> bool:
-        return True

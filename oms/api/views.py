@@ -9,12 +9,12 @@ from rest_framework import generics, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from oms.api.filters import OrderFilter, PositionFilter, SignalFilter
 from oms.api.hmac_auth import SignalHmacAuthentication
-from oms.api.permissions import AllowAnyone
 from oms.api.serializers import (
     CloseAllSerializer,
     OrderCreateSerializer,
@@ -40,9 +40,6 @@ from pricing.quotes import QuoteError
 from pricing.sources import get_price_source
 
 MAX_ID = 2**63 - 1  # the largest primary key any backend stores
-FREE_FORM = inline_serializer("FreeForm", {"detail": serializers.CharField()})
-
-
 class StandardPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -78,7 +75,7 @@ class SignalBounceApi(APIView):
 
 
 class HealthApi(APIView):
-    permission_classes = [AllowAnyone]
+    permission_classes = [AllowAny]
     authentication_classes = []
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
