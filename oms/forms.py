@@ -84,6 +84,10 @@ class SignalFilterForm(forms.Form):
     symbol = _text("Symbol", 30)
 
 
+class OrderFilterForm(forms.Form):
+    symbol = _text("Symbol", 30)
+
+
 class SwitchForm(forms.Form):
     enabled = forms.TypedChoiceField(choices=[("on", "ON"), ("off", "OFF")], coerce=lambda v: v == "on")
     reason = forms.CharField(

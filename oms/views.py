@@ -22,6 +22,7 @@ from oms.exceptions import PositionNotFound, PriceUnavailable
 from oms.forms import (
     CLOSE_ALL_PHRASE,
     CloseAllForm,
+    OrderFilterForm,
     PositionFilterForm,
     SignalFilterForm,
     StatsFilterForm,
@@ -231,8 +232,9 @@ def switch(request: HttpRequest) -> HttpResponse:
 
 @console_view
 def orders(request: HttpRequest) -> HttpResponse:
+    form = OrderFilterForm(request.GET or None)
     queryset = Order.objects.order_by("-created_at", "-id")
-    symbol = (request.GET.get("symbol") or "").strip().upper()
+    symbol = form.cleaned_data["symbol"].strip().upper() if form.is_bound and form.is_valid() else ""
     if symbol:
         queryset = queryset.filter(symbol=symbol)
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))

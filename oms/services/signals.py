@@ -26,7 +26,19 @@ class IntakeResult:
 
 
 def _payload_for_storage(payload: object) -> dict:
-    return payload if isinstance(payload, dict) else {"raw": str(payload)[:2000]}
+    """The body as it can be stored and audited: a JSON object, NUL characters (which PostgreSQL
+    text and jsonb refuse) replaced by U+FFFD."""
+    return _without_nul(payload) if isinstance(payload, dict) else {"raw": _without_nul(str(payload)[:2000])}
+
+
+def _without_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def _request_for(signal: BounceSignal) -> PositionRequest:
@@ -126,6 +138,7 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
 
 
 def _reject(payload: dict, errors: dict) -> IntakeResult:
+    errors = _without_nul(errors)  # messages may quote the bad input
     body = {"received": False, "errors": errors}
     row = Signal.objects.create(
         payload=payload,

@@ -203,3 +203,13 @@ def test_a_body_that_is_not_a_json_object_is_refused(anon_client, raw):
     assert response.status_code == 400
     assert response.json()["received"] is False
     assert Position.objects.count() == 0
+
+
+@pytest.mark.parametrize("field,value", [("symbol", "BTC\x00USDT"), ("strategy", "a\x00b"),
+                                         ("exit_strategy", "x\x00y"), ("side", "\x00")])
+def test_nul_characters_are_a_clear_400_and_the_signal_is_still_recorded(anon_client, signal_body, field, value):
+    response = post(anon_client, signal_body(**{field: value}))
+    assert response.status_code == 400 and field in response.json()["errors"]
+    recorded = Signal.objects.get()
+    assert recorded.outcome == SignalOutcome.REJECTED
+    assert recorded.payload[field] == value.replace("\x00", "\ufffd")  # PostgreSQL refuses NUL
