@@ -86,6 +86,15 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
+def stop_serve(process: subprocess.Popen) -> None:
+    """`serve` runs web and cluster in sessions of their own: ask it to stop them, then make sure."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        stop(process)
+
+
 def query(db: Path, sql: str, *params) -> list[tuple]:
     with sqlite3.connect(db, timeout=30) as conn:
         return conn.execute(sql, params).fetchall()
@@ -209,7 +218,7 @@ def test_a_long_signal_through_the_real_server_closes_by_itself_with_the_right_p
         row = wait_until(lambda: query(db, sql, position_id), min_age + 5, "the position to close", server, log)
         assert time.monotonic() - sent_at <= min_age + 5
     finally:
-        stop(server)
+        stop_serve(server)
     [(status, reason, close, pnl, qty, entry, tp, sl, created_at, closed_at)] = row
     close, pnl, qty = Decimal(str(close)), Decimal(str(pnl)), Decimal(str(qty))
     levels = tuple(Decimal(str(v)) for v in (entry, tp, sl))

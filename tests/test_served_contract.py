@@ -78,3 +78,28 @@ def test_the_old_helper_scripts_work_without_a_token(served):
     assert status == 200 and stats["total_positions"] >= 1
     status, positions = call("GET", f"{base}/positions")
     assert opened["position_id"] in [p["id"] for p in positions["results"]]
+
+
+def test_a_killed_serve_takes_its_web_server_down_with_it(tmp_path):
+    """Even a SIGKILLed `serve` (no chance to clean up) must not leave a server holding the port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
+    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=f"sqlite:///{tmp_path / 'loms.sqlite3'}",
+               AUDIT_LOG_PATH=str(tmp_path / "audit.jsonl"), GUNICORN_WORKERS="1")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=120)
+    port = free_port()
+    serve = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", time.monotonic() + 60)
+    finally:
+        serve.kill()
+        serve.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+        except OSError:
+            return
+        time.sleep(0.3)
+    raise AssertionError("the web server outlived its killed `serve`")

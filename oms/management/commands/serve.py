@@ -1,3 +1,5 @@
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -7,6 +9,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when `serve` dies, even by SIGKILL (Linux), so a
+    killed `serve` never leaves a web server or cluster running on its own."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        ctypes.CDLL(libc_name, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Command(BaseCommand):
@@ -24,7 +36,10 @@ class Command(BaseCommand):
         if not no_cluster:
             commands["cluster"] = [sys.executable, str(base / "manage.py"), "qcluster"]
         # Each in its own process group, so a stop reaches the cluster's workers too.
-        processes = {name: subprocess.Popen(cmd, cwd=base, start_new_session=True) for name, cmd in commands.items()}
+        processes = {
+            name: subprocess.Popen(cmd, cwd=base, start_new_session=True, preexec_fn=_die_with_parent)
+            for name, cmd in commands.items()
+        }
         self.stdout.write(self.style.SUCCESS(
             f"LOMS is starting: http://{bind}/  (console login), http://{bind}/health, http://{bind}/docs\n"
             f"Processes: {', '.join(f'{n} pid {p.pid}' for n, p in processes.items())}. Ctrl+C stops all."
