@@ -6,7 +6,6 @@ make the service look healthy or degraded (no cluster runs here).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, sqlite_process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -26,9 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ops-served")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
-    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=f"sqlite:///{tmp / 'loms.sqlite3'}",
-               AUDIT_LOG_PATH=str(tmp / "audit.jsonl"), GUNICORN_WORKERS="1", API_ALLOW_ANONYMOUS="false")
+    env = sqlite_process_env(tmp / "loms.sqlite3", GUNICORN_WORKERS="1", API_ALLOW_ANONYMOUS="false")
 
     def manage(*argv: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True,

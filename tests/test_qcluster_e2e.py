@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, sqlite_process_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -50,10 +50,7 @@ Position.objects.bulk_create(rows)
 
 
 def base_env(db: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
-    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=f"sqlite:///{db}", PRICE_SOURCE="simulator",
-               AUDIT_LOG_PATH=str(db.parent / "audit.jsonl"), PYTHONUNBUFFERED="1", **extra)
-    return env
+    return sqlite_process_env(db, PRICE_SOURCE="simulator", PYTHONUNBUFFERED="1", **extra)
 
 
 @pytest.fixture(scope="module")

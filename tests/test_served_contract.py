@@ -4,7 +4,6 @@ The bot's helper scripts use plain urllib against 127.0.0.1 with no token (dev p
 """
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, migrated_sqlite_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -33,11 +32,7 @@ def wait_for(url: str, deadline: float) -> int:
 def served(tmp_path_factory):
     """A fresh SQLite database, migrated, served by `manage.py serve` on a free port."""
     tmp = tmp_path_factory.mktemp("served")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
-    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=f"sqlite:///{tmp / 'loms.sqlite3'}",
-               AUDIT_LOG_PATH=str(tmp / "audit.jsonl"), GUNICORN_WORKERS="2")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=120)
+    env = migrated_sqlite_env(tmp, GUNICORN_WORKERS="2")
     port = free_port()
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"], cwd=ROOT,
@@ -82,11 +77,7 @@ def test_the_old_helper_scripts_work_without_a_token(served):
 
 def test_a_killed_serve_takes_its_web_server_down_with_it(tmp_path):
     """Even a SIGKILLed `serve` (no chance to clean up) must not leave a server holding the port."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
-    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=f"sqlite:///{tmp_path / 'loms.sqlite3'}",
-               AUDIT_LOG_PATH=str(tmp_path / "audit.jsonl"), GUNICORN_WORKERS="1")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=120)
+    env = migrated_sqlite_env(tmp_path, GUNICORN_WORKERS="1")
     port = free_port()
     serve = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
