@@ -131,6 +131,8 @@ class PositionAdmin(ReadOnlyAdmin):
             self.message_user(request, f"{already} selected position(s) were not open.", messages.INFO)
         for symbol, why in result.failed.items():
             self.message_user(request, f"{symbol}: not closed ({why}).", messages.ERROR)
+        for position_id, why in result.failed_positions.items():
+            self.message_user(request, f"#{position_id}: not closed ({why}).", messages.ERROR)
 
 
 @admin.register(Order)

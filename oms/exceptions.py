@@ -40,3 +40,10 @@ class RiskLimitExceeded(OmsError):
 
 class ConfirmationRequired(OmsError):
     code = "confirmation_required"
+
+
+class PositionCloseFailed(OmsError):
+    """This position's close cannot be booked (a row no close can be computed from); it stays open."""
+
+    status_code = 409
+    code = "close_failed"

@@ -259,6 +259,10 @@ class AutoCloseMonitor(models.Model):
     last_sweep_checked = models.IntegerField(default=0)
     last_sweep_closed = models.IntegerField(default=0)
     last_sweep_failed_symbols = models.JSONField(default=list, blank=True)
+    close_failures = models.JSONField(
+        default=dict, blank=True,
+        help_text="Positions whose exit failed in the last sweep: {id: {count, last_error, since, last_at}}",
+    )
     # The sweep lease: whoever holds an unexpired lease is the only one allowed to sweep.
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_pid = models.IntegerField(null=True, blank=True)

@@ -18,7 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from oms.charts import equity_chart
-from oms.exceptions import PositionNotFound, PriceUnavailable
+from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable
 from oms.forms import (
     CLOSE_ALL_PHRASE,
     CloseAllForm,
@@ -167,7 +167,7 @@ def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
         result = position_close_at_market(position_id=position_id, reason=CloseReason.MANUAL)
     except PositionNotFound:
         raise Http404(f"position {position_id} does not exist") from None
-    except PriceUnavailable as exc:
+    except (PriceUnavailable, PositionCloseFailed) as exc:
         messages.error(request, f"Position #{position_id} was not closed: {exc.message}")
         return redirect("oms:position-detail", position_id=position_id)
     p = result.position
@@ -191,6 +191,8 @@ def positions_close_all_view(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Close all: closed {len(result.closed)} position(s), PnL {money(total)} USDT.")
         for symbol, why in result.failed.items():
             messages.error(request, f"{symbol} positions stay open: {why}")
+        for position_id, why in result.failed_positions.items():
+            messages.error(request, f"Position #{position_id} stays open: {why}")
         return redirect(f"{reverse('oms:positions')}?status=open")
     open_positions = Position.objects.filter(status=PositionStatus.OPEN)
     context = {

@@ -128,7 +128,7 @@ class PositionCloseAllApi(APIView):
         CloseAllSerializer(data=request.data).is_valid(raise_exception=True)
         result = positions_close_all()
         return Response({"closed": len(result.closed), "closed_ids": [p.pk for p in result.closed],
-                         "failed": result.failed})
+                         "failed": result.failed, "failed_positions": result.failed_positions})
 
 
 class OrderListCreateApi(generics.ListAPIView):

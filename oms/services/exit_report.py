@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
 from oms.models import Position, PositionStatus
-from oms.services.positions import close_values
+from oms.services.closing import close_values
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources.base import PriceSource
 

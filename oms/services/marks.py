@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from oms.models import CloseReason, Position
-from oms.services.positions import close_values
+from oms.services.closing import CloseRefused, close_values
 from pricing.quotes import PriceMode
 from pricing.sources import fetch_prices, get_price_source
 
@@ -37,6 +37,10 @@ def positions_marks(positions: Iterable[Position]) -> dict[int, PositionMark]:
             marks[position.pk] = PositionMark(error=failed.get(position.symbol, "no quote"))
             continue
         price = prices[position.symbol][0]
-        values = close_values(position=position, price=price, reason=CloseReason.MANUAL, now=now)
+        try:
+            values = close_values(position=position, price=price, reason=CloseReason.MANUAL, now=now)
+        except CloseRefused as exc:
+            marks[position.pk] = PositionMark(error=f"cannot be closed: {exc}")
+            continue
         marks[position.pk] = PositionMark(market_price=price, close_price=values["close_price"], pnl=values["pnl"])
     return marks

@@ -1,4 +1,4 @@
-"""Opening and closing paper positions."""
+"""Opening paper positions; closing them at market through the one close path (`closing.py`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.exceptions import OmsDisabled, PositionNotFound, PriceUnavailable, RiskLimitExceeded
+from oms.exceptions import OmsDisabled, PositionCloseFailed, PositionNotFound, PriceUnavailable, RiskLimitExceeded
 from oms.models import (
     CloseReason,
     ExitStrategy,
@@ -24,10 +24,10 @@ from oms.models import (
     Position,
     PositionStatus,
 )
-from oms.pnl import fee_for, gross_pnl, slipped_close_price
+from oms.pnl import fee_for
 from oms.services.book import book_changed
+from oms.services.closing import CloseInstruction, close_positions
 from oms.services.switch import switch_state
-from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources import fetch_prices, get_price_source
 from risk.limits import ExposureSnapshot, RiskLimits, check_risk_limits
@@ -173,66 +173,16 @@ class CloseResult:
     closed_now: bool  # False: it was already closed (by someone else, or earlier)
 
 
-def close_values(*, position: Position, price: Decimal, reason: str, now: datetime) -> dict:
-    """The column values that close `position` at market `price`: slippage, exit fee, net PnL."""
-    close_price = slipped_close_price(side=position.side, price=price, slippage_bps=settings.PAPER_SLIPPAGE_BPS)
-    total_fee = position.fee + fee_for(price=close_price, qty=position.qty, rate=settings.PAPER_FEE_RATE)
-    pnl = gross_pnl(side=position.side, entry_price=position.entry_price, close_price=close_price, qty=position.qty)
-    return {
-        "status": PositionStatus.CLOSED,
-        "closed_at": max(now, position.created_at),
-        "close_price": close_price,
-        "fee": total_fee,
-        "pnl": pnl - total_fee,
-        "auto_close_reason": reason,
-    }
-
-
-def exit_order_for(position: Position) -> Order:
-    """The filled market order that records a close (not saved)."""
-    return Order(
-        position=position,
-        exchange=position.exchange,
-        symbol=position.symbol,
-        side=position.side,
-        qty=position.qty,
-        price=position.close_price,
-        status=OrderStatus.FILLED,
-        purpose=OrderPurpose.EXIT,
-        created_at=position.closed_at,
-    )
-
-
-def log_position_closed(position: Position) -> None:
-    log_event(
-        logger,
-        "position_closed",
-        position_id=position.pk,
-        symbol=position.symbol,
-        side=position.side,
-        reason=position.auto_close_reason,
-        close_price=position.close_price,
-        pnl=position.pnl,
-        fee=position.fee,
-    )
-
-
-@transaction.atomic
 def position_close(*, position: Position, price: Decimal, reason: str, now: datetime | None = None) -> CloseResult:
-    """Close an open position at `price`. Books the close (and its PnL) exactly once."""
-    values = close_values(position=position, price=price, reason=reason, now=now or timezone.now())
-    # Conditional update: whoever flips open→closed first wins; a racing close updates nothing.
-    updated = Position.objects.filter(pk=position.pk, status=PositionStatus.OPEN).update(**values)
-    if updated != 1:
-        position.refresh_from_db()
-        return CloseResult(position=position, closed_now=False)
-    for name, value in values.items():
-        setattr(position, name, value)
-    exit_order_for(position).save()
-    book_changed()
-    log_position_closed(position)
-    trips_check_on_commit()  # loss limits may turn the switch off once this close is committed
-    return CloseResult(position=position, closed_now=True)
+    """Close an open position at `price`. Books the close (and its PnL) exactly once; raises
+    `PositionCloseFailed` when this position's close cannot be booked."""
+    outcome = close_positions([CloseInstruction(position.pk, price, reason)], now=now)
+    if outcome.failed:
+        raise PositionCloseFailed(f"position {position.pk} could not be closed: {outcome.failed[position.pk]}")
+    if outcome.closed:
+        return CloseResult(position=outcome.closed[0], closed_now=True)
+    position.refresh_from_db()
+    return CloseResult(position=position, closed_now=False)
 
 
 def market_price(symbol: str) -> Decimal:
@@ -258,24 +208,23 @@ def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANU
 @dataclass
 class CloseAllResult:
     closed: list[Position] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # symbol → why its positions stay open
+    failed: dict[str, str] = field(default_factory=dict)  # symbol → why its positions stay open (no price)
+    failed_positions: dict[int, str] = field(default_factory=dict)  # position id → why its close failed
 
 
 def positions_close_at_market(*, positions: list[Position], reason: str) -> CloseAllResult:
-    """Close the given positions at market: one quote per symbol, a bad quote leaves its symbol open."""
+    """Close the given positions at market: one quote per symbol; a bad quote leaves its symbol
+    open, a position that cannot be closed stays open alone."""
     result = CloseAllResult()
     open_positions = [p for p in positions if p.is_open]
     if not open_positions:
         return result
     symbols = list(dict.fromkeys(p.symbol for p in open_positions))
     prices, result.failed = fetch_prices(get_price_source(), symbols, PriceMode(settings.PRICE_MODE))
-    for position in open_positions:
-        if position.symbol not in prices:
-            continue
-        price = prices[position.symbol][0]
-        outcome = position_close(position=position, price=price, reason=reason)
-        if outcome.closed_now:
-            result.closed.append(outcome.position)
+    outcome = close_positions(
+        CloseInstruction(p.pk, prices[p.symbol][0], reason) for p in open_positions if p.symbol in prices
+    )
+    result.closed, result.failed_positions = outcome.closed, outcome.failed
     return result
 
 

@@ -9,26 +9,22 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
 from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
-from oms.models import AutoCloseMonitor, ExitStrategy, Order, Position, PositionStatus, SweepRun
-from oms.services.book import book_changed
-from oms.services.positions import close_values, exit_order_for, log_position_closed
-from oms.services.trips import trips_check_on_commit
+from oms.models import AutoCloseMonitor, ExitStrategy, Position, PositionStatus, SweepRun
+from oms.services.closing import CHUNK, CloseInstruction, close_positions
 from pricing.quotes import PriceMode
 from pricing.sources import fetch_prices, get_price_source
 from pricing.sources.base import PriceSource
 
 logger = logging.getLogger("loms.oms.auto_close")
 
-CHUNK = 500  # ids per IN (...) query / rows per bulk statement
 SWEEP_LOG_KEEP = timedelta(hours=6)
 LEVEL_FIELDS = ["dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta"]
-CLOSE_FIELDS = ["status", "closed_at", "close_price", "fee", "pnl", "auto_close_reason"]  # as close_values()
 EVAL_FIELDS = (
     "id", "symbol", "side", "entry_price", "tp_price", "sl_price", "exit_strategy", "created_at", "exit_meta",
 )
@@ -62,6 +58,7 @@ class SweepResult:
     closed: list[Position] = field(default_factory=list)
     levels_updated: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # symbol → why it had no usable price
+    failed_positions: dict[int, str] = field(default_factory=dict)  # id → why its exit could not be done
     quote_requests: int = 0  # get_quotes calls (one per sweep at most)
     error: str = ""
 
@@ -76,6 +73,17 @@ def _lock_monitor(lease_owner: str | None) -> AutoCloseMonitor:
         term = settings.AUTO_CLOSE_LEASE_SEC + settings.AUTO_CLOSE_INTERVAL_SEC  # as auto_close.lease_term_sec()
         monitor.lease_expires_at = now + timedelta(seconds=term)
     return monitor
+
+
+def _current_close_failures(known: dict, failed: dict[int, str], now: datetime) -> dict:
+    """The positions whose exit failed in this sweep, with how long they have been failing
+    (a position that closed, or whose exit worked this time, drops out)."""
+    current = {}
+    for position_id, reason in failed.items():
+        entry = (known or {}).get(str(position_id)) or {}
+        current[str(position_id)] = {"count": int(entry.get("count", 0)) + 1, "last_error": reason[:500],
+                                     "since": entry.get("since", now.isoformat()), "last_at": now.isoformat()}
+    return current
 
 
 def _merge_failures(known: dict, failed: dict[str, str], now: datetime) -> dict:
@@ -100,7 +108,7 @@ def auto_close_sweep(
     result = SweepResult(started_at=timezone.now())
     now = now or result.started_at
     try:
-        closed = _sweep(result, now=now, source=source, lease_owner=lease_owner, started=started)
+        _sweep(result, now=now, source=source, lease_owner=lease_owner, started=started)
     except LeaseLost:
         raise
     except Exception as exc:
@@ -109,12 +117,10 @@ def auto_close_sweep(
         logger.exception("auto-close sweep failed")
         _record_error(result, lease_owner=lease_owner, started=started)
         return result
-    for position in closed:  # after commit: never log a close that was rolled back
-        log_position_closed(position)
-    if closed:
-        trips_check_on_commit()  # loss limits may turn the OMS switch off after these closes
     if result.failed:
         log_event(logger, "auto_close_quote_failures", logging.WARNING, failures=result.failed)
+    if result.failed_positions:
+        log_event(logger, "auto_close_position_failures", logging.ERROR, failures=result.failed_positions)
     return result
 
 
@@ -132,7 +138,7 @@ def _sweep(
         result.quote_requests += 1
         prices, result.failed = fetch_prices(source or get_price_source(), symbols, mode)
 
-    closes: dict[int, tuple[str, Decimal, dict | None]] = {}  # id → (reason, price, level fields)
+    closes: list[CloseInstruction] = []
     updates: list[Position] = []
     for candidate in candidates:
         priced = prices.get(candidate.symbol)
@@ -140,27 +146,49 @@ def _sweep(
             continue  # a bad quote never closes a position
         price, quote = priced
         context = ExitContext(price=price, quote=quote, now=now)
-        actions = evaluate_exit(candidate, candidate.exit_strategy, context, params)
+        try:
+            actions = evaluate_exit(candidate, candidate.exit_strategy, context, params)
+        except Exception as exc:  # one row's bad values (an entry of 0, say) never stop the others
+            result.failed_positions[candidate.id] = f"exit policy failed: {type(exc).__name__}: {exc}"[:500]
+            continue
         if not actions:
             continue
         levels, close = level_update(actions), close_action(actions)
         if close is not None:
-            closes[candidate.id] = (close.reason, price, levels.level_fields if levels else None)
+            closes.append(CloseInstruction(candidate.id, price, close.reason, levels.level_fields if levels else None))
         elif levels is not None:
             updates.append(Position(id=candidate.id, **levels.level_fields))
 
     AutoCloseMonitor.load()
-    closed: list[Position] = []
     with transaction.atomic():
         monitor = _lock_monitor(lease_owner)
-        closed = _close_positions(closes, now=now)
-        if updates:
-            # Level updates skip positions closed meanwhile (by a manual close, say).
-            Position.objects.filter(status=PositionStatus.OPEN).bulk_update(updates, LEVEL_FIELDS, batch_size=CHUNK)
-            result.levels_updated = len(updates)
-        result.closed = closed
+        outcome = close_positions(closes, now=now)
+        result.closed = outcome.closed
+        result.failed_positions.update(outcome.failed)
+        result.levels_updated = _update_levels(updates, result)
         _record_sweep(monitor, result, lease_owner=lease_owner, started=started)
-    return closed
+
+
+def _update_levels(updates: list[Position], result: SweepResult) -> int:
+    """Write the moved exit levels (skipping positions closed meanwhile, by a manual close, say);
+    a batch the database refuses is retried row by row so only the row at fault is skipped."""
+    still_open = Position.objects.filter(status=PositionStatus.OPEN)
+    written = 0
+    for start in range(0, len(updates), CHUNK):
+        batch = updates[start:start + CHUNK]
+        try:
+            with transaction.atomic():
+                still_open.bulk_update(batch, LEVEL_FIELDS)
+            written += len(batch)
+        except DatabaseError:
+            for position in batch:
+                try:
+                    with transaction.atomic():
+                        still_open.bulk_update([position], LEVEL_FIELDS)
+                    written += 1
+                except DatabaseError as exc:
+                    result.failed_positions[position.pk] = f"exit levels refused: {exc}"[:500]
+    return written
 
 
 def _load_candidates(cutoff: datetime, *, with_created_at: bool) -> list[_Candidate]:
@@ -172,55 +200,6 @@ def _load_candidates(cutoff: datetime, *, with_created_at: bool) -> list[_Candid
     candidates = [_Candidate(*row) for row in ripe.exclude(exit_strategy=trailing).values_list(*static_fields)]
     candidates += [_Candidate(*row) for row in ripe.filter(exit_strategy=trailing).values_list(*EVAL_FIELDS)]
     return candidates
-
-
-def _close_positions(closes: dict[int, tuple[str, Decimal, dict | None]], *, now: datetime) -> list[Position]:
-    """Close the given positions at their prices, each only if it is still open."""
-    closed: list[Position] = []
-    ids = list(closes)
-    for start in range(0, len(ids), CHUNK):
-        batch: list[Position] = []
-        fields = set(CLOSE_FIELDS)
-        # Lock the rows that are still open (on SQLite the IMMEDIATE transaction holds the database
-        # lock already): a manual close that got there first is not selected, a later one waits for
-        # our commit and then finds the position closed. The update stays conditional on `open`.
-        for position in Position.objects.select_for_update().filter(
-            pk__in=ids[start : start + CHUNK], status=PositionStatus.OPEN
-        ):
-            reason, price, levels = closes[position.pk]
-            values = close_values(position=position, price=price, reason=reason, now=now)
-            if levels:
-                values.update(levels)
-                fields.update(levels)
-            for name, value in values.items():
-                setattr(position, name, value)
-            batch.append(position)
-        if not batch:
-            continue
-        updated = _update_still_open(batch, sorted(fields))
-        if updated not in (len(batch), -1):  # cannot happen under the lock; never book a close twice if it did
-            raise RuntimeError(f"{len(batch) - updated} positions changed under the sweep's lock")
-        closed.extend(batch)
-    Order.objects.bulk_create([exit_order_for(p) for p in closed], batch_size=CHUNK)
-    if closed:
-        book_changed()
-    return closed
-
-
-def _update_still_open(positions: list[Position], fields: list[str]) -> int:
-    """`UPDATE … WHERE id = %s AND status = 'open'` once per position, as one executemany (Django's
-    bulk_update builds CASE expressions that cost seconds for 10 000 rows). Returns rows changed."""
-    meta = Position._meta
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
-    sql = (f"UPDATE {quote(meta.db_table)} SET {assignments} "
-           f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s")
-    rows = [[field.get_db_prep_save(getattr(p, field.attname), connection) for field in columns]
-            + [p.pk, PositionStatus.OPEN.value] for p in positions]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
-        return cursor.rowcount
 
 
 def _record_sweep(monitor: AutoCloseMonitor, result: SweepResult, *, lease_owner: str | None, started: float) -> None:
@@ -240,6 +219,10 @@ def _record_sweep(monitor: AutoCloseMonitor, result: SweepResult, *, lease_owner
     if result.failed:
         monitor.quote_failures = _merge_failures(monitor.quote_failures, result.failed, result.finished_at)
         fields.append("quote_failures")
+    if not result.error and (result.failed_positions or monitor.close_failures):
+        monitor.close_failures = _current_close_failures(monitor.close_failures, result.failed_positions,
+                                                         result.finished_at)
+        fields.append("close_failures")
     if result.error:
         monitor.errors = F("errors") + 1
         monitor.last_error = result.error[:2000]

@@ -234,7 +234,7 @@ def test_an_exception_inside_a_sweep_is_recorded_and_nothing_is_half_written(mon
         calls.append(position.pk)
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("oms.services.sweep.exit_order_for", exit_order_then_crash)
+    monkeypatch.setattr("oms.services.closing.exit_order_for", exit_order_then_crash)
     result, _ = sweep({"BTCUSDT": "110", "ETHUSDT": "110"})
     assert result.error == "RuntimeError: disk on fire" and result.closed == []
     assert set(Position.objects.values_list("status", flat=True)) == {"open"}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from oms.models import Position
 from oms.pnl import fee_for, gross_pnl, levels_from_pct, slipped_close_price
-from oms.services.positions import close_values
+from oms.services.closing import close_values
 from oms.signal_input import MAX_PRICE, QUANT, SYMBOL_RE, BounceSignal, SignalInvalid, parse_bounce_signal
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text()

@@ -28,6 +28,8 @@ class Command(BaseCommand):
                               f"@ {position.close_price}  PnL {position.pnl}")
         for symbol, why in sorted(result.failed.items()):
             self.stdout.write(self.style.ERROR(f"NOT closed: {symbol}: {why}"))
+        for position_id, why in sorted(result.failed_positions.items()):
+            self.stdout.write(self.style.ERROR(f"NOT closed: #{position_id}: {why}"))
         still_open = Position.objects.filter(status=PositionStatus.OPEN).count()
         summary = f"Closed {len(result.closed)}; {still_open} still open."
         if still_open:
