@@ -27,6 +27,7 @@ def auto_close_report() -> dict:
         "last_error": monitor.last_error,
         "last_error_at": monitor.last_error_at.isoformat() if monitor.last_error_at else None,
         "quote_failures": monitor.quote_failures,
+        "close_failures": monitor.close_failures,
         "last_sweep_checked": monitor.last_sweep_checked,
         "last_sweep_closed": monitor.last_sweep_closed,
         "last_sweep_failed_symbols": monitor.last_sweep_failed_symbols,

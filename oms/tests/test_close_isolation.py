@@ -15,6 +15,7 @@ from oms.exceptions import PositionCloseFailed
 from oms.models import AutoCloseMonitor, ExitStrategy, Order, OrderPurpose, Position, PositionStatus
 from oms.services import closing
 from oms.services.closing import CloseInstruction, close_positions
+from oms.services.health import health_report
 from oms.services.positions import position_close, positions_close_all
 from oms.services.sweep import auto_close_sweep
 from oms.tests.factories import open_position
@@ -78,7 +79,7 @@ def test_the_sweep_closes_the_book_around_a_poisoned_row(poison):
     assert set(result.failed_positions) == {bad.pk}
     assert Position.objects.get(pk=bad.pk).status == PositionStatus.OPEN
     assert Order.objects.filter(purpose=OrderPurpose.EXIT).count() == 2
-    failures = AutoCloseMonitor.load().close_failures
+    failures = health_report()["auto_close"]["close_failures"]
     assert list(failures) == [str(bad.pk)] and failures[str(bad.pk)]["count"] == 1
 
     # The next sweep still closes what becomes closable and keeps reporting the bad row.
