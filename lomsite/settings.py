@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "oms.apps.OmsConfig",
+    "ops.apps.OpsConfig",
     "pricing.apps.PricingConfig",
     "risk.apps.RiskConfig",
 ]
@@ -82,8 +83,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "oms.context_processors.console",
+                "oms.console.context_processors.console",
             ],
+            "libraries": {"console": "oms.console.templatetags"},
         },
     },
 ]

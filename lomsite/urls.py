@@ -10,5 +10,5 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("", include("oms.api.urls")),
-    path("", include("oms.urls")),
+    path("", include("oms.console.urls")),
 ]

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from oms.console.templatetags import money
 from oms.models import (
     AutoCloseMonitor,
     CloseReason,
@@ -23,7 +24,6 @@ from oms.models import (
 )
 from oms.services.positions import positions_close_at_market
 from oms.services.switch import oms_switch_set, switch_state
-from oms.templatetags.console import money
 
 admin.site.site_header = "LOMS administration"
 admin.site.site_title = "LOMS admin"

@@ -6,16 +6,9 @@ class OmsConfig(AppConfig):
     verbose_name = "Order and position manager"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        from oms import checks  # noqa: F401  (registers the system checks)
-        from oms.services.backups import backup_schedule_ensure
-
-        # Every `migrate` (install, upgrade) creates or updates the daily backup schedule.
-        post_migrate.connect(backup_schedule_ensure, sender=self, dispatch_uid="oms.backup_schedule")
-
         from django_q.signals import post_spawn
 
+        from oms import checks  # noqa: F401  (registers the system checks)
         from oms.tasks import on_worker_spawn
 
         # Each django-q worker start (also the replacement of a killed one) checks the sweep loop.

@@ -42,6 +42,14 @@ class ExitStrategy(models.TextChoices):
     TP_SL_TRAILING_V1 = "tp_sl_trailing_v1", "Trailing stop v1"
 
 
+class PositionQuerySet(models.QuerySet):
+    def open(self) -> PositionQuerySet:
+        return self.filter(status=PositionStatus.OPEN)
+
+    def closed(self) -> PositionQuerySet:
+        return self.filter(status=PositionStatus.CLOSED)
+
+
 class Position(models.Model):
     exchange = models.CharField(max_length=32)
     market_type = models.CharField(max_length=16, choices=MarketType.choices, default=MarketType.PAPER_SIM)
@@ -68,6 +76,8 @@ class Position(models.Model):
     dynamic_sl_price = models.DecimalField(**PRICE, null=True, blank=True)
     max_favorable_move = models.DecimalField(**PRICE, null=True, blank=True)
     exit_meta = models.JSONField(default=dict, blank=True)
+
+    objects = PositionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

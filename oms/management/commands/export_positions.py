@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oms.management.commands._ops import WHEN_HELP, parse_when
+from oms.management.commands._cli import WHEN_HELP, parse_when
 from oms.models import PositionStatus
 from oms.selectors import positions_filtered
 from oms.services.exports import positions_export

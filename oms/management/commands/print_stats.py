@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 from django.core.serializers.json import DjangoJSONEncoder
 
-from oms.management.commands._ops import WHEN_HELP, fmt, parse_when, table
+from oms.management.commands._cli import WHEN_HELP, fmt, parse_when, table
 from oms.selectors import GROUP_FIELDS, position_stats, position_stats_grouped, positions_filtered
 
 SUMMARY = [

@@ -7,7 +7,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from oms.management.commands._ops import WHEN_HELP, fmt, parse_when, table
+from oms.management.commands._cli import WHEN_HELP, fmt, parse_when, table
 from oms.services.epochs import epoch_current
 from oms.services.shadow import equity_svg, shadow_report
 

@@ -1,4 +1,4 @@
-"""Shared bits of the operator commands: date options and plain-text tables."""
+"""Shared bits of the terminal commands over the book: date options and plain-text tables."""
 
 from __future__ import annotations
 

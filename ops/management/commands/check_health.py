@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.core.serializers.json import DjangoJSONEncoder
 
 from oms.services.health import health_report
-from oms.services.remote import UNREACHABLE, health_exit_code, health_fetch
+from ops.remote import UNREACHABLE, health_exit_code, health_fetch
 
 
 class Command(BaseCommand):

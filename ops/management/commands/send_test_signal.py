@@ -4,7 +4,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oms.services.remote import signal_send_test
+from ops.remote import signal_send_test
 
 
 class Command(BaseCommand):

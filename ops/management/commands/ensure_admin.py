@@ -9,7 +9,7 @@ class Command(BaseCommand):
             "one-time password and print it. Does nothing when a superuser exists.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--username", default="admin")
+        parser.add_argument("--username", default="admin", help="the admin account to create (default: admin)")
 
     def handle(self, *args, username, **options):
         if User.objects.filter(is_superuser=True).exists():

@@ -48,7 +48,7 @@ BACKUP_NAME = re.compile(
 )
 DB_MEMBER = {"sqlite": "database.sqlite3", "postgresql": "database.pgdump"}
 SCHEDULE_NAME = "loms-daily-backup"
-SCHEDULE_FUNC = "oms.services.backups.backup_scheduled"
+SCHEDULE_FUNC = "ops.backups.backup_scheduled"
 # The cluster counts as running when the auto-close sweep or any django-q task ran this recently.
 CLUSTER_ACTIVE_WITHIN_SEC = 120
 

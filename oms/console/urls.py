@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from oms import views
+from oms.console import views
 
 app_name = "oms"
 

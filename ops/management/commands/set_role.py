@@ -16,8 +16,8 @@ class Command(BaseCommand):
             "password, or a random one printed once (--random-password).")
 
     def add_arguments(self, parser):
-        parser.add_argument("username")
-        parser.add_argument("role", choices=ROLES)
+        parser.add_argument("username", help="the account to change")
+        parser.add_argument("role", choices=ROLES, help="its new role")
         parser.add_argument("--create", action="store_true", help="create the user if it does not exist")
         parser.add_argument("--random-password", action="store_true",
                             help="with --create: generate a password and print it once instead of prompting")

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from oms.services.backups import MIN_RETENTION_DAYS, BackupError, backups_prune
+from ops.backups import MIN_RETENTION_DAYS, BackupError, backups_prune
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from oms.services.backups import BackupError, backup_create, backup_verify
+from ops.backups import BackupError, backup_create, backup_verify
 
 
 class Command(BaseCommand):

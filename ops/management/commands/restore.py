@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oms.services.backups import BackupError, backup_read_manifest, backup_restore, cluster_activity
+from ops.backups import BackupError, backup_read_manifest, backup_restore, cluster_activity
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from oms.services.backups import backup_verify
+from ops.backups import backup_verify
 
 
 class Command(BaseCommand):

@@ -17,9 +17,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from oms.charts import equity_chart
-from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable
-from oms.forms import (
+from oms.console.charts import equity_chart
+from oms.console.forms import (
     CLOSE_ALL_PHRASE,
     CloseAllForm,
     OrderFilterForm,
@@ -28,6 +27,8 @@ from oms.forms import (
     StatsFilterForm,
     SwitchForm,
 )
+from oms.console.templatetags import money, price
+from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable
 from oms.models import CloseReason, OmsSwitchChange, Order, Position, PositionStatus, Signal, SwitchSource
 from oms.selectors import cached_over_book, equity_curve, position_stats, position_stats_grouped, positions_filtered
 from oms.services.health import health_report
@@ -35,7 +36,6 @@ from oms.services.marks import positions_marks
 from oms.services.positions import position_close_at_market, positions_close_all
 from oms.services.switch import oms_switch_set, switch_state
 from oms.services.trips import TripLimits, trip_figures
-from oms.templatetags.console import money, price
 
 PAGE_SIZE = 50
 LIVE_HEADER = "X-Live-Fragment"

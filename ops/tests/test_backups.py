@@ -23,7 +23,9 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from oms.models import AutoCloseMonitor, Position, Signal
-from oms.services.backups import (
+from oms.services.signals import signal_ingest
+from oms.tests.factories import open_position
+from ops.backups import (
     SCHEDULE_NAME,
     BackupError,
     DatabaseTarget,
@@ -37,8 +39,6 @@ from oms.services.backups import (
     database_counts,
     next_daily_run,
 )
-from oms.services.signals import signal_ingest
-from oms.tests.factories import open_position
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -262,7 +262,7 @@ def test_the_daily_schedule_is_created_once_at_the_configured_time(settings):
     backup_schedule_ensure()
     backup_schedule_ensure()
     schedule = Schedule.objects.get(name=SCHEDULE_NAME)
-    assert schedule.schedule_type == Schedule.DAILY and schedule.func == "oms.services.backups.backup_scheduled"
+    assert schedule.schedule_type == Schedule.DAILY and schedule.func == "ops.backups.backup_scheduled"
     assert schedule.next_run.astimezone(UTC).strftime("%H:%M") == "04:15"
     assert timezone.now() < schedule.next_run <= timezone.now() + timedelta(days=1)
 
