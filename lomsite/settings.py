@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from decimal import Decimal
 from pathlib import Path
 
@@ -96,6 +97,7 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
 if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["ENGINE"] = "lomsite.sqlite"  # Django's SQLite, making the file's directory on first connect
     _database["CONN_MAX_AGE"] = 0 if IS_DEV else 60
     # WAL lets readers and one writer work together; IMMEDIATE takes the write lock at BEGIN so a
     # transaction never fails half-way on lock upgrade; the busy timeout makes writers queue.
@@ -107,7 +109,6 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a real file (not shared-cache memory) so concurrency tests see real SQLite locking.
     # One file per test run (by pid) so parallel runs on one machine never share a test database.
     _database["TEST"] = {"NAME": str(DATA_DIR / f"test_loms_{os.getpid()}.sqlite3")}
-    Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -128,7 +129,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise expects it even before the first collectstatic
+# Importing settings creates nothing on disk. `collectstatic` makes STATIC_ROOT (install and upgrade
+# steps in docs/RUNBOOK.md; `check` warns when it is missing outside dev); until then WhiteNoise would
+# warn on every start, and DEBUG serves the files from the apps anyway.
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles", module="whitenoise.base")
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 
 # --- Security (paper and live run behind TLS) ---------------------------------------------------
