@@ -173,8 +173,13 @@ MAX_SIZE_PER_POSITION_USDT = env.decimal("MAX_SIZE_PER_POSITION_USDT", None, min
 MAX_TOTAL_EXPOSURE_USDT = env.decimal("MAX_TOTAL_EXPOSURE_USDT", None, minimum=Decimal("0"), optional=True)
 SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", [], upper=True)
 SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", [], upper=True)
-MAX_SIGNALS_PER_DAY = env.int("MAX_SIGNALS_PER_DAY", None, minimum=0, optional=True)
-MAX_SIGNALS_PER_DAY_PER_SYMBOL = env.int("MAX_SIGNALS_PER_DAY_PER_SYMBOL", None, minimum=0, optional=True)
+# Positions opened per UTC day (every way a position opens), in total and per symbol. Formerly
+# MAX_SIGNALS_PER_DAY[_PER_SYMBOL], a misleading name (a blocked or duplicate signal never counted):
+# the old names still work, with a deprecation warning (`check` shows it as lomsite.W001).
+env.rename("MAX_SIGNALS_PER_DAY", "MAX_POSITIONS_PER_DAY")
+env.rename("MAX_SIGNALS_PER_DAY_PER_SYMBOL", "MAX_POSITIONS_PER_DAY_PER_SYMBOL")
+MAX_POSITIONS_PER_DAY = env.int("MAX_POSITIONS_PER_DAY", None, minimum=0, optional=True)
+MAX_POSITIONS_PER_DAY_PER_SYMBOL = env.int("MAX_POSITIONS_PER_DAY_PER_SYMBOL", None, minimum=0, optional=True)
 SL_COOLDOWN_MIN = env.int("SL_COOLDOWN_MIN", None, minimum=0, optional=True)
 DAILY_LOSS_LIMIT_USDT = env.decimal("DAILY_LOSS_LIMIT_USDT", None, minimum=Decimal("0"), optional=True)
 # Automatic trips (oms/services/trips.py): reaching one turns the OMS switch off until a person re-arms it.
