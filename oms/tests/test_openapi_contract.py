@@ -56,3 +56,24 @@ def test_no_request_body_is_declared_by_hand(schema):
         if operation.get("requestBody")
     }
     assert declared == {(path, method) for path, method, _ in REQUEST_BODIES}
+
+
+def test_docs_contract_describes_every_api_path(schema):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    contract = (root / "docs" / "CONTRACT.md").read_text()
+    for path in schema["paths"]:
+        documented = path.rstrip("/").replace("{position_id}", "{id}")
+        assert f"`{documented}" in contract or f" {documented}`" in contract or f"{documented}?" in contract, path
+
+
+def test_the_code_cites_the_contract_in_the_repository_not_an_outside_spec():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cited = [str(p.relative_to(root)) for folder in ("oms", "risk", "pricing", "lomsite", "tests", "docs", "bench")
+             for p in (root / folder).rglob("*") if p.suffix in {".py", ".md", ".html"}
+             and re.search(r"SPEC\s*§", p.read_text(encoding="utf-8", errors="replace"))]
+    assert cited == []
