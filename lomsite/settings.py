@@ -132,7 +132,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Importing settings creates nothing on disk. `collectstatic` makes STATIC_ROOT (install and upgrade
 # steps in docs/RUNBOOK.md; `check` warns when it is missing outside dev); until then WhiteNoise would
 # warn on every start, and DEBUG serves the files from the apps anyway.
-warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles", module="whitenoise.base")
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")  # WhiteNoise, missing STATIC_ROOT
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 
 # --- Security (paper and live run behind TLS) ---------------------------------------------------
