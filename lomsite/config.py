@@ -7,6 +7,7 @@ read is recorded so `manage.py show_config` can show the effective value and its
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -42,13 +43,35 @@ class EnvConfig:
         from_file = dotenv_values(env_file) if env_file and env_file.is_file() else {}
         self.file_values = {k: v for k, v in from_file.items() if v is not None}
         self.entries: dict[str, ConfigEntry] = {}
+        self.renamed: dict[str, str] = {}  # new key -> its old name, still read (with a warning)
+        self.deprecations: list[str] = []  # one message per old name that is set
 
-    def _raw(self, key: str) -> tuple[str | None, str]:
+    def rename(self, old: str, new: str) -> None:
+        """`new` replaces `old`: `old` is still read when `new` is not set, with a DeprecationWarning
+        (and the `lomsite.W001` system check), and is ignored when both are set."""
+        self.renamed[new] = old
+        if self._lookup(old)[0] is None:
+            return
+        ignored = f" ({old} is ignored: {new} is set)" if self._lookup(new)[0] is not None else ""
+        message = f"{old} is deprecated: rename it to {new}{ignored}"
+        self.deprecations.append(message)
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+
+    def _lookup(self, key: str) -> tuple[str | None, str]:
         if key in self.environ:
             return self.environ[key], "environment"
         if key in self.file_values:
             return self.file_values[key], ".env"
         return None, "default"
+
+    def _raw(self, key: str) -> tuple[str | None, str]:
+        raw, source = self._lookup(key)
+        old = self.renamed.get(key)
+        if raw is None and old is not None:
+            raw, source = self._lookup(old)
+            if raw is not None:
+                return raw, f"{source} (deprecated name {old})"
+        return raw, source
 
     def _record(self, key: str, value: object, source: str, secret: bool, redact=None) -> None:
         self.entries[key] = ConfigEntry(key, value, source, secret, redact)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from decimal import Decimal
 from pathlib import Path
 
@@ -98,6 +99,7 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
 if _database["ENGINE"] == "django.db.backends.sqlite3":
+    _database["ENGINE"] = "lomsite.sqlite"  # Django's SQLite, making the file's directory on first connect
     _database["CONN_MAX_AGE"] = 0 if IS_DEV else 60
     # WAL lets readers and one writer work together; IMMEDIATE takes the write lock at BEGIN so a
     # transaction never fails half-way on lock upgrade; the busy timeout makes writers queue.
@@ -109,7 +111,6 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
     # Tests use a real file (not shared-cache memory) so concurrency tests see real SQLite locking.
     # One file per test run (by pid) so parallel runs on one machine never share a test database.
     _database["TEST"] = {"NAME": str(DATA_DIR / f"test_loms_{os.getpid()}.sqlite3")}
-    Path(_database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -130,7 +131,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise expects it even before the first collectstatic
+# Importing settings creates nothing on disk. `collectstatic` makes STATIC_ROOT (install and upgrade
+# steps in docs/RUNBOOK.md; `check` warns when it is missing outside dev); until then WhiteNoise would
+# warn on every start, and DEBUG serves the files from the apps anyway.
+warnings.filterwarnings("ignore", message=r"No directory at: .*staticfiles")  # WhiteNoise, missing STATIC_ROOT
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 
 # --- Security (paper and live run behind TLS) ---------------------------------------------------
@@ -171,8 +175,13 @@ MAX_SIZE_PER_POSITION_USDT = env.decimal("MAX_SIZE_PER_POSITION_USDT", None, min
 MAX_TOTAL_EXPOSURE_USDT = env.decimal("MAX_TOTAL_EXPOSURE_USDT", None, minimum=Decimal("0"), optional=True)
 SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", [], upper=True)
 SYMBOL_DENYLIST = env.list("SYMBOL_DENYLIST", [], upper=True)
-MAX_SIGNALS_PER_DAY = env.int("MAX_SIGNALS_PER_DAY", None, minimum=0, optional=True)
-MAX_SIGNALS_PER_DAY_PER_SYMBOL = env.int("MAX_SIGNALS_PER_DAY_PER_SYMBOL", None, minimum=0, optional=True)
+# Positions opened per UTC day (every way a position opens), in total and per symbol. Formerly
+# MAX_SIGNALS_PER_DAY[_PER_SYMBOL], a misleading name (a blocked or duplicate signal never counted):
+# the old names still work, with a deprecation warning (`check` shows it as lomsite.W001).
+env.rename("MAX_SIGNALS_PER_DAY", "MAX_POSITIONS_PER_DAY")
+env.rename("MAX_SIGNALS_PER_DAY_PER_SYMBOL", "MAX_POSITIONS_PER_DAY_PER_SYMBOL")
+MAX_POSITIONS_PER_DAY = env.int("MAX_POSITIONS_PER_DAY", None, minimum=0, optional=True)
+MAX_POSITIONS_PER_DAY_PER_SYMBOL = env.int("MAX_POSITIONS_PER_DAY_PER_SYMBOL", None, minimum=0, optional=True)
 SL_COOLDOWN_MIN = env.int("SL_COOLDOWN_MIN", None, minimum=0, optional=True)
 DAILY_LOSS_LIMIT_USDT = env.decimal("DAILY_LOSS_LIMIT_USDT", None, minimum=Decimal("0"), optional=True)
 # Automatic trips (oms/services/trips.py): reaching one turns the OMS switch off until a person re-arms it.

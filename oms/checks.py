@@ -9,3 +9,16 @@ def auto_close_interval_check(app_configs, **kwargs):
     if getattr(settings, "AUTO_CLOSE_INTERVAL_CLAMPED", False):
         return [Warning("AUTO_CLOSE_INTERVAL_SEC must be > 0; using 1 second.", id="oms.W001")]
     return []
+
+
+
+@register()
+def deprecated_setting_names_check(app_configs, **kwargs):
+    """A renamed setting still set under its old name (lomsite/config.py `EnvConfig.rename`)."""
+    import importlib
+    import os
+
+    settings_module = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "lomsite.settings"))
+    config = getattr(settings_module, "env", None)
+    return [Warning(message, hint="Rename the key in the environment or .env (see .env.sample).", id="lomsite.W001")
+            for message in getattr(config, "deprecations", [])]

@@ -1,4 +1,4 @@
-"""Parsing and validation of the bot's `POST /signals/bounce` body (SPEC §1)."""
+"""Parsing and validation of the bot's `POST /signals/bounce` body (docs/CONTRACT.md §2)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
+class TimestampField(StrictCharField):
+    """An ISO-8601 date-time given as a JSON string (parsed by the serializer's `validate_timestamp`)."""
+
+
 class SymbolField(StrictCharField):
     """A trading symbol, normalised to upper case: `[A-Z0-9]{2,30}`."""
 
@@ -102,7 +107,7 @@ class BounceSignalSerializer(serializers.Serializer):
     symbol = SymbolField()
     side = SideField()
     price = StrictNumberField()
-    timestamp = StrictCharField(max_length=64)
+    timestamp = TimestampField(max_length=64)
     exchange = StrictCharField(max_length=32, required=False)
     timeframe_min = StrictIntegerField(required=False, min_value=1, max_value=100_000)
     strategy = StrictCharField(max_length=64, required=False)

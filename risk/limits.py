@@ -28,8 +28,8 @@ class RiskLimits:
     max_total_exposure_usdt: Decimal | None = None
     symbol_allowlist: tuple[str, ...] = ()
     symbol_denylist: tuple[str, ...] = ()
-    max_signals_per_day: int | None = None
-    max_signals_per_day_per_symbol: int | None = None
+    max_positions_per_day: int | None = None
+    max_positions_per_day_per_symbol: int | None = None
     sl_cooldown_min: int | None = None
 
     @classmethod
@@ -41,8 +41,8 @@ class RiskLimits:
             max_total_exposure_usdt=settings.MAX_TOTAL_EXPOSURE_USDT,
             symbol_allowlist=tuple(settings.SYMBOL_ALLOWLIST),
             symbol_denylist=tuple(settings.SYMBOL_DENYLIST),
-            max_signals_per_day=settings.MAX_SIGNALS_PER_DAY,
-            max_signals_per_day_per_symbol=settings.MAX_SIGNALS_PER_DAY_PER_SYMBOL,
+            max_positions_per_day=settings.MAX_POSITIONS_PER_DAY,
+            max_positions_per_day_per_symbol=settings.MAX_POSITIONS_PER_DAY_PER_SYMBOL,
             sl_cooldown_min=settings.SL_COOLDOWN_MIN,
         )
 
@@ -54,8 +54,8 @@ class ExposureSnapshot:
     total_open: int = 0
     symbol_open: int = 0
     total_open_notional: Decimal = Decimal("0")
-    signals_today: int = 0
-    symbol_signals_today: int = 0
+    positions_today: int = 0
+    symbol_positions_today: int = 0
     last_symbol_sl_at: datetime | None = None
     now: datetime | None = field(default=None)
 
@@ -110,20 +110,21 @@ def evaluate_risk(
             f"limit={_fmt(limits.max_total_exposure_usdt)})",
             "exposure",
         )
-    if limits.max_signals_per_day is not None and exposure.signals_today >= limits.max_signals_per_day:
+    # The reason strings keep their first names: they are on the wire (`risk_reason`, docs/CONTRACT.md).
+    if limits.max_positions_per_day is not None and exposure.positions_today >= limits.max_positions_per_day:
         return RiskDecision(
             False,
-            f"max_signals_per_day_reached (count={exposure.signals_today}, limit={limits.max_signals_per_day})",
+            f"max_signals_per_day_reached (count={exposure.positions_today}, limit={limits.max_positions_per_day})",
             "daily",
         )
     if (
-        limits.max_signals_per_day_per_symbol is not None
-        and exposure.symbol_signals_today >= limits.max_signals_per_day_per_symbol
+        limits.max_positions_per_day_per_symbol is not None
+        and exposure.symbol_positions_today >= limits.max_positions_per_day_per_symbol
     ):
         return RiskDecision(
             False,
-            f"max_symbol_signals_per_day_reached (symbol={symbol}, count={exposure.symbol_signals_today}, "
-            f"limit={limits.max_signals_per_day_per_symbol})",
+            f"max_symbol_signals_per_day_reached (symbol={symbol}, count={exposure.symbol_positions_today}, "
+            f"limit={limits.max_positions_per_day_per_symbol})",
             "daily_symbol",
         )
     if limits.sl_cooldown_min and exposure.last_symbol_sl_at and exposure.now:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -36,6 +36,7 @@ from oms.services.positions import (
 )
 from oms.services.signals import signal_ingest
 from oms.services.switch import oms_switch_set, switch_state
+from oms.signal_input import BounceSignalSerializer
 from pricing.quotes import QuoteError
 from pricing.sources import get_price_source
 
@@ -47,24 +48,15 @@ class StandardPagination(PageNumberPagination):
 
 
 class SignalBounceApi(APIView):
-    """Entry signal from the bot (SPEC §1). Always 200 when understood; 400 with field errors."""
+    """Entry signal from the bot (docs/CONTRACT.md §2). Always 200 when understood; 400 with field errors."""
 
     signal_endpoint = True  # error bodies carry "received": false
     write_permission = "oms.trade"
     authentication_classes = [SignalHmacAuthentication, TokenAuthentication, SessionAuthentication]
 
-    @extend_schema(
-        request=inline_serializer("BounceSignal", {
-            "symbol": serializers.CharField(), "side": serializers.CharField(), "price": serializers.FloatField(),
-            "timestamp": serializers.DateTimeField(), "exchange": serializers.CharField(required=False),
-            "timeframe_min": serializers.IntegerField(required=False),
-            "strategy": serializers.CharField(required=False),
-            "tp_pct": serializers.FloatField(required=False, allow_null=True),
-            "sl_pct": serializers.FloatField(required=False, allow_null=True),
-            "qty": serializers.FloatField(required=False), "signal_id": serializers.CharField(required=False),
-        }),
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
-    )
+    # The request body is documented from the serializer that validates it, so the two cannot drift
+    # (oms/tests/test_openapi_contract.py); docs/CONTRACT.md §2 describes the fields.
+    @extend_schema(request=BounceSignalSerializer, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
     def post(self, request):
         try:
             payload = request.data

@@ -75,13 +75,13 @@ def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> Expo
         symbol=Count("id", filter=Q(symbol=symbol)),
         notional=Sum(F("entry_price") * F("qty")),
     )
-    signals_today = symbol_signals_today = 0
-    if limits.max_signals_per_day is not None or limits.max_signals_per_day_per_symbol is not None:
+    positions_today = symbol_positions_today = 0
+    if limits.max_positions_per_day is not None or limits.max_positions_per_day_per_symbol is not None:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         today = Position.objects.filter(created_at__gte=day_start).aggregate(
             total=Count("id"), symbol=Count("id", filter=Q(symbol=symbol))
         )
-        signals_today, symbol_signals_today = today["total"], today["symbol"]
+        positions_today, symbol_positions_today = today["total"], today["symbol"]
     last_sl_at = None
     if limits.sl_cooldown_min:
         since = now - timedelta(minutes=limits.sl_cooldown_min)
@@ -92,8 +92,8 @@ def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> Expo
         total_open=open_figures["total"],
         symbol_open=open_figures["symbol"],
         total_open_notional=open_figures["notional"] or Decimal("0"),
-        signals_today=signals_today,
-        symbol_signals_today=symbol_signals_today,
+        positions_today=positions_today,
+        symbol_positions_today=symbol_positions_today,
         last_symbol_sl_at=last_sl_at,
         now=now,
     )

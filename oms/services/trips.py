@@ -10,6 +10,7 @@ deliberate fresh start rather than an immediate second trip on the same losses.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -158,11 +159,31 @@ def _run_trips_check() -> None:
         log_event(logger, "oms_auto_trip_failed", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
+class _PendingCheck(threading.local):
+    """Closes that asked for a trip check since the last check ran (per thread, as Django connections are)."""
+
+    requested = 0
+
+
+_pending = _PendingCheck()
+
+
+def _run_pending_trips_check() -> None:
+    """The on-commit callback. Every close of a transaction registers one; the first to run after the
+    commit checks the trips for all of them, the others find nothing pending and return. Callbacks of a
+    rolled-back transaction never run, and the next commit's callback clears what they left pending."""
+    if not _pending.requested:
+        return
+    _pending.requested = 0
+    _run_trips_check()
+
+
 def trips_check_on_commit() -> None:
-    """Run `trips_check` once after the current transaction commits (once, however many closes it holds)."""
+    """Run `trips_check` once after the current transaction commits (once, however many closes it holds).
+
+    Only public API: `transaction.on_commit` and a coalescing callback (no look into Django's queue).
+    """
     if not TripLimits.from_settings().any:
         return
-    conn = transaction.get_connection()
-    if conn.in_atomic_block and any(entry[1] is _run_trips_check for entry in conn.run_on_commit):
-        return
-    transaction.on_commit(_run_trips_check, robust=True)
+    _pending.requested += 1
+    transaction.on_commit(_run_pending_trips_check, robust=True)

@@ -1,4 +1,4 @@
-"""The bot's wire contract for POST /signals/bounce (SPEC §1)."""
+"""The bot's wire contract for POST /signals/bounce (docs/CONTRACT.md §2)."""
 
 import json
 from decimal import Decimal

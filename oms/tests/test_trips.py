@@ -165,15 +165,59 @@ def test_closing_a_position_runs_the_trip_check_after_commit(no_trip_limits, dja
     assert OmsSwitchChange.objects.get().source == SwitchSource.AUTO
 
 
+@pytest.fixture
+def trip_checks(monkeypatch):
+    """Count the trip checks actually run (the real check still runs)."""
+    from oms.services import trips
+
+    calls = []
+    real = trips.trips_check
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trips, "trips_check", counted)
+    return calls
+
+
 @pytest.mark.django_db
-def test_many_closes_in_one_transaction_check_the_trips_once(no_trip_limits, django_capture_on_commit_callbacks):
+def test_many_closes_in_one_transaction_check_the_trips_once(
+    no_trip_limits, django_capture_on_commit_callbacks, trip_checks
+):
     no_trip_limits.MAX_CONSECUTIVE_SL = 100
     positions = [open_position() for _ in range(5)]
-    with django_capture_on_commit_callbacks() as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         for position in positions:
             position_close(position=position, price=Decimal("99"), reason="sl")
         trips_check_on_commit()
-    assert [callback.__name__ for callback in callbacks].count("_run_trips_check") == 1
+    assert len(trip_checks) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_close_does_not_stop_the_next_commit_checking_the_trips(no_trip_limits, trip_checks):
+    from django.db import transaction
+
+    no_trip_limits.MAX_CONSECUTIVE_SL = 1
+    first, second = open_position(entry="100", sl="98.5"), open_position(entry="100", sl="98.5")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        position_close(position=first, price=Decimal("98"), reason="sl")
+        raise RuntimeError("the transaction of the first close fails")
+    assert trip_checks == [] and OmsControl.load().enabled is True
+
+    with transaction.atomic():
+        position_close(position=second, price=Decimal("98"), reason="sl")
+        assert trip_checks == []  # not before the commit
+    assert len(trip_checks) == 1
+    assert OmsControl.load().enabled is False
+
+
+def test_the_on_commit_check_uses_no_private_django_internals():
+    import inspect
+
+    from oms.services import trips
+
+    assert "run_on_commit" not in inspect.getsource(trips)
 
 
 @pytest.mark.django_db

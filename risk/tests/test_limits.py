@@ -70,9 +70,9 @@ def test_allowlist_and_denylist():
 
 
 def test_daily_signal_limits():
-    assert decide(RiskLimits(max_signals_per_day=3), ExposureSnapshot(signals_today=3)).scope == "daily"
-    assert decide(RiskLimits(max_signals_per_day_per_symbol=1),
-                  ExposureSnapshot(symbol_signals_today=1)).scope == "daily_symbol"
+    assert decide(RiskLimits(max_positions_per_day=3), ExposureSnapshot(positions_today=3)).scope == "daily"
+    assert decide(RiskLimits(max_positions_per_day_per_symbol=1),
+                  ExposureSnapshot(symbol_positions_today=1)).scope == "daily_symbol"
 
 
 def test_cooldown_after_a_stop_loss():
