@@ -69,7 +69,7 @@ class SignalBounceApi(APIView):
             "sl_pct": serializers.FloatField(required=False, allow_null=True),
             "qty": serializers.FloatField(required=False), "signal_id": serializers.CharField(required=False),
         }),
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
     )
     def post(self, request):
         # Unreadable bodies are rejected signals too: recorded (with the start of the raw text) and audited.
