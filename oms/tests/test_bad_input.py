@@ -221,6 +221,7 @@ def test_a_console_date_at_the_end_of_the_calendar_is_a_form_error(client, opera
     response = client.get(path)
     assert response.status_code == 200
     assert response.context["form"].errors["until"]
+    assert "Must be before 9999-12-31" in response.content.decode()  # shown on the page
 
 
 @pytest.mark.parametrize("sort", ["--id", "---created_at", "-", "", "nope", "-pnl"])
@@ -231,3 +232,4 @@ def test_a_console_sort_that_is_not_a_column_never_fails(client, operator, sort)
     assert response.status_code == 200
     if sort in ("--id", "---created_at", "nope", "-"):
         assert response.context["form"].errors["sort"]
+        assert "Sort: Select a valid choice" in response.content.decode()
