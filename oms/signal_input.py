@@ -174,7 +174,7 @@ def non_finite_fields(payload: object) -> list[str]:
     while stack:
         value, path = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            found.append(path or "body")
+            found.append((path or "body")[:200])
         elif isinstance(value, dict):
             stack.extend((item, f"{path}.{key}" if path else str(key)[:100]) for key, item in value.items())
         elif isinstance(value, list):

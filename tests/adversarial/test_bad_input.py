@@ -19,7 +19,7 @@ VALID = {"symbol": "BTCUSDT", "side": "BUY", "price": 100, "timestamp": "2025-06
          "sl_pct": 1.5}
 NASTY_TEXT = st.sampled_from(["\ud800", "a\udfffb", "\x00", "١٠", "²", "é", "x" * 65, "x" * 200, ""])
 NASTY_NUMBERS = st.sampled_from(["1e309", "-1e400", "1e-11", "9e11", "0.12345678901", "1e18", "NaN", "Infinity",
-                                 "-0", "1E+2", "99.99999999999", "0"])
+                                 "-0", "1E+2", "99.99999999999", "0", "1" + "0" * 400, "1" + "0" * 5000])
 SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
            | st.text(max_size=20) | NASTY_TEXT)
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
