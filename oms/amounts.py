@@ -45,8 +45,8 @@ def _notional_error(price: Decimal, qty: Decimal, what: str) -> str | None:
     return None
 
 
-def position_amount_errors(*, side: str, entry_price: Decimal, qty: Decimal, tp_price: Decimal | None,
-                           sl_price: Decimal | None, names: dict[str, str] | None = None) -> dict[str, list[str]]:
+def position_amount_errors(*, entry_price: Decimal, qty: Decimal, tp_price: Decimal | None, sl_price: Decimal | None,
+                           names: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Field errors for the amounts of a position about to be opened (empty when it can be stored).
 
     `names` renames the fields in the errors (the signal calls the entry `price`)."""

@@ -224,7 +224,7 @@ def amount_errors(signal: BounceSignal, *, qty_given: bool = True) -> dict[str, 
     if not qty_given and amount_error(signal.qty):
         return {"qty": [f"No qty given, and the default sizing gives {signal.qty} at this price, which the book "
                         "cannot hold: send a qty."]}
-    errors = position_amount_errors(side=signal.side, entry_price=signal.price, qty=signal.qty, tp_price=None,
+    errors = position_amount_errors(entry_price=signal.price, qty=signal.qty, tp_price=None,
                                     sl_price=None, names={"entry_price": "price"})
     if errors:
         return errors
@@ -232,6 +232,6 @@ def amount_errors(signal: BounceSignal, *, qty_given: bool = True) -> dict[str, 
                                           sl_pct=signal.sl_pct)
     if errors:
         return errors
-    return position_amount_errors(side=signal.side, entry_price=signal.price, qty=signal.qty, tp_price=tp,
+    return position_amount_errors(entry_price=signal.price, qty=signal.qty, tp_price=tp,
                                   sl_price=sl, names={"entry_price": "price", "tp_price": "tp_pct",
                                                       "sl_price": "sl_pct"})

@@ -58,7 +58,7 @@ class OrderCreateSerializer(serializers.Serializer):
 
     def validate(self, data: dict) -> dict:
         entry, tp, sl = data["entry_price"], data.get("tp_price"), data.get("sl_price")
-        errors = position_amount_errors(side=data["side"], entry_price=entry, qty=data["qty"], tp_price=tp, sl_price=sl)
+        errors = position_amount_errors(entry_price=entry, qty=data["qty"], tp_price=tp, sl_price=sl)
         if errors:  # what the book's columns cannot hold exactly (oms/amounts.py)
             raise serializers.ValidationError(errors)
         sign = Decimal(1) if data["side"] == Side.LONG else Decimal(-1)

@@ -23,25 +23,25 @@ def test_amounts_the_column_cannot_hold_are_refused_with_the_reason(value, reaso
 
 
 def test_a_position_names_each_bad_amount_by_its_field():
-    errors = position_amount_errors(side="long", entry_price=D("1e-11"), qty=D("0.12345678901"),
+    errors = position_amount_errors(entry_price=D("1e-11"), qty=D("0.12345678901"),
                                     tp_price=D("1e-12"), sl_price=None, names={"entry_price": "price"})
     assert set(errors) == {"price", "qty", "tp_price"}
 
 
 def test_a_notional_whose_pnl_could_overflow_is_refused():
-    errors = position_amount_errors(side="long", entry_price=D("9e11"), qty=D("9e11"), tp_price=None, sl_price=None)
+    errors = position_amount_errors(entry_price=D("9e11"), qty=D("9e11"), tp_price=None, sl_price=None)
     assert list(errors) == ["notional"]
-    assert position_amount_errors(side="long", entry_price=D("1e5"), qty=MAX_NOTIONAL / D("1e5"), tp_price=None,
+    assert position_amount_errors(entry_price=D("1e5"), qty=MAX_NOTIONAL / D("1e5"), tp_price=None,
                                   sl_price=None) == {}
     # the level's notional counts too: a TP far above the entry could book a PnL beyond the column
-    errors = position_amount_errors(side="long", entry_price=D("1"), qty=D("1e12") - 1, tp_price=D("9e11"),
+    errors = position_amount_errors(entry_price=D("1"), qty=D("1e12") - 1, tp_price=D("9e11"),
                                     sl_price=D("0.5"))
     assert list(errors) == ["tp_price"]
 
 
 def test_the_worst_case_pnl_and_fee_of_an_accepted_position_fit_in_18_integer_digits():
     entry, qty = D("1e5"), MAX_NOTIONAL / D("1e5")
-    assert position_amount_errors(side="short", entry_price=entry, qty=qty, tp_price=None, sl_price=None) == {}
+    assert position_amount_errors(entry_price=entry, qty=qty, tp_price=None, sl_price=None) == {}
     worst_pnl = (entry * 1000 - entry) * qty  # a short closed at 1000 × its entry
     worst_fee = entry * 1000 * qty * D("0.01")
     assert abs(worst_pnl) < D("1e18") and worst_fee < D("1e18")
