@@ -98,15 +98,21 @@ try:
     _database = dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
+# How long a request waits for a database lock someone else holds; past it the API answers 503 with
+# Retry-After (oms/api/errors.py). PostgreSQL's lock_timeout; SQLite's busy timeout.
+DB_LOCK_TIMEOUT_SEC = env.int("DB_LOCK_TIMEOUT_SEC", 30, minimum=1)
+if _database["ENGINE"] == "django.db.backends.postgresql":
+    _database.setdefault("OPTIONS", {})["options"] = f"-c lock_timeout={DB_LOCK_TIMEOUT_SEC * 1000}"
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database["ENGINE"] = "lomsite.sqlite"  # Django's SQLite, making the file's directory on first connect
     _database["CONN_MAX_AGE"] = 0 if IS_DEV else 60
     # WAL lets readers and one writer work together; IMMEDIATE takes the write lock at BEGIN so a
     # transaction never fails half-way on lock upgrade; the busy timeout makes writers queue.
     _database["OPTIONS"] = {
-        "timeout": 30,
+        "timeout": DB_LOCK_TIMEOUT_SEC,
         "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                        f"PRAGMA busy_timeout={DB_LOCK_TIMEOUT_SEC * 1000};",
     }
     # Tests use a real file (not shared-cache memory) so concurrency tests see real SQLite locking.
     # One file per test run (by pid) so parallel runs on one machine never share a test database.
@@ -240,6 +246,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["oms.api.permissions.ApiPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # DRF's defaults, with a JSON parser that also refuses bodies nested too deep (a 400, not a 500).
+    "DEFAULT_PARSER_CLASSES": ["oms.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "oms.api.errors.exception_handler",

@@ -15,12 +15,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from oms.models import ExitStrategy
+from oms.amounts import MAX_PRICE, QUANT, amount_error, levels_for_storage, position_amount_errors
+from oms.models import ExitStrategy, Position
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
 SIDES = {"buy": "long", "long": "long", "sell": "short", "short": "short"}
-MAX_PRICE = Decimal("1e12")
-QUANT = Decimal("1e-10")
+# The bot's id is stored as the position's external_order_id: longer would fail on PostgreSQL.
+MAX_SIGNAL_ID = Position._meta.get_field("external_order_id").max_length
 
 
 @extend_schema_field(OpenApiTypes.NUMBER)
@@ -114,7 +115,7 @@ class BounceSignalSerializer(serializers.Serializer):
     tp_pct = StrictNumberField(required=False, allow_null=True, maximum=Decimal("100"))
     sl_pct = StrictNumberField(required=False, allow_null=True, maximum=Decimal("100"))
     qty = StrictNumberField(required=False, allow_null=True)
-    signal_id = StrictCharField(required=False, allow_null=True, max_length=100)
+    signal_id = StrictCharField(required=False, allow_null=True, max_length=MAX_SIGNAL_ID)
     exit_strategy = serializers.ChoiceField(choices=ExitStrategy.choices, required=False)
 
     def validate_timestamp(self, value: str) -> datetime:
@@ -172,18 +173,38 @@ def default_qty(price: Decimal) -> Decimal:
     return settings.DEFAULT_QTY
 
 
+def non_finite_fields(payload: object) -> list[str]:
+    """Where the body holds a number that overflowed to infinity (`1e400`) or NaN, known field or not."""
+    found, stack = [], [(payload, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append((path or "body")[:200])
+        elif isinstance(value, dict):
+            stack.extend((item, f"{path}.{key}" if path else str(key)[:100]) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{index}]") for index, item in enumerate(value))
+    return sorted(found)
+
+
 def parse_bounce_signal(payload: object, *, idempotency_key: str | None = None) -> BounceSignal:
     """Validate and normalise a signal body; raise SignalInvalid with per-field errors."""
     if not isinstance(payload, dict):
         raise SignalInvalid({"body": ["Must be a JSON object."]})
     serializer = BounceSignalSerializer(data=payload)
-    if not serializer.is_valid():
-        raise SignalInvalid(serializer.errors)
+    errors = {} if serializer.is_valid() else dict(serializer.errors)
+    for path in non_finite_fields(payload):
+        errors.setdefault(path, ["Must be a finite number (this one overflows to infinity)."])
+    idempotency_key = (idempotency_key or "").strip()
+    if len(idempotency_key) > MAX_SIGNAL_ID:
+        errors["Idempotency-Key"] = [f"Ensure this header has no more than {MAX_SIGNAL_ID} characters."]
+    if errors:
+        raise SignalInvalid(errors)
     data = serializer.validated_data
-    signal_id = data.get("signal_id") or (idempotency_key or "").strip()[:100] or None
+    signal_id = data.get("signal_id") or idempotency_key or None
     tp_pct = data.get("tp_pct")
     sl_pct = data.get("sl_pct")
-    return BounceSignal(
+    signal = BounceSignal(
         symbol=data["symbol"],
         side=data["side"],
         price=data["price"],
@@ -197,3 +218,25 @@ def parse_bounce_signal(payload: object, *, idempotency_key: str | None = None) 
         signal_id=signal_id,
         exit_strategy=data.get("exit_strategy") or settings.DEFAULT_EXIT_STRATEGY,
     )
+    errors = amount_errors(signal, qty_given=data.get("qty") is not None)
+    if errors:
+        raise SignalInvalid(errors)
+    return signal
+
+
+def amount_errors(signal: BounceSignal, *, qty_given: bool = True) -> dict[str, list[str]]:
+    """The book's amount rule (oms/amounts.py) applied to a signal: price, qty, notional, TP/SL levels."""
+    if not qty_given and amount_error(signal.qty):
+        return {"qty": [f"No qty given, and the default sizing gives {signal.qty} at this price, which the book "
+                        "cannot hold: send a qty."]}
+    errors = position_amount_errors(entry_price=signal.price, qty=signal.qty, tp_price=None,
+                                    sl_price=None, names={"entry_price": "price"})
+    if errors:
+        return errors
+    (tp, sl), errors = levels_for_storage(side=signal.side, price=signal.price, tp_pct=signal.tp_pct,
+                                          sl_pct=signal.sl_pct)
+    if errors:
+        return errors
+    return position_amount_errors(entry_price=signal.price, qty=signal.qty, tp_price=tp,
+                                  sl_price=sl, names={"entry_price": "price", "tp_price": "tp_pct",
+                                                      "sl_price": "sl_pct"})

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -73,6 +74,31 @@ def test_the_old_helper_scripts_work_without_a_token(served):
     assert status == 200 and stats["total_positions"] >= 1
     status, positions = call("GET", f"{base}/positions")
     assert opened["position_id"] in [p["id"] for p in positions["results"]]
+
+
+VALID_TEXT = '{"symbol": "BTCUSDT", "side": "BUY", "price": 100, "timestamp": "2025-06-19T10:15:00Z"'
+BAD_BODIES = {
+    "overflow to infinity in an unknown field": VALID_TEXT.encode() + b', "extra": 1e400}',
+    "nested 5000 deep": b"[" * 5000 + b"]" * 5000,
+    "nested 900 deep in a field": VALID_TEXT.encode() + b', "x": ' + b"[" * 900 + b"]" * 900 + b"}",
+    "a lone surrogate": VALID_TEXT.encode() + b', "strategy": "\\ud800"}',
+    "a signal_id longer than the column": VALID_TEXT.encode() + b', "signal_id": "' + b"s" * 80 + b'"}',
+    "NaN": VALID_TEXT.encode() + b', "qty": NaN}',
+    "a tiny qty": VALID_TEXT.encode() + b', "qty": 1e-11}',
+    "over the size limit": VALID_TEXT.encode() + b', "strategy": "' + b"x" * 3_000_000 + b'"}',
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BODIES))
+def test_bad_bodies_are_a_json_400_from_the_served_app(served, name):
+    """Issue #9: through gunicorn, each of these answered 500 or an HTML page."""
+    base, _ = served
+    request = urllib.request.Request(f"{base}/signals/bounce", data=BAD_BODIES[name], method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=30)
+    assert answer.value.code == 400 and answer.value.headers["Content-Type"] == "application/json"
+    assert json.loads(answer.value.read())["received"] is False
 
 
 def test_a_killed_serve_takes_its_web_server_down_with_it(tmp_path):

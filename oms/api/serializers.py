@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from oms.amounts import position_amount_errors
 from oms.models import Order, Position, Side, Signal
 from oms.selectors import GROUP_FIELDS
 from oms.signal_input import SideField, StrictCharField, StrictNumberField, SymbolField
@@ -57,6 +58,9 @@ class OrderCreateSerializer(serializers.Serializer):
 
     def validate(self, data: dict) -> dict:
         entry, tp, sl = data["entry_price"], data.get("tp_price"), data.get("sl_price")
+        errors = position_amount_errors(entry_price=entry, qty=data["qty"], tp_price=tp, sl_price=sl)
+        if errors:  # what the book's columns cannot hold exactly (oms/amounts.py)
+            raise serializers.ValidationError(errors)
         sign = Decimal(1) if data["side"] == Side.LONG else Decimal(-1)
         if tp is not None and (tp - entry) * sign <= 0:
             raise serializers.ValidationError({"tp_price": "Must be on the profit side of entry_price."})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
@@ -34,13 +37,16 @@ from oms.services.positions import (
     position_open,
     positions_close_all,
 )
-from oms.services.signals import signal_ingest
+from oms.services.signals import signal_ingest, signal_reject_unreadable
 from oms.services.switch import oms_switch_set, switch_state
 from oms.signal_input import BounceSignalSerializer
 from pricing.quotes import QuoteError
 from pricing.sources import get_price_source
 
 MAX_ID = 2**63 - 1  # the largest primary key any backend stores
+ASCII_ID = re.compile(r"[0-9]{1,19}")
+
+
 class StandardPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -56,13 +62,22 @@ class SignalBounceApi(APIView):
 
     # The request body is documented from the serializer that validates it, so the two cannot drift
     # (oms/tests/test_openapi_contract.py); docs/CONTRACT.md §2 describes the fields.
-    @extend_schema(request=BounceSignalSerializer, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
+    @extend_schema(request=BounceSignalSerializer,
+                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def post(self, request):
+        # Unreadable bodies are rejected signals too: recorded (with the start of the raw text) and audited.
+        try:
+            raw = request._request.body  # read once, within DATA_UPLOAD_MAX_MEMORY_SIZE
+        except RequestDataTooBig:
+            size = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            result = signal_reject_unreadable(raw=b"", errors={"body": [f"Larger than the {size} bytes accepted."]})
+            return Response(result.body, status=result.status_code)
         try:
             payload = request.data
         except ParseError as exc:
-            raise ValidationError({"body": [f"Must be a JSON object ({exc.detail})."]}) from None
-        result = signal_ingest(payload=payload, idempotency_key=request.headers.get("Idempotency-Key"))
+            result = signal_reject_unreadable(raw=raw, errors={"body": [f"Must be a JSON object ({exc.detail})."]})
+        else:
+            result = signal_ingest(payload=payload, idempotency_key=request.headers.get("Idempotency-Key"))
         return Response(result.body, status=result.status_code)
 
 
@@ -104,7 +119,8 @@ class PositionCloseApi(APIView):
     @extend_schema(request=None, parameters=[OpenApiParameter("position_id", int, OpenApiParameter.PATH)],
                    responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT})
     def post(self, request, position_id: str):
-        if not position_id.isdigit() or int(position_id) > MAX_ID:
+        # ASCII digits only: str.isdigit() accepts "²" (int() then fails: a 500) and int() reads "١٠" as 10.
+        if not ASCII_ID.fullmatch(position_id) or int(position_id) > MAX_ID:
             raise PositionNotFound(f"position {position_id[:30]} does not exist")
         result = position_close_at_market(position_id=int(position_id))
         return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})

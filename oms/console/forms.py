@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.utils import timezone
@@ -10,6 +10,9 @@ from django.utils import timezone
 from oms.models import PositionStatus, Side, SignalOutcome
 
 CLOSE_ALL_PHRASE = "CLOSE ALL"
+POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
+                  "strategy", "exchange"}
+DEFAULT_POSITION_SORT = "-created_at"
 
 
 def _day_start(day) -> datetime:
@@ -18,6 +21,12 @@ def _day_start(day) -> datetime:
 
 class DateRangeMixin:
     """`since`/`until` as calendar days; `until` is inclusive on screen, exclusive in the query."""
+
+    def clean_until(self):
+        until = self.cleaned_data.get("until")
+        if until is not None and until >= date.max:  # the day after it, the query's bound, does not exist
+            raise forms.ValidationError(f"Must be before {date.max.isoformat()}.")
+        return until
 
     def date_range(self) -> dict:
         data = self.cleaned_data
@@ -48,6 +57,15 @@ class PositionFilterForm(DateRangeMixin, forms.Form):
     side = forms.ChoiceField(choices=_choices(Side.choices), required=False)
     since = _day("From")
     until = _day("To")
+    sort = forms.ChoiceField(label="Sort", required=False, widget=forms.HiddenInput,
+                             choices=[(f"{sign}{key}", key) for key in sorted(POSITION_SORTS) for sign in ("", "-")])
+
+    def sort_key(self) -> str:
+        """The column (with `-` for descending) to sort by: the default when none or an unknown one is given."""
+        if not self.is_bound:
+            return DEFAULT_POSITION_SORT
+        self.is_valid()  # the valid fields stay in cleaned_data even when another one is invalid
+        return self.cleaned_data.get("sort") or DEFAULT_POSITION_SORT
 
     def filters(self) -> dict:
         """Keyword arguments for `positions_filtered` (empty values mean no filter)."""

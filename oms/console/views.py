@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods
 from oms.console.charts import equity_chart
 from oms.console.forms import (
     CLOSE_ALL_PHRASE,
+    POSITION_SORTS,
     CloseAllForm,
     OrderFilterForm,
     PositionFilterForm,
@@ -39,8 +40,6 @@ from oms.services.trips import TripLimits, trip_figures
 
 PAGE_SIZE = 50
 LIVE_HEADER = "X-Live-Fragment"
-POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
-                  "strategy", "exchange"}
 BREAKDOWNS = (("symbol", "By symbol"), ("strategy", "By strategy"), ("exchange", "By exchange"), ("day", "By day"))
 
 
@@ -122,7 +121,7 @@ def _position_order(sort: str) -> tuple[str, list[str]]:
 def positions(request: HttpRequest) -> HttpResponse:
     form = PositionFilterForm(request.GET or None)
     filters = form.filters() if form.is_bound and form.is_valid() else {}
-    sort, ordering = _position_order(request.GET.get("sort", "-created_at"))
+    sort, ordering = _position_order(form.sort_key())
     page = Paginator(positions_filtered(**filters).order_by(*ordering), PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
     marks = positions_marks(rows)  # one quote batch for the whole page

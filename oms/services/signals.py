@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import re
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -26,18 +28,24 @@ class IntakeResult:
 
 
 def _payload_for_storage(payload: object) -> dict:
-    """The body as it can be stored and audited: a JSON object, NUL characters (which PostgreSQL
-    text and jsonb refuse) replaced by U+FFFD."""
-    return _without_nul(payload) if isinstance(payload, dict) else {"raw": _without_nul(str(payload)[:2000])}
+    """The body as it can be stored and audited: a JSON object; NUL characters and lone surrogates
+    (which PostgreSQL text and jsonb refuse) replaced by U+FFFD; numbers that overflowed to infinity
+    (and NaN), which JSON cannot hold, replaced by the strings "Infinity", "-Infinity", "NaN"."""
+    return _storable(payload) if isinstance(payload, dict) else {"raw": _storable(str(payload)[:2000])}
 
 
-def _without_nul(value):
+NOT_STORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(value):
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return NOT_STORABLE.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, dict):
-        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
+        return {_storable(str(key)): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
     return value
 
 
@@ -137,8 +145,16 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
     return IntakeResult(status_code=200, body=row.response, signal=row)
 
 
+def signal_reject_unreadable(*, raw: bytes | str, errors: dict) -> IntakeResult:
+    """A body that is not even JSON (malformed, NaN, nested too deep, too large): recorded as a
+    rejected signal with the start of the raw text, and answered 400 like any invalid signal."""
+    if isinstance(raw, bytes):
+        raw = raw[:2000].decode("utf-8", errors="replace")
+    return _reject({"raw": _storable(raw[:2000])}, errors)
+
+
 def _reject(payload: dict, errors: dict) -> IntakeResult:
-    errors = _without_nul(errors)  # messages may quote the bad input
+    errors = _storable(errors)  # messages may quote the bad input
     body = {"received": False, "errors": errors}
     row = Signal.objects.create(
         payload=payload,

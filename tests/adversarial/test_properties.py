@@ -6,11 +6,13 @@ import math
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from oms.amounts import MAX_NOTIONAL
 from oms.models import Position
 from oms.pnl import fee_for, gross_pnl, levels_from_pct, slipped_close_price
 from oms.services.closing import close_values
@@ -54,6 +56,12 @@ def test_the_signal_validator_only_ever_raises_signal_invalid_and_normalises_wha
     assert signal.exchange == signal.exchange.lower() and signal.exchange
     assert isinstance(signal.timeframe_min, int) and not isinstance(signal.timeframe_min, bool)
     assert len(signal.dedupe_key) <= 128
+    # What it accepts the book can hold exactly, and its levels stay strictly on their sides (issue #9).
+    assert signal.price == signal.price.quantize(QUANT) and signal.qty == signal.qty.quantize(QUANT)
+    assert signal.price * signal.qty <= MAX_NOTIONAL
+    tp, sl = (level.quantize(QUANT) for level in levels_from_pct(side=signal.side, price=signal.price,
+                                                                   tp_pct=signal.tp_pct, sl_pct=signal.sl_pct))
+    assert tp > 0 and sl > 0 and ((sl < signal.price < tp) if signal.side == "long" else (tp < signal.price < sl))
 
 
 PRICES = st.decimals(min_value=Decimal("0.00000001"), max_value=Decimal("10000000"), places=8)
@@ -115,6 +123,12 @@ def test_fees_and_slippage_only_ever_reduce_the_booked_pnl(side, entry, close, q
 @given(st.floats(allow_nan=False, allow_infinity=False, min_value=1e-6, max_value=1e9))
 def test_a_float_price_becomes_the_decimal_of_its_shortest_repr_not_its_binary_expansion(value):
     body = {"symbol": "BTCUSDT", "side": "BUY", "price": value, "timestamp": "2025-06-19T10:15:00Z"}
+    if Decimal(repr(value)) != Decimal(repr(value)).quantize(QUANT):
+        # More than 10 decimal places: the column would round it, so it is refused, not rounded (issue #9).
+        with pytest.raises(SignalInvalid) as refused:
+            parse_bounce_signal(body)
+        assert "price" in refused.value.errors
+        return
     signal = parse_bounce_signal(body)
     assert signal.price == Decimal(repr(value)) and math.isclose(float(signal.price), value)
     assert signal.timestamp == datetime(2025, 6, 19, 10, 15, tzinfo=UTC)
