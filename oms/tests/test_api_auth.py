@@ -93,11 +93,47 @@ class TestHmacSignedSignals:
     def _secret(self, settings, strict_api):
         settings.SIGNAL_HMAC_SECRET = self.SECRET
 
-    def signed_post(self, client, body: dict, *, secret=None, ts=None):
+    def signed_post(self, client, body: dict, *, secret=None, ts=None, key=None, sign_key=True):
         raw = json.dumps(body).encode()
         ts = str(int(time.time()) if ts is None else ts)
+        extra = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+        signature = sign_body(secret or self.SECRET, ts, raw, key if sign_key else None)
         return client.post("/signals/bounce", data=raw, content_type="application/json",
-                           HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=sign_body(secret or self.SECRET, ts, raw))
+                           HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=signature, **extra)
+
+    def test_a_signed_idempotency_key_is_accepted_and_dedupes(self, anon_client, signal_body):
+        body = signal_body()
+        first = self.signed_post(anon_client, body, key="k-1")
+        again = self.signed_post(anon_client, body, key="k-1")
+        assert first.status_code == again.status_code == 200
+        assert again.json()["duplicate"] is True and Position.objects.count() == 1
+
+    def test_a_replay_with_a_new_idempotency_key_is_401_and_opens_nothing(self, anon_client, signal_body):
+        body = signal_body()
+        assert self.signed_post(anon_client, body).status_code == 200
+        for key in ["fresh-1", "fresh-2", ""]:
+            # The captured signature (made without a key) with a key added: it does not cover the key.
+            replay = self.signed_post(anon_client, body, key=key, sign_key=False)
+            assert replay.status_code == 401
+        assert Position.objects.count() == 1
+
+    def test_a_replay_with_its_idempotency_key_changed_or_removed_is_401(self, anon_client, signal_body):
+        raw = json.dumps(signal_body()).encode()
+        ts = str(int(time.time()))
+        signature = sign_body(self.SECRET, ts, raw, "k-1")
+        post = lambda **extra: anon_client.post("/signals/bounce", data=raw, content_type="application/json",  # noqa: E731
+                                                HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=signature, **extra)
+        assert post(HTTP_IDEMPOTENCY_KEY="k-1").status_code == 200
+        assert post(HTTP_IDEMPOTENCY_KEY="k-2").status_code == 401
+        assert post().status_code == 401
+        assert Position.objects.count() == 1
+
+    @pytest.mark.parametrize("signature", ["sha256=\u00e9", "sha256=\u00e9" * 40, "\u00ff", "sha256=00"])
+    def test_a_malformed_signature_is_401_not_500(self, anon_client, signal_body, signature):
+        raw = json.dumps(signal_body()).encode()
+        response = anon_client.post("/signals/bounce", data=raw, content_type="application/json",
+                                    HTTP_X_TIMESTAMP=str(int(time.time())), HTTP_X_SIGNATURE=signature)
+        assert response.status_code == 401 and Position.objects.count() == 0
 
     def test_a_valid_signature_is_accepted_without_a_token(self, anon_client, signal_body):
         response = self.signed_post(anon_client, signal_body())
