@@ -29,6 +29,9 @@ if not SECRET_KEY:
                                    "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-paper-or-live"
 DEBUG = env.bool("DEBUG", IS_DEV)
+if DEBUG and not IS_DEV:  # debug pages show settings, SQL and source code to whoever triggers an error
+    raise ImproperlyConfigured(f"DEBUG: must be false when ENVIRONMENT={ENVIRONMENT} (debug pages expose settings "
+                               "and source code); remove DEBUG or set DEBUG=false")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if IS_DEV else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 

@@ -167,3 +167,30 @@ def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, ca
     bodies["stdout/stderr"] = captured.out + captured.err
     assert len(caplog.records) > 5 and "position_closed" in bodies["log lines"]
     assert {name: leaks(text) for name, text in bodies.items() if leaks(text)} == {}
+
+
+QUERY_PASSWORD = "query-pw-marker-5b1f0c"
+
+
+def test_a_password_in_the_database_url_query_string_is_masked_in_show_config_and_health(settings, tmp_path):
+    """dj-database-url hands `?password=` to the driver: it is a password like `user:password@`."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, sqlite_process_env
+
+    url = f"postgres://loms@127.0.0.1:9/loms?sslmode=prefer&password={QUERY_PASSWORD}"
+    env = {**sqlite_process_env(tmp_path / "x.sqlite3"), "DATABASE_URL": url}
+    shown = subprocess.run([sys.executable, "manage.py", "show_config"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "DATABASE_URL" in shown.stdout and "password=***" in shown.stdout
+    assert QUERY_PASSWORD not in shown.stdout + shown.stderr
+    bad = {**env, "DATABASE_URL": f"nosuchdb://loms@h/loms?password={QUERY_PASSWORD}"}
+    refused = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=bad, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0 and "DATABASE_URL" in refused.stderr and QUERY_PASSWORD not in refused.stderr
+
+    settings.DATABASE_URL = url
+    health = Client().get("/health")
+    assert "password=***" in health.content.decode() and QUERY_PASSWORD not in health.content.decode()
