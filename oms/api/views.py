@@ -136,7 +136,7 @@ class OrderListCreateApi(generics.ListAPIView):
     filterset_class = OrderFilter
     pagination_class = StandardPagination
     queryset = Order.objects.order_by("-created_at", "-id")
-    write_permission = "oms.trade"
+    write_permission = "oms.create_order"  # operators only; the bot sends signals (`oms.trade`)
 
     @extend_schema(request=OrderCreateSerializer, responses={201: OrderSerializer})
     def post(self, request):

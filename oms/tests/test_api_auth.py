@@ -4,12 +4,13 @@ import json
 import time
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from oms.api.hmac_auth import sign_body
 from oms.models import Position
+from oms.tests.factories import open_position
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +49,37 @@ def test_a_viewer_can_read_but_not_write(strict_api, viewer_client, signal_body)
 def test_a_bot_cannot_flip_the_switch(strict_api, bot_client):
     response = bot_client.post("/oms/switch", data={"enabled": False, "reason": "x"}, format="json")
     assert response.status_code == 403
+
+
+def test_the_bot_role_ingests_and_reads_but_cannot_close_close_all_or_create_orders(strict_api, bot_client,
+                                                                                    signal_body):
+    position = open_position()
+    assert bot_client.get("/positions").status_code == 200
+    assert bot_client.post(f"/positions/{position.pk}/close").status_code == 403
+    assert bot_client.post("/positions/close-all", {"confirm": "CLOSE ALL"}, format="json").status_code == 403
+    order = {"symbol": "ETHUSDT", "side": "BUY", "qty": 1, "entry_price": 100}
+    assert bot_client.post("/orders", order, format="json").status_code == 403
+    position.refresh_from_db()
+    assert position.status == "open" and Position.objects.count() == 1
+    assert bot_client.post("/signals/bounce", data=signal_body(), format="json").status_code == 200
+
+
+def test_an_operator_can_create_orders_and_close(strict_api, operator_client):
+    order = {"symbol": "ETHUSDT", "side": "BUY", "qty": 1, "entry_price": 100}
+    created = operator_client.post("/orders", order, format="json")
+    assert created.status_code == 201
+    closed = operator_client.post(f"/positions/{created.json()['position_id']}/close")
+    assert closed.status_code == 200 and closed.json()["closed_now"] is True
+
+
+def test_the_roles_hold_exactly_their_permissions_after_the_migrations():
+    def codenames(role: str) -> set[str]:
+        return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
+
+    views = {p for p in codenames("viewer") if p.startswith("view_")}
+    assert codenames("viewer") == views
+    assert codenames("bot") == views | {"trade"}
+    assert codenames("operator") == views | {"trade", "create_order", "close_position", "change_switch"}
 
 
 def test_an_operator_can_flip_the_switch_and_it_is_recorded(strict_api, operator_client):
