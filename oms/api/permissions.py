@@ -6,9 +6,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 MODEL_BACKEND_ONLY = ["django.contrib.auth.backends.ModelBackend"]
+# What a page of another site can make a browser send without a CORS preflight ("simple" requests).
+SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+BROWSER_HEADERS = ("Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode")
 
 
 def user_has_perm(user, perm: str) -> bool:
@@ -30,15 +34,19 @@ class ApiPermission(BasePermission):
     """Reads: any authenticated caller. Writes: the view's `write_permission` (e.g. `oms.trade`).
 
     With `API_ALLOW_ANONYMOUS` (dev profile only) everything is open, so the bot's local
-    scripts work without a token.
+    scripts work without a token; but an anonymous write that a browser could have sent must pass
+    Django's CSRF check (`browser_write_needs_csrf`), so a page of another site cannot make the
+    developer's browser close positions or flip the switch on http://127.0.0.1:8000.
     """
 
     message = "Authentication with an API token or a session is required."
 
     def has_permission(self, request, view) -> bool:
-        if settings.API_ALLOW_ANONYMOUS:
-            return True
         user = request.user
+        if settings.API_ALLOW_ANONYMOUS:
+            if request.method not in SAFE_METHODS and not (user and user.is_authenticated):
+                browser_write_needs_csrf(request)
+            return True
         if not (user and user.is_authenticated):
             return False
         if request.method in SAFE_METHODS:
@@ -50,3 +58,19 @@ class ApiPermission(BasePermission):
             self.message = f"Your account lacks the permission {required}."
             return False
         return True
+
+
+def looks_like_a_browser(request) -> bool:
+    """A request a browser may have sent on behalf of another site's page: it carries an
+    Origin/Referer/Sec-Fetch header (every current browser sends Origin on a POST) or a content
+    type a cross-site form or a no-cors fetch can use. Scripts (curl, the bot) send JSON and none
+    of these headers."""
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    return content_type in SIMPLE_CONTENT_TYPES or any(name in request.headers for name in BROWSER_HEADERS)
+
+
+def browser_write_needs_csrf(request) -> None:
+    """Dev-only anonymous writes: from a browser, the CSRF check of a session write (the Origin
+    must be this site or CSRF_TRUSTED_ORIGINS, and the CSRF token must match); raises 403."""
+    if looks_like_a_browser(request):
+        SessionAuthentication().enforce_csrf(request)

@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
@@ -107,6 +108,70 @@ def test_the_api_refuses_a_session_post_without_the_csrf_token(strict_api, opera
     response = client.post("/oms/switch", {"enabled": False, "reason": "csrf"}, format="json")
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
     assert switch_state().enabled
+
+
+# --- cross-site requests in the dev profile (anonymous API) -------------------------------------
+
+FOREIGN = "https://evil.example"
+
+
+def cross_site_posts(position: Position) -> list[tuple[str, dict]]:
+    return [("/positions/close-all", {"confirm": "CLOSE ALL"}),
+            ("/oms/switch", {"enabled": "false", "reason": "cross-site"}),
+            (f"/positions/{position.pk}/close", {"go": "1"}),  # a form always sends its Content-Type
+            ("/orders", {"symbol": "ETHUSDT", "side": "BUY", "qty": "1", "entry_price": "100"})]
+
+
+def assert_nothing_changed(position: Position) -> None:
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and Position.objects.count() == 1 and switch_state().enabled
+
+
+@pytest.mark.parametrize("headers", [
+    {"HTTP_ORIGIN": FOREIGN, "HTTP_REFERER": FOREIGN + "/page", "HTTP_SEC_FETCH_SITE": "cross-site"},
+    {"HTTP_ORIGIN": FOREIGN},
+    {"HTTP_REFERER": FOREIGN + "/page"},  # an older browser: no Origin on a form POST
+    {"HTTP_ORIGIN": "null"},  # a sandboxed frame or a data: page
+    {},  # neither header (Referrer-Policy: no-referrer): the form content type still gives it away
+], ids=["origin+referer", "origin", "referer", "null-origin", "no-headers"])
+@pytest.mark.parametrize("encoding", ["form", "multipart", "text"])
+def test_dev_a_cross_site_form_post_cannot_close_switch_or_order(settings, headers, encoding):
+    """What a foreign page can make the developer's browser send to http://127.0.0.1:8000: a simple
+    request (form encodings, no custom header), no CSRF token, the session cookie withheld (SameSite)."""
+    assert settings.API_ALLOW_ANONYMOUS is True  # the dev default this is about
+    position = open_position()
+    client = Client(enforce_csrf_checks=True)
+    for url, data in cross_site_posts(position):
+        if encoding == "form":
+            response = client.post(url, urlencode(data), content_type="application/x-www-form-urlencoded", **headers)
+        elif encoding == "multipart":
+            response = client.post(url, data, **headers)
+        else:
+            response = client.post(url, json.dumps(data), content_type="text/plain", **headers)
+        assert response.status_code == 403, (url, response.content)
+    assert_nothing_changed(position)
+
+
+def test_dev_a_cross_site_post_with_a_forged_csrf_token_is_refused(settings):
+    position = open_position()
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32
+    response = client.post("/positions/close-all", {"confirm": "CLOSE ALL", "csrfmiddlewaretoken": "b" * 32},
+                           HTTP_ORIGIN=FOREIGN, HTTP_X_CSRFTOKEN="b" * 32)
+    assert response.status_code == 403
+    assert_nothing_changed(position)
+
+
+def test_dev_scripts_still_work_without_a_token_and_the_same_site_page_with_its_csrf_token(settings):
+    position = open_position()
+    script = Client(enforce_csrf_checks=True)  # curl / the bot's scripts: JSON, no Origin, no cookie
+    switched = script.post("/oms/switch", {"enabled": False, "reason": "script"}, content_type="application/json")
+    assert switched.status_code == 200 and not switch_state().enabled
+    page = Client(enforce_csrf_checks=True)  # a page of LOMS itself (same origin), with its token
+    page.get(reverse("login"))
+    token = page.cookies["csrftoken"].value
+    closed = page.post(f"/positions/{position.pk}/close", HTTP_ORIGIN="http://testserver", HTTP_X_CSRFTOKEN=token)
+    assert closed.status_code == 200 and closed.json()["closed_now"] is True
 
 
 # --- secrets ------------------------------------------------------------------------------------
