@@ -214,7 +214,8 @@ def prepare_database() -> dict[str, str]:
     from django.contrib.auth.models import Group, User
     from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command
-    from rest_framework.authtoken.models import Token
+
+    from apitokens.models import ApiToken
 
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
         call_command("flush", interactive=False, verbosity=0)
@@ -229,7 +230,7 @@ def prepare_database() -> dict[str, str]:
     session[HASH_SESSION_KEY] = viewer.get_session_auth_hash()
     session.create()
     return {
-        "token": Token.objects.create(user=bot).key,
+        "token": ApiToken.issue(bot),
         "cookie": f"{settings.SESSION_COOKIE_NAME}={session.session_key}",
     }
 

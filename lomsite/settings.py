@@ -50,7 +50,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "apitokens.apps.ApiTokensConfig",  # hashed API tokens (replaces rest_framework.authtoken)
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -227,7 +227,7 @@ SIGNAL_HMAC_WINDOW_SEC = env.int("SIGNAL_HMAC_WINDOW_SEC", 300, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apitokens.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["oms.api.permissions.ApiPermission"],

@@ -6,13 +6,14 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apitokens.authentication import HashedTokenAuthentication
 from oms.api.filters import OrderFilter, PositionFilter, SignalFilter
 from oms.api.hmac_auth import SignalHmacAuthentication
 from oms.api.serializers import (
@@ -51,7 +52,7 @@ class SignalBounceApi(APIView):
 
     signal_endpoint = True  # error bodies carry "received": false
     write_permission = "oms.trade"
-    authentication_classes = [SignalHmacAuthentication, TokenAuthentication, SessionAuthentication]
+    authentication_classes = [SignalHmacAuthentication, HashedTokenAuthentication, SessionAuthentication]
 
     @extend_schema(
         request=inline_serializer("BounceSignal", {
