@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",  # login throttling and lockout (lomsite/loginguard.py)
     "oms.apps.OmsConfig",
     "pricing.apps.PricingConfig",
     "risk.apps.RiskConfig",
@@ -69,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the 429 answer
 ]
 
 ROOT_URLCONF = "lomsite.urls"
@@ -120,6 +123,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes, lomsite/loginguard.py): LOGIN_FAILURE_LIMIT failed logins lock the
+# login for LOGIN_LOCKOUT_MIN minutes (429); a success resets the count. Unlock: `axes_reset_username`.
+AUTHENTICATION_BACKENDS = ["lomsite.loginguard.LoginGuardBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MIN", 15, minimum=1))
+_lockout_by = env.str("LOGIN_LOCKOUT_BY", "username_ip", choices=("username_ip", "username", "ip"))
+AXES_LOCKOUT_PARAMETERS = {"username_ip": [["username", "ip_address"]], "username": ["username"],
+                           "ip": ["ip_address"]}[_lockout_by]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "lomsite.loginguard.client_ip"
+AXES_VERBOSE = False  # lomsite/loginguard.py logs the events as JSON
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"

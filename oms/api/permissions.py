@@ -10,6 +10,8 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 MODEL_BACKEND_ONLY = ["django.contrib.auth.backends.ModelBackend"]
+# Backends that only guard logins (no permissions of their own): they do not change `has_perm`.
+LOGIN_ONLY_BACKENDS = {"lomsite.loginguard.LoginGuardBackend", "axes.backends.AxesStandaloneBackend"}
 # What a page of another site can make a browser send without a CORS preflight ("simple" requests).
 SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 BROWSER_HEADERS = ("Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode")
@@ -18,7 +20,8 @@ BROWSER_HEADERS = ("Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode")
 def user_has_perm(user, perm: str) -> bool:
     """`user.has_perm(perm)` in one query instead of loading every permission of the user and groups
     (two queries and a set per request); the same answer with Django's default ModelBackend."""
-    if not isinstance(user, get_user_model()) or list(settings.AUTHENTICATION_BACKENDS) != MODEL_BACKEND_ONLY:
+    permission_backends = [b for b in settings.AUTHENTICATION_BACKENDS if b not in LOGIN_ONLY_BACKENDS]
+    if not isinstance(user, get_user_model()) or permission_backends != MODEL_BACKEND_ONLY:
         return user.has_perm(perm)
     if not user.is_active:
         return False
