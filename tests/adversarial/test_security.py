@@ -259,3 +259,33 @@ def test_a_password_in_the_database_url_query_string_is_masked_in_show_config_an
     settings.DATABASE_URL = url
     health = Client().get("/health")
     assert "password=***" in health.content.decode() and QUERY_PASSWORD not in health.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)  # the backup reads the database file through its own connection
+def test_a_backup_hands_out_no_working_api_key(settings, tmp_path, signal_body):
+    """Whoever gets a backup file gets the database: it must hold no key that works against the API."""
+    import tarfile
+
+    from apitokens.models import ApiToken
+    from conftest import make_user
+    from oms.services.backups import backup_create
+
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.API_ALLOW_ANONYMOUS = False
+    key = ApiToken.issue(make_user("rickybot", "bot"))
+    path = backup_create().path
+    with tarfile.open(path) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    everything = b"".join(p.read_bytes() for p in (tmp_path / "unpacked").rglob("*") if p.is_file())
+    assert key.encode() not in everything
+    if not connection_is_postgres():  # pg_dump's custom format compresses the rows
+        assert ApiToken.objects.get().key_hash.encode() in everything  # the row is there: its hash only
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.post("/signals/bounce", signal_body(), format="json").status_code == 200  # the key works
+
+
+def connection_is_postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
