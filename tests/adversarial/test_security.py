@@ -262,7 +262,7 @@ def test_a_password_in_the_database_url_query_string_is_masked_in_show_config_an
 
 
 @pytest.mark.django_db(transaction=True)  # the backup reads the database file through its own connection
-def test_a_backup_hands_out_no_working_api_key(settings, tmp_path, signal_body):
+def test_a_backup_hands_out_no_working_api_key(settings, tmp_path):
     """Whoever gets a backup file gets the database: it must hold no key that works against the API."""
     import tarfile
 
@@ -272,7 +272,7 @@ def test_a_backup_hands_out_no_working_api_key(settings, tmp_path, signal_body):
 
     settings.BACKUP_DIR = tmp_path / "backups"
     settings.API_ALLOW_ANONYMOUS = False
-    key = ApiToken.issue(make_user("rickybot", "bot"))
+    key = ApiToken.issue(make_user("rickybot"))  # no role: an earlier transactional test may have flushed the groups
     path = backup_create().path
     with tarfile.open(path) as archive:
         archive.extractall(tmp_path / "unpacked", filter="data")
@@ -282,7 +282,7 @@ def test_a_backup_hands_out_no_working_api_key(settings, tmp_path, signal_body):
         assert ApiToken.objects.get().key_hash.encode() in everything  # the row is there: its hash only
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    assert client.post("/signals/bounce", signal_body(), format="json").status_code == 200  # the key works
+    assert client.get("/positions").status_code == 200  # the key itself works
 
 
 def connection_is_postgres() -> bool:
