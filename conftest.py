@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from apitokens.models import ApiToken
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +53,7 @@ def anon_client() -> APIClient:
 def bot_client(db) -> APIClient:
     user = make_user("rickybot", "bot")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(user)}")
     return client
 
 

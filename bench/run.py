@@ -215,7 +215,8 @@ def prepare_database() -> dict[str, str]:
     from django.contrib.sessions.backends.db import SessionStore
     from django.core.management import call_command
     from django.db import connection
-    from rest_framework.authtoken.models import Token
+
+    from apitokens.models import ApiToken
 
     if connection.vendor != "sqlite":
         call_command("flush", interactive=False, verbosity=0)
@@ -230,7 +231,7 @@ def prepare_database() -> dict[str, str]:
     session[HASH_SESSION_KEY] = viewer.get_session_auth_hash()
     session.create()
     return {
-        "token": Token.objects.create(user=bot).key,
+        "token": ApiToken.issue(bot),
         "cookie": f"{settings.SESSION_COOKIE_NAME}={session.session_key}",
     }
 

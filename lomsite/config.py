@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import dotenv_values
@@ -164,13 +165,32 @@ class EnvConfig:
         return sorted(self.entries.values(), key=lambda entry: entry.key)
 
 
+SECRET_QUERY_WORDS = ("password", "passwd", "pwd", "secret", "token")
+
+
 def redact_url_password(url: str) -> str:
-    """`scheme://user:secret@host/db` → `scheme://user:***@host/db`."""
+    """Mask the password of a database URL wherever it sits.
+
+    `scheme://user:secret@host/db` → `scheme://user:***@host/db`, and a query parameter that
+    names a password (`?password=…`, `?sslpassword=…`, also percent-encoded names) → `password=***`:
+    dj-database-url passes query parameters to the driver, so a password can hide there too.
+    """
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return url
-    credentials, _, host = rest.rpartition("@")
-    if ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    before, qmark, query = rest.partition("?")
+    if "@" in before:
+        credentials, _, host = before.rpartition("@")
+        if ":" in credentials:
+            before = f"{credentials.split(':', 1)[0]}:***@{host}"
+    if qmark:
+        query, hash_mark, fragment = query.partition("#")
+        query = "&".join(_redacted_pair(pair) for pair in query.split("&")) + hash_mark + fragment
+    return f"{scheme}://{before}{qmark}{query}"
+
+
+def _redacted_pair(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    if equals and any(word in unquote_plus(name).lower() for word in SECRET_QUERY_WORDS):
+        return f"{name}=***"
+    return pair

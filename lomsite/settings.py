@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +31,9 @@ if not SECRET_KEY:
                                    "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)")
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-paper-or-live"
 DEBUG = env.bool("DEBUG", IS_DEV)
+if DEBUG and not IS_DEV:  # debug pages show settings, SQL and source code to whoever triggers an error
+    raise ImproperlyConfigured(f"DEBUG: must be false when ENVIRONMENT={ENVIRONMENT} (debug pages expose settings "
+                               "and source code); remove DEBUG or set DEBUG=false")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if IS_DEV else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -48,11 +52,12 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "apitokens.apps.ApiTokensConfig",  # hashed API tokens (replaces rest_framework.authtoken)
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",  # login throttling and lockout (lomsite/loginguard.py)
     "oms.apps.OmsConfig",
     "ops.apps.OpsConfig",
     "pricing.apps.PricingConfig",
@@ -68,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the 429 answer
 ]
 
 ROOT_URLCONF = "lomsite.urls"
@@ -126,6 +132,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes, lomsite/loginguard.py): LOGIN_FAILURE_LIMIT failed logins lock the
+# login for LOGIN_LOCKOUT_MIN minutes (429); a success resets the count. Unlock: `axes_reset_username`.
+AUTHENTICATION_BACKENDS = ["lomsite.loginguard.LoginGuardBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("LOGIN_LOCKOUT_ENABLED", True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MIN", 15, minimum=1))
+_lockout_by = env.str("LOGIN_LOCKOUT_BY", "username_ip", choices=("username_ip", "username", "ip"))
+AXES_LOCKOUT_PARAMETERS = {"username_ip": [["username", "ip_address"]], "username": ["username"],
+                           "ip": ["ip_address"]}[_lockout_by]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "lomsite.loginguard.client_ip"
+AXES_VERBOSE = False  # lomsite/loginguard.py logs the events as JSON
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -241,7 +259,7 @@ SIGNAL_HMAC_WINDOW_SEC = env.int("SIGNAL_HMAC_WINDOW_SEC", 300, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apitokens.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["oms.api.permissions.ApiPermission"],

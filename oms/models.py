@@ -105,7 +105,8 @@ class Position(models.Model):
         ]
         permissions = [
             ("close_position", "Can close positions (one, selected or all)"),
-            ("trade", "Can send signals and create orders"),
+            ("trade", "Can send signals (the bot)"),
+            ("create_order", "Can open positions by hand (POST /orders)"),
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -51,6 +52,9 @@ SCHEDULE_NAME = "loms-daily-backup"
 SCHEDULE_FUNC = "ops.backups.backup_scheduled"
 # The cluster counts as running when the auto-close sweep or any django-q task ran this recently.
 CLUSTER_ACTIVE_WITHIN_SEC = 120
+# A backup holds the whole database (password hashes, the audit trail): its owner only.
+BACKUP_FILE_MODE = 0o600
+BACKUP_DIR_MODE = 0o700
 
 Progress = Callable[[str], None]
 
@@ -255,6 +259,17 @@ def _copy_audit(dest_dir: Path) -> dict:
     return {"live_file": live.name if live.is_file() else None, "live_lines": live_lines, "files": files}
 
 
+def _private_directory(directory: Path) -> None:
+    """The backup directory exists and only its owner may enter it (0700), whatever the umask."""
+    directory.mkdir(mode=BACKUP_DIR_MODE, parents=True, exist_ok=True)
+    if stat.S_IMODE(directory.stat().st_mode) != BACKUP_DIR_MODE:
+        try:
+            directory.chmod(BACKUP_DIR_MODE)
+        except PermissionError:  # not ours (a mounted volume): the files themselves stay 0600
+            log_event(logger, "backup_dir_not_private", level=logging.WARNING, path=str(directory),
+                      mode=oct(stat.S_IMODE(directory.stat().st_mode)))
+
+
 def backup_create(
     *,
     directory: Path | None = None,
@@ -268,7 +283,7 @@ def backup_create(
         raise BackupError("a backup label may contain only lower-case letters, digits and '-'")
     target = target or DatabaseTarget.from_alias()
     directory = Path(directory or settings.BACKUP_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
+    _private_directory(directory)
     now = now or timezone.now()
     name = backup_name(now=now, environment=settings.ENVIRONMENT, vendor=target.vendor, label=label)
     final = directory / name
@@ -313,6 +328,7 @@ def backup_create(
             archive.addfile(info, io.BytesIO(body))
             for m in members:
                 archive.add(work_dir / m, arcname=m)
+        partial.chmod(BACKUP_FILE_MODE)
         os.replace(partial, final)  # a backup file is complete or absent
     log_event(logger, "backup_created", path=str(final), bytes=final.stat().st_size, tables=len(tables),
               rows=manifest["total_rows"], vendor=target.vendor)

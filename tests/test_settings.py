@@ -56,6 +56,28 @@ def test_secret_values_are_masked_and_database_passwords_redacted():
                                                            "SECRET_KEY": "********"}
 
 
+@pytest.mark.parametrize("url,shown", [
+    ("postgres://u@h:5432/db?password=s3cr3t", "postgres://u@h:5432/db?password=***"),
+    ("postgres://u@h/db?sslmode=require&password=s3cr3t&connect_timeout=5",
+     "postgres://u@h/db?sslmode=require&password=***&connect_timeout=5"),
+    ("postgres://h/db?sslpassword=s3cr3t", "postgres://h/db?sslpassword=***"),
+    ("postgres://h/db?pass%77ord=s3cr3t", "postgres://h/db?pass%77ord=***"),
+    ("postgres://u:s3cr3t@h/db?password=s3cr3t", "postgres://u:***@h/db?password=***"),
+    ("postgres://u:s3c@r3t@h/db", "postgres://u:***@h/db"),
+    ("postgres://u@h/db?options=-c%20search_path%3Dx", "postgres://u@h/db?options=-c%20search_path%3Dx"),
+    ("sqlite:////srv/loms/data/loms.sqlite3", "sqlite:////srv/loms/data/loms.sqlite3"),
+])
+def test_a_database_password_is_redacted_in_the_userinfo_and_in_the_query_string(url, shown):
+    assert redact_url_password(url) == shown
+
+
+@pytest.mark.parametrize("profile", ["paper", "live"])
+def test_debug_cannot_be_on_in_paper_or_live(profile):
+    result = manage("check", env={**PAPER, "ENVIRONMENT": profile, "DEBUG": "true"})
+    assert result.returncode != 0 and "DEBUG: must be false when ENVIRONMENT=" + profile in result.stderr
+    assert manage("check", env={**PAPER, "ENVIRONMENT": profile, "DEBUG": "false"}).returncode == 0
+
+
 def test_the_service_refuses_to_start_on_a_bad_value_and_names_the_key():
     result = manage("check", env={"MAX_OPEN_POSITIONS": "lots"})
     assert result.returncode != 0 and "MAX_OPEN_POSITIONS" in result.stderr

@@ -6,15 +6,22 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db.models import Q
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 MODEL_BACKEND_ONLY = ["django.contrib.auth.backends.ModelBackend"]
+# Backends that only guard logins (no permissions of their own): they do not change `has_perm`.
+LOGIN_ONLY_BACKENDS = {"lomsite.loginguard.LoginGuardBackend", "axes.backends.AxesStandaloneBackend"}
+# What a page of another site can make a browser send without a CORS preflight ("simple" requests).
+SIMPLE_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+BROWSER_HEADERS = ("Origin", "Referer", "Sec-Fetch-Site", "Sec-Fetch-Mode")
 
 
 def user_has_perm(user, perm: str) -> bool:
     """`user.has_perm(perm)` in one query instead of loading every permission of the user and groups
     (two queries and a set per request); the same answer with Django's default ModelBackend."""
-    if not isinstance(user, get_user_model()) or list(settings.AUTHENTICATION_BACKENDS) != MODEL_BACKEND_ONLY:
+    permission_backends = [b for b in settings.AUTHENTICATION_BACKENDS if b not in LOGIN_ONLY_BACKENDS]
+    if not isinstance(user, get_user_model()) or permission_backends != MODEL_BACKEND_ONLY:
         return user.has_perm(perm)
     if not user.is_active:
         return False
@@ -30,15 +37,19 @@ class ApiPermission(BasePermission):
     """Reads: any authenticated caller. Writes: the view's `write_permission` (e.g. `oms.trade`).
 
     With `API_ALLOW_ANONYMOUS` (dev profile only) everything is open, so the bot's local
-    scripts work without a token.
+    scripts work without a token; but an anonymous write that a browser could have sent must pass
+    Django's CSRF check (`browser_write_needs_csrf`), so a page of another site cannot make the
+    developer's browser close positions or flip the switch on http://127.0.0.1:8000.
     """
 
     message = "Authentication with an API token or a session is required."
 
     def has_permission(self, request, view) -> bool:
-        if settings.API_ALLOW_ANONYMOUS:
-            return True
         user = request.user
+        if settings.API_ALLOW_ANONYMOUS:
+            if request.method not in SAFE_METHODS and not (user and user.is_authenticated):
+                browser_write_needs_csrf(request)
+            return True
         if not (user and user.is_authenticated):
             return False
         if request.method in SAFE_METHODS:
@@ -50,3 +61,19 @@ class ApiPermission(BasePermission):
             self.message = f"Your account lacks the permission {required}."
             return False
         return True
+
+
+def looks_like_a_browser(request) -> bool:
+    """A request a browser may have sent on behalf of another site's page: it carries an
+    Origin/Referer/Sec-Fetch header (every current browser sends Origin on a POST) or a content
+    type a cross-site form or a no-cors fetch can use. Scripts (curl, the bot) send JSON and none
+    of these headers."""
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    return content_type in SIMPLE_CONTENT_TYPES or any(name in request.headers for name in BROWSER_HEADERS)
+
+
+def browser_write_needs_csrf(request) -> None:
+    """Dev-only anonymous writes: from a browser, the CSRF check of a session write (the Origin
+    must be this site or CSRF_TRUSTED_ORIGINS, and the CSRF token must match); raises 403."""
+    if looks_like_a_browser(request):
+        SessionAuthentication().enforce_csrf(request)

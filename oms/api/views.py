@@ -9,13 +9,14 @@ from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apitokens.authentication import HashedTokenAuthentication
 from oms.api.filters import OrderFilter, PositionFilter, SignalFilter
 from oms.api.hmac_auth import SignalHmacAuthentication
 from oms.api.serializers import (
@@ -58,7 +59,7 @@ class SignalBounceApi(APIView):
 
     signal_endpoint = True  # error bodies carry "received": false
     write_permission = "oms.trade"
-    authentication_classes = [SignalHmacAuthentication, TokenAuthentication, SessionAuthentication]
+    authentication_classes = [SignalHmacAuthentication, HashedTokenAuthentication, SessionAuthentication]
 
     # The request body is documented from the serializer that validates it, so the two cannot drift
     # (oms/tests/test_openapi_contract.py); docs/CONTRACT.md §2 describes the fields.
@@ -144,7 +145,7 @@ class OrderListCreateApi(generics.ListAPIView):
     filterset_class = OrderFilter
     pagination_class = StandardPagination
     queryset = Order.objects.order_by("-created_at", "-id")
-    write_permission = "oms.trade"
+    write_permission = "oms.create_order"  # operators only; the bot sends signals (`oms.trade`)
 
     @extend_schema(request=OrderCreateSerializer, responses={201: OrderSerializer})
     def post(self, request):

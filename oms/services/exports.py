@@ -1,4 +1,9 @@
-"""Position exports for spreadsheets (CSV) and scripts (JSON lines)."""
+"""Position exports for spreadsheets (CSV) and scripts (JSON lines).
+
+CSV text cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab
+or a carriage return: a strategy name or external order id sent by a bot, say) are written with a
+leading `'`, so they open as text. Numbers (Decimal, int) are never touched: `-12.5` stays a number.
+"""
 
 from __future__ import annotations
 
@@ -51,4 +56,14 @@ def _cell(value: object) -> object:
     if isinstance(value, Decimal):  # no exponent, no trailing zeros
         text = f"{value:f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
+    if isinstance(value, str):
+        return _neutralised(value)
     return value
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralised(text: str) -> str:
+    """A text cell a spreadsheet would evaluate (`=HYPERLINK(…)`, `@SUM(…)`, `-2+3`) gets a leading `'`."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text

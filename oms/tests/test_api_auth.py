@@ -4,12 +4,13 @@ import json
 import time
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from oms.api.hmac_auth import sign_body
 from oms.models import Position
+from oms.tests.factories import open_position
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +49,37 @@ def test_a_viewer_can_read_but_not_write(strict_api, viewer_client, signal_body)
 def test_a_bot_cannot_flip_the_switch(strict_api, bot_client):
     response = bot_client.post("/oms/switch", data={"enabled": False, "reason": "x"}, format="json")
     assert response.status_code == 403
+
+
+def test_the_bot_role_ingests_and_reads_but_cannot_close_close_all_or_create_orders(strict_api, bot_client,
+                                                                                    signal_body):
+    position = open_position()
+    assert bot_client.get("/positions").status_code == 200
+    assert bot_client.post(f"/positions/{position.pk}/close").status_code == 403
+    assert bot_client.post("/positions/close-all", {"confirm": "CLOSE ALL"}, format="json").status_code == 403
+    order = {"symbol": "ETHUSDT", "side": "BUY", "qty": 1, "entry_price": 100}
+    assert bot_client.post("/orders", order, format="json").status_code == 403
+    position.refresh_from_db()
+    assert position.status == "open" and Position.objects.count() == 1
+    assert bot_client.post("/signals/bounce", data=signal_body(), format="json").status_code == 200
+
+
+def test_an_operator_can_create_orders_and_close(strict_api, operator_client):
+    order = {"symbol": "ETHUSDT", "side": "BUY", "qty": 1, "entry_price": 100}
+    created = operator_client.post("/orders", order, format="json")
+    assert created.status_code == 201
+    closed = operator_client.post(f"/positions/{created.json()['position_id']}/close")
+    assert closed.status_code == 200 and closed.json()["closed_now"] is True
+
+
+def test_the_roles_hold_exactly_their_permissions_after_the_migrations():
+    def codenames(role: str) -> set[str]:
+        return set(Group.objects.get(name=role).permissions.values_list("codename", flat=True))
+
+    views = {p for p in codenames("viewer") if p.startswith("view_")}
+    assert codenames("viewer") == views
+    assert codenames("bot") == views | {"trade"}
+    assert codenames("operator") == views | {"trade", "create_order", "close_position", "change_switch"}
 
 
 def test_an_operator_can_flip_the_switch_and_it_is_recorded(strict_api, operator_client):
@@ -93,11 +125,47 @@ class TestHmacSignedSignals:
     def _secret(self, settings, strict_api):
         settings.SIGNAL_HMAC_SECRET = self.SECRET
 
-    def signed_post(self, client, body: dict, *, secret=None, ts=None):
+    def signed_post(self, client, body: dict, *, secret=None, ts=None, key=None, sign_key=True):
         raw = json.dumps(body).encode()
         ts = str(int(time.time()) if ts is None else ts)
+        extra = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
+        signature = sign_body(secret or self.SECRET, ts, raw, key if sign_key else None)
         return client.post("/signals/bounce", data=raw, content_type="application/json",
-                           HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=sign_body(secret or self.SECRET, ts, raw))
+                           HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=signature, **extra)
+
+    def test_a_signed_idempotency_key_is_accepted_and_dedupes(self, anon_client, signal_body):
+        body = signal_body()
+        first = self.signed_post(anon_client, body, key="k-1")
+        again = self.signed_post(anon_client, body, key="k-1")
+        assert first.status_code == again.status_code == 200
+        assert again.json()["duplicate"] is True and Position.objects.count() == 1
+
+    def test_a_replay_with_a_new_idempotency_key_is_401_and_opens_nothing(self, anon_client, signal_body):
+        body = signal_body()
+        assert self.signed_post(anon_client, body).status_code == 200
+        for key in ["fresh-1", "fresh-2", ""]:
+            # The captured signature (made without a key) with a key added: it does not cover the key.
+            replay = self.signed_post(anon_client, body, key=key, sign_key=False)
+            assert replay.status_code == 401
+        assert Position.objects.count() == 1
+
+    def test_a_replay_with_its_idempotency_key_changed_or_removed_is_401(self, anon_client, signal_body):
+        raw = json.dumps(signal_body()).encode()
+        ts = str(int(time.time()))
+        signature = sign_body(self.SECRET, ts, raw, "k-1")
+        post = lambda **extra: anon_client.post("/signals/bounce", data=raw, content_type="application/json",  # noqa: E731
+                                                HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=signature, **extra)
+        assert post(HTTP_IDEMPOTENCY_KEY="k-1").status_code == 200
+        assert post(HTTP_IDEMPOTENCY_KEY="k-2").status_code == 401
+        assert post().status_code == 401
+        assert Position.objects.count() == 1
+
+    @pytest.mark.parametrize("signature", ["sha256=\u00e9", "sha256=\u00e9" * 40, "\u00ff", "sha256=00"])
+    def test_a_malformed_signature_is_401_not_500(self, anon_client, signal_body, signature):
+        raw = json.dumps(signal_body()).encode()
+        response = anon_client.post("/signals/bounce", data=raw, content_type="application/json",
+                                    HTTP_X_TIMESTAMP=str(int(time.time())), HTTP_X_SIGNATURE=signature)
+        assert response.status_code == 401 and Position.objects.count() == 0
 
     def test_a_valid_signature_is_accepted_without_a_token(self, anon_client, signal_body):
         response = self.signed_post(anon_client, signal_body())

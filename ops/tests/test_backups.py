@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import subprocess
 import tarfile
 import threading
@@ -134,6 +135,24 @@ def test_the_manifest_names_the_copy_and_its_audit_lines(settings, signal_body):
     assert set(manifest["files"]) == {manifest["database"]["member"], "audit/signals.jsonl"}
     with tarfile.open(result.path) as archive:
         assert archive.getnames()[0] == "manifest.json"
+
+
+def test_a_backup_is_readable_by_its_owner_only(settings, tmp_path):
+    """A backup holds the whole database (users' password hashes, the audit trail): 0600 in 0700."""
+    settings.BACKUP_DIR = tmp_path / "shared" / "backups"
+    settings.BACKUP_DIR.parent.mkdir()
+    settings.BACKUP_DIR.mkdir(mode=0o755)  # an existing directory others can read is tightened too
+    old_umask = os.umask(0o022)
+    try:
+        first = backup_create(now=timezone.now() - timedelta(seconds=5)).path
+        second = backup_create().path
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(settings.BACKUP_DIR.stat().st_mode) == 0o700
+    assert [stat.S_IMODE(path.stat().st_mode) for path in (first, second)] == [0o600, 0o600]
+    settings.BACKUP_DIR = tmp_path / "fresh" / "nested"
+    assert stat.S_IMODE(backup_create().path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.BACKUP_DIR.stat().st_mode) == 0o700
 
 
 def test_verify_reports_a_damaged_member_and_a_truncated_archive(settings, tmp_path, signal_body):

@@ -13,9 +13,9 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
+from apitokens.models import ApiToken
 from lomsite.wsgi import application
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
@@ -43,7 +43,7 @@ def served_in_process(db, settings):
 def operator_token() -> str:
     user, _ = User.objects.get_or_create(username="fuzz-operator")
     user.groups.add(Group.objects.get(name="operator"))
-    return Token.objects.get_or_create(user=user)[0].key
+    return ApiToken.issue(user)
 
 
 @schema.parametrize()

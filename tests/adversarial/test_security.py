@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
@@ -109,6 +110,70 @@ def test_the_api_refuses_a_session_post_without_the_csrf_token(strict_api, opera
     assert switch_state().enabled
 
 
+# --- cross-site requests in the dev profile (anonymous API) -------------------------------------
+
+FOREIGN = "https://evil.example"
+
+
+def cross_site_posts(position: Position) -> list[tuple[str, dict]]:
+    return [("/positions/close-all", {"confirm": "CLOSE ALL"}),
+            ("/oms/switch", {"enabled": "false", "reason": "cross-site"}),
+            (f"/positions/{position.pk}/close", {"go": "1"}),  # a form always sends its Content-Type
+            ("/orders", {"symbol": "ETHUSDT", "side": "BUY", "qty": "1", "entry_price": "100"})]
+
+
+def assert_nothing_changed(position: Position) -> None:
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and Position.objects.count() == 1 and switch_state().enabled
+
+
+@pytest.mark.parametrize("headers", [
+    {"HTTP_ORIGIN": FOREIGN, "HTTP_REFERER": FOREIGN + "/page", "HTTP_SEC_FETCH_SITE": "cross-site"},
+    {"HTTP_ORIGIN": FOREIGN},
+    {"HTTP_REFERER": FOREIGN + "/page"},  # an older browser: no Origin on a form POST
+    {"HTTP_ORIGIN": "null"},  # a sandboxed frame or a data: page
+    {},  # neither header (Referrer-Policy: no-referrer): the form content type still gives it away
+], ids=["origin+referer", "origin", "referer", "null-origin", "no-headers"])
+@pytest.mark.parametrize("encoding", ["form", "multipart", "text"])
+def test_dev_a_cross_site_form_post_cannot_close_switch_or_order(settings, headers, encoding):
+    """What a foreign page can make the developer's browser send to http://127.0.0.1:8000: a simple
+    request (form encodings, no custom header), no CSRF token, the session cookie withheld (SameSite)."""
+    assert settings.API_ALLOW_ANONYMOUS is True  # the dev default this is about
+    position = open_position()
+    client = Client(enforce_csrf_checks=True)
+    for url, data in cross_site_posts(position):
+        if encoding == "form":
+            response = client.post(url, urlencode(data), content_type="application/x-www-form-urlencoded", **headers)
+        elif encoding == "multipart":
+            response = client.post(url, data, **headers)
+        else:
+            response = client.post(url, json.dumps(data), content_type="text/plain", **headers)
+        assert response.status_code == 403, (url, response.content)
+    assert_nothing_changed(position)
+
+
+def test_dev_a_cross_site_post_with_a_forged_csrf_token_is_refused(settings):
+    position = open_position()
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "a" * 32
+    response = client.post("/positions/close-all", {"confirm": "CLOSE ALL", "csrfmiddlewaretoken": "b" * 32},
+                           HTTP_ORIGIN=FOREIGN, HTTP_X_CSRFTOKEN="b" * 32)
+    assert response.status_code == 403
+    assert_nothing_changed(position)
+
+
+def test_dev_scripts_still_work_without_a_token_and_the_same_site_page_with_its_csrf_token(settings):
+    position = open_position()
+    script = Client(enforce_csrf_checks=True)  # curl / the bot's scripts: JSON, no Origin, no cookie
+    switched = script.post("/oms/switch", {"enabled": False, "reason": "script"}, content_type="application/json")
+    assert switched.status_code == 200 and not switch_state().enabled
+    page = Client(enforce_csrf_checks=True)  # a page of LOMS itself (same origin), with its token
+    page.get(reverse("login"))
+    token = page.cookies["csrftoken"].value
+    closed = page.post(f"/positions/{position.pk}/close", HTTP_ORIGIN="http://testserver", HTTP_X_CSRFTOKEN=token)
+    assert closed.status_code == 200 and closed.json()["closed_now"] is True
+
+
 # --- secrets ------------------------------------------------------------------------------------
 
 SECRET_KEY = "sk-MARKER-6c1f0e9b2a-do-not-leak-0123456789abcdefghijklmnopq"
@@ -169,3 +234,60 @@ def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, ca
     bodies["stdout/stderr"] = captured.out + captured.err
     assert len(caplog.records) > 5 and "position_closed" in bodies["log lines"]
     assert {name: leaks(text) for name, text in bodies.items() if leaks(text)} == {}
+
+
+QUERY_PASSWORD = "query-pw-marker-5b1f0c"
+
+
+def test_a_password_in_the_database_url_query_string_is_masked_in_show_config_and_health(settings, tmp_path):
+    """dj-database-url hands `?password=` to the driver: it is a password like `user:password@`."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT, sqlite_process_env
+
+    url = f"postgres://loms@127.0.0.1:9/loms?sslmode=prefer&password={QUERY_PASSWORD}"
+    env = {**sqlite_process_env(tmp_path / "x.sqlite3"), "DATABASE_URL": url}
+    shown = subprocess.run([sys.executable, "manage.py", "show_config"], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "DATABASE_URL" in shown.stdout and "password=***" in shown.stdout
+    assert QUERY_PASSWORD not in shown.stdout + shown.stderr
+    bad = {**env, "DATABASE_URL": f"nosuchdb://loms@h/loms?password={QUERY_PASSWORD}"}
+    refused = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=bad, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode != 0 and "DATABASE_URL" in refused.stderr and QUERY_PASSWORD not in refused.stderr
+
+    settings.DATABASE_URL = url
+    health = Client().get("/health")
+    assert "password=***" in health.content.decode() and QUERY_PASSWORD not in health.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)  # the backup reads the database file through its own connection
+def test_a_backup_hands_out_no_working_api_key(settings, tmp_path):
+    """Whoever gets a backup file gets the database: it must hold no key that works against the API."""
+    import tarfile
+
+    from apitokens.models import ApiToken
+    from conftest import make_user
+    from ops.backups import backup_create
+
+    settings.BACKUP_DIR = tmp_path / "backups"
+    settings.API_ALLOW_ANONYMOUS = False
+    key = ApiToken.issue(make_user("rickybot"))  # no role: an earlier transactional test may have flushed the groups
+    path = backup_create().path
+    with tarfile.open(path) as archive:
+        archive.extractall(tmp_path / "unpacked", filter="data")
+    everything = b"".join(p.read_bytes() for p in (tmp_path / "unpacked").rglob("*") if p.is_file())
+    assert key.encode() not in everything
+    if not connection_is_postgres():  # pg_dump's custom format compresses the rows
+        assert ApiToken.objects.get().key_hash.encode() in everything  # the row is there: its hash only
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/positions").status_code == 200  # the key itself works
+
+
+def connection_is_postgres() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "postgresql"

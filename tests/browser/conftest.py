@@ -16,8 +16,8 @@ from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.management import create_contenttypes
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 
+from apitokens.models import ApiToken
 from oms.models import OmsControl
 
 CHROMIUM = Path(os.environ.get("LOMS_CHROMIUM", "/usr/bin/chromium"))  # override only to test the skip/fail rule
@@ -100,7 +100,7 @@ def dummy_prices(settings):
 def bot_token(db) -> str:
     bot = User.objects.create_user(username="rickybot", password="pw-rickybot")
     bot.groups.add(Group.objects.get(name="bot"))
-    return Token.objects.create(user=bot).key
+    return ApiToken.issue(bot)
 
 
 def log_in(page, base_url: str, user: User) -> None:
