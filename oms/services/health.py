@@ -1,18 +1,187 @@
-"""The health report shared by `GET /health`, the dashboard and `manage.py check_health`."""
+"""The health report shared by `GET /health`, the dashboard, `manage.py check_health` and the notifier.
+
+The status is `ok` only when no check found a reason; otherwise `degraded` with every reason, or
+`error` when the database cannot be read. Each check is a small function that takes a
+`HealthContext` and yields `Reason`s; `HEALTH_CHECKS` lists them in the order they are reported.
+Adding a rule means writing one function and appending it to that list.
+
+A reason's `message` is public (anonymous `/health` shows it): it never names a user, a path, a
+host or the switch's free-text reason. Those go in `detail`, shown to authenticated callers only.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from lomsite.config import redact_url_password
-from oms.models import AutoCloseMonitor
-from oms.services.switch import switch_state
+from oms.models import AutoCloseMonitor, Position, PositionStatus, SweepRun
+from oms.services.switch import SwitchState, switch_state
+
+# Keys of the report an anonymous caller sees; everything else is for authenticated callers.
+PUBLIC_KEYS = ("ok", "service", "status", "reasons", "environment", "broker_mode", "oms_enabled", "database",
+               "checked_at")
 
 
-def auto_close_report() -> dict:
-    monitor = AutoCloseMonitor.load()
+@dataclass(frozen=True)
+class Reason:
+    code: str  # stable identifier, e.g. "switch_off"; also the alert's dedupe key
+    message: str  # public: no user names, paths, hosts or free text
+    detail: str = ""  # for authenticated callers only
+
+    def as_dict(self, *, details: bool = True) -> dict:
+        data = {"code": self.code, "message": self.message}
+        if details:
+            data["detail"] = self.detail
+        return data
+
+
+@dataclass
+class HealthContext:
+    now: datetime
+    switch: SwitchState
+    monitor: AutoCloseMonitor
+    auto_close: dict
+
+
+HealthCheck = Callable[[HealthContext], Iterable[Reason]]
+
+
+def check_switch(ctx: HealthContext) -> Iterable[Reason]:
+    state = ctx.switch
+    if state.forced_off_by_env:
+        yield Reason("switch_off", "the OMS switch is off: forced off by the environment (OMS_ENABLED=false)")
+    elif not state.switch_on:
+        from oms.services.trips import TRIP_ACTOR
+
+        how = "by an automatic trip" if state.changed_by == TRIP_ACTOR else "by hand"
+        when = state.changed_at.isoformat() if state.changed_at else "-"
+        yield Reason("switch_off", f"the OMS switch is off ({how})",
+                     f"switched off by {state.changed_by or '-'} at {when}: {state.reason or '-'}")
+
+
+def check_loop_stale(ctx: HealthContext) -> Iterable[Reason]:
+    auto = ctx.auto_close
+    if auto["stale"]:
+        age = auto["last_sweep_age_sec"]
+        when = "no sweep has run yet" if age is None else f"the last sweep was {age:.0f} s ago"
+        yield Reason("loop_stale", f"auto-close is not sweeping: {when} (limit {settings.AUTO_CLOSE_STALE_SEC} s)")
+
+
+def check_sweeps_failing(ctx: HealthContext) -> Iterable[Reason]:
+    count = settings.HEALTH_FAILED_SWEEPS
+    recent = list(SweepRun.objects.order_by("-started_at", "-id").values_list("error", flat=True)[:count])
+    if len(recent) == count and all(recent):
+        yield Reason("sweeps_failing", f"the last {count} auto-close sweeps all failed",
+                     f"last error: {ctx.monitor.last_error[:300]}")
+
+
+def _parse_time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def check_quotes(ctx: HealthContext) -> Iterable[Reason]:
+    """An open position's symbol that has had no usable quote for PRICE_ALERT_AFTER_SEC."""
+    failing = set(ctx.monitor.last_sweep_failed_symbols or [])
+    if not failing:
+        return
+    open_symbols = set(Position.objects.filter(status=PositionStatus.OPEN, symbol__in=failing)
+                       .values_list("symbol", flat=True).distinct())
+    limit = settings.PRICE_ALERT_AFTER_SEC
+    late = {}
+    for symbol in sorted(open_symbols):
+        entry = (ctx.monitor.quote_failures or {}).get(symbol) or {}
+        since = _parse_time(entry.get("failing_since")) or _parse_time(entry.get("last_at"))
+        if since and (ctx.now - since).total_seconds() >= limit:
+            late[symbol] = (since, entry.get("last_error", ""))
+    if late:
+        yield Reason("no_quote", f"no usable quote for {limit:g} s for open position symbol(s): {', '.join(late)}",
+                     "; ".join(f"{symbol} failing since {since.isoformat()}: {error}"
+                               for symbol, (since, error) in late.items()))
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_audit_writable(ctx: HealthContext) -> Iterable[Reason]:
+    path = Path(settings.AUDIT_LOG_PATH)
+    target = path if path.exists() else _nearest_existing(path.parent)
+    if path.exists() and path.is_dir():
+        writable = False
+    else:
+        writable = os.access(target, os.W_OK) and (target == path or target.is_dir())
+    if not writable:
+        yield Reason("audit_not_writable", "the audit log cannot be written", f"{path} (checked {target})")
+
+
+def _installed_at() -> datetime | None:
+    from django.db.migrations.recorder import MigrationRecorder
+
+    row = MigrationRecorder.Migration.objects.filter(app="oms", name="0001_initial").first()
+    return row.applied if row else None
+
+
+def check_backup_age(ctx: HealthContext) -> Iterable[Reason]:
+    """The newest backup must be younger than BACKUP_MAX_AGE_HOURS (0: not checked). Without any
+    backup, an installation older than that limit is degraded too."""
+    from oms.services.backups import backups_list
+
+    hours = settings.BACKUP_MAX_AGE_HOURS
+    if not hours:
+        return
+    limit = timedelta(hours=hours)
+    found = backups_list()
+    if found:
+        taken, path = found[-1]
+        if ctx.now - taken > limit:
+            age = (ctx.now - taken).total_seconds() / 3600
+            yield Reason("backup_old", f"the last backup is {age:.0f} h old (limit {hours:g} h)", f"{path}")
+        return
+    installed = _installed_at()
+    if installed and ctx.now - installed > limit:
+        yield Reason("backup_missing", f"no backup exists (limit {hours:g} h)",
+                     f"none in {settings.BACKUP_DIR}; installed {installed.isoformat()}")
+
+
+HEALTH_CHECKS: list[HealthCheck] = [
+    check_switch,
+    check_loop_stale,
+    check_sweeps_failing,
+    check_quotes,
+    check_audit_writable,
+    check_backup_age,
+]
+
+
+def health_reasons(ctx: HealthContext) -> list[Reason]:
+    """Every reason of every check; a check that raises becomes a reason itself (health never lies)."""
+    reasons: list[Reason] = []
+    for check in HEALTH_CHECKS:
+        try:
+            reasons.extend(check(ctx))
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            reasons.append(Reason("check_failed", f"the health check {check.__name__} failed",
+                                  f"{type(exc).__name__}: {exc}"))
+    return reasons
+
+
+def auto_close_report(monitor: AutoCloseMonitor | None = None) -> dict:
+    monitor = monitor or AutoCloseMonitor.load()
     age = (timezone.now() - monitor.last_sweep_at).total_seconds() if monitor.last_sweep_at else None
     return {
         "interval_sec": settings.AUTO_CLOSE_INTERVAL_SEC,
@@ -42,12 +211,19 @@ def auto_close_report() -> dict:
     }
 
 
-def health_report() -> dict:
-    """Service state; never contains a secret. `status` is ok, degraded or error."""
+def health_report(*, details: bool = True) -> dict:
+    """Service state; never contains a secret. `status` is ok, degraded or error; `reasons` says why.
+
+    With `details=False` (anonymous `/health`) only the state and the public reasons are returned:
+    no database URL, paths, user names, worker host/pid or the switch's free-text reason.
+    """
+    now = timezone.now()
     report = {
         "ok": True,
         "service": "loms",
         "status": "ok",
+        "reasons": [],
+        "checked_at": now.isoformat(),
         "environment": settings.ENVIRONMENT,
         "broker_mode": settings.BROKER_MODE,
         "database_url": redact_url_password(settings.DATABASE_URL),
@@ -58,11 +234,14 @@ def health_report() -> dict:
     }
     try:
         state = switch_state()
-        auto_close = auto_close_report()
+        monitor = AutoCloseMonitor.load()
+        auto_close = auto_close_report(monitor)
+        reasons = health_reasons(HealthContext(now=now, switch=state, monitor=monitor, auto_close=auto_close))
     except DatabaseError as exc:
         connection.close()
-        return {**report, "ok": False, "status": "error", "oms_enabled": False,
-                "database": f"unavailable ({type(exc).__name__})"}
+        report.update(ok=False, status="error", oms_enabled=False, database=f"unavailable ({type(exc).__name__})",
+                      reasons=[Reason("database", "the database is unavailable", type(exc).__name__).as_dict()])
+        return report if details else public_report(report)
     report.update(
         database="ok",
         oms_enabled=state.enabled,
@@ -74,7 +253,22 @@ def health_report() -> dict:
             "reason": state.reason,
         },
         auto_close=auto_close,
+        reasons=[reason.as_dict() for reason in reasons],
     )
-    if auto_close["stale"]:
+    if reasons:
         report["status"] = "degraded"
-    return report
+    return report if details else public_report(report)
+
+
+def public_report(report: dict) -> dict:
+    """What an anonymous caller may see: the state and the reasons without their details."""
+    public = {key: report[key] for key in PUBLIC_KEYS if key in report}
+    public["reasons"] = [{"code": r["code"], "message": r["message"]} for r in report.get("reasons", [])]
+    return public
+
+
+def current_reasons() -> list[Reason]:
+    """The reasons right now (for the notifier); raises DatabaseError when the database is down."""
+    monitor = AutoCloseMonitor.load()
+    return health_reasons(HealthContext(now=timezone.now(), switch=switch_state(), monitor=monitor,
+                                         auto_close=auto_close_report(monitor)))
