@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
@@ -42,6 +42,14 @@ def _active_in_window(key: str, now: datetime):
     return Notification.objects.filter(dedupe_key=key, created_at__gte=since)
 
 
+def _lock_key(key: str) -> None:
+    """Serialise notify() calls for one dedupe key until the end of the transaction, so two alerts
+    raised at the same instant are sent once. SQLite: BEGIN IMMEDIATE already holds the write lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ["loms.notify:" + key])
+
+
 def notify(kind: str, title: str, body: str = "", dedupe_key: str | None = None, *, level: str = "warning",
            now: datetime | None = None) -> Notification:
     """Record an alert and enqueue its sending (after commit). Returns the recorded row, which is
@@ -52,6 +60,7 @@ def notify(kind: str, title: str, body: str = "", dedupe_key: str | None = None,
     fields = {"kind": kind[:32], "dedupe_key": key, "title": title[:250], "body": body, "level": level,
               "created_at": now, "updated_at": now}
     with transaction.atomic():
+        _lock_key(key)
         recent = _active_in_window(key, now)
         if recent.exclude(status__in=[NotificationStatus.SUPPRESSED, NotificationStatus.FAILED]).exists():
             folded = recent.filter(status=NotificationStatus.SUPPRESSED).order_by("-created_at", "-id").first()

@@ -296,3 +296,30 @@ def test_a_viewer_reads_the_notification_log_and_an_anonymous_visitor_is_sent_to
     assert "NOTIFY_URLS is empty" in text
     only = client.get("/console/notifications?status=suppressed").content.decode()
     assert "suppressed" in only and ">unconfigured<" not in only
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_alert_raised_by_ten_threads_at_once_is_sent_once(settings):
+    from django.db import connection
+
+    settings.NOTIFY_URLS = "json://127.0.0.1:9/never-reached"
+    barrier = threading.Barrier(10)
+    errors: list[BaseException] = []
+
+    def raise_alert():
+        try:
+            barrier.wait()
+            notify("health", "stale", dedupe_key="health:loop_stale")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=raise_alert) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = list(Notification.objects.values_list("status", "suppressed_count"))
+    assert sorted(rows) == [("pending", 0), ("suppressed", 9)]
