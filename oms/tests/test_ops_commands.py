@@ -16,7 +16,7 @@ from oms.models import AutoCloseMonitor, Position, PositionStatus
 from oms.tests.factories import closed_position, open_position
 
 OPS_COMMANDS = ["backup", "verify_backup", "restore", "prune_backups", "check_health", "print_stats",
-                "send_test_signal", "shadow_report", "export_positions", "new_epoch", "close_all"]
+                "send_test_signal", "shadow_report", "export_positions", "new_epoch", "close_all", "notify_test"]
 
 
 def exit_code(*argv: str, stdout: StringIO | None = None) -> int:
