@@ -174,14 +174,26 @@ def notifications_retry_due(*, now: datetime | None = None, limit: int = 50) -> 
 
 # --- what is worth an alert ------------------------------------------------------------------------
 
+def notify_safely(*args, **kwargs) -> Notification | None:
+    """`notify`, but a failure is only logged: an alert must never block the kill switch or hide the
+    error of a failed backup. (`notify` runs in a savepoint, so the caller's transaction goes on.)"""
+    try:
+        return notify(*args, **kwargs)
+    except Exception as exc:
+        log_event(logger, "notification_record_failed", logging.ERROR, kind=args[0] if args else kwargs.get("kind"),
+                  error=f"{type(exc).__name__}: {exc}")
+        return None
+
+
 def notify_switch_change(*, enabled: bool, actor: str, reason: str, source: str, change_id: int | None) -> None:
     """Every change of the OMS switch: who, why, or the trip that did it (called inside its transaction)."""
     from oms.services.trips import TRIP_ACTOR
 
     word = "ON" if enabled else "OFF"
     who = "an automatic trip" if actor == TRIP_ACTOR else (actor or "unknown")
-    notify("switch", f"LOMS switch {word}", f"The OMS switch was turned {word} by {who} ({source}).\nWhy: {reason}",
-           dedupe_key=f"switch:{change_id}" if change_id else None, level="success" if enabled else "failure")
+    notify_safely("switch", f"LOMS switch {word}",
+                  f"The OMS switch was turned {word} by {who} ({source}).\nWhy: {reason}",
+                  dedupe_key=f"switch:{change_id}" if change_id else None, level="success" if enabled else "failure")
 
 
 def notify_reconciliation_mismatch(*, account: str, mismatches: list[str] | str, dedupe_key: str | None = None,
@@ -194,8 +206,8 @@ def notify_reconciliation_mismatch(*, account: str, mismatches: list[str] | str,
                   level="failure")
 
 
-def notify_backup_failed(error: str) -> Notification:
-    return notify("backup", "LOMS backup failed", f"The scheduled backup failed: {error}",
+def notify_backup_failed(error: str) -> Notification | None:
+    return notify_safely("backup", "LOMS backup failed", f"The scheduled backup failed: {error}",
                   dedupe_key="backup:failed", level="failure")
 
 

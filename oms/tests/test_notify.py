@@ -167,6 +167,18 @@ def test_every_switch_change_is_an_alert_sent_outside_the_request(strict_api, op
     assert hook.posts[0]["type"] == "failure"
 
 
+def test_a_broken_notification_never_blocks_the_kill_switch(hook, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("notification table missing")
+
+    monkeypatch.setattr(Notification.objects, "create", broken)
+    state = oms_switch_set(enabled=False, actor="olga", reason="panic")
+    assert state.switch_on is False
+    from oms.models import OmsControl, OmsSwitchChange
+
+    assert OmsControl.load().enabled is False and OmsSwitchChange.objects.count() == 1
+
+
 def test_a_reconciliation_mismatch_is_an_alert(hook):
     notify_reconciliation_mismatch(account="bybit-main", mismatches=["BTCUSDT: book 1.0, exchange 0.5"])
     again = notify_reconciliation_mismatch(account="bybit-main", mismatches=["BTCUSDT: book 1.0, exchange 0.5"])
