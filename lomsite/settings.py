@@ -304,5 +304,6 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "django_q": {"level": "WARNING"},
+        "apprise": {"level": "WARNING"},  # its DEBUG/INFO lines print the notification URLs' paths (tokens)
     },
 }
