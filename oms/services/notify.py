@@ -160,8 +160,9 @@ def notification_deliver(pk: int, *, now: datetime | None = None) -> str:
     return notification.status
 
 
-def notifications_retry_due(*, now: datetime | None = None, limit: int = 50) -> int:
-    """Send the pending notifications that are due (retries, and any whose enqueue was lost)."""
+def notifications_retry_due(*, now: datetime | None = None, limit: int = 10) -> int:
+    """Send the pending notifications that are due (retries, and any whose enqueue was lost). At most
+    `limit` per call, so a tick stays well inside the django-q task timeout when targets hang."""
     now = now or timezone.now()
     Notification.objects.filter(status=NotificationStatus.SENDING, updated_at__lt=now - SENDING_STUCK_AFTER).update(
         status=NotificationStatus.PENDING, next_attempt_at=now, updated_at=now)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+import responses as responses_lib
 from django.core.management import call_command
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
@@ -261,3 +262,21 @@ def test_a_database_error_is_status_error_and_http_503(anon_client, monkeypatch)
     body = response.json()
     assert body["status"] == "error" and body["reasons"][0]["code"] == "database"
     assert exit_code() == 2
+
+
+@responses_lib.activate
+def test_check_health_url_prints_the_reasons_and_sends_the_token_for_the_details(monkeypatch):
+    anonymous = {"ok": True, "status": "degraded", "environment": "paper", "oms_enabled": False,
+                 "reasons": [{"code": "switch_off", "message": "the OMS switch is off (by hand)"}]}
+    responses_lib.get("http://loms.test/health", json=anonymous)
+    out = StringIO()
+    assert exit_code("--url", "http://loms.test", stdout=out) == 1
+    assert "switch_off: the OMS switch is off (by hand)" in out.getvalue()
+    assert "Authorization" not in responses_lib.calls[0].request.headers
+    monkeypatch.setenv("LOMS_API_TOKEN", "tok-123")
+    detailed = {**anonymous, "reasons": [{**anonymous["reasons"][0], "detail": "switched off by alice: CPI"}]}
+    responses_lib.replace(responses_lib.GET, "http://loms.test/health", json=detailed)
+    out = StringIO()
+    assert exit_code("--url", "http://loms.test", stdout=out) == 1
+    assert responses_lib.calls[1].request.headers["Authorization"] == "Token tok-123"
+    assert "switched off by alice: CPI" in out.getvalue()
