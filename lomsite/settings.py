@@ -250,6 +250,20 @@ if not Decimal("0") < TRAILING_DISTANCE_PCT < Decimal("100"):
     raise ImproperlyConfigured("TRAILING_DISTANCE_PCT: must be greater than 0 and less than 100")
 MAX_HOLDING_MIN = env.int("MAX_HOLDING_MIN", None, minimum=1, optional=True)  # empty: no time limit
 
+# --- Health and alerts (oms/services/health.py, oms/services/notify.py) ----------------------------
+HEALTH_FAILED_SWEEPS = env.int("HEALTH_FAILED_SWEEPS", 3, minimum=1)  # this many failed sweeps in a row: degraded
+PRICE_ALERT_AFTER_SEC = env.float("PRICE_ALERT_AFTER_SEC", 120.0, minimum=1.0)  # open symbol without a quote
+BACKUP_MAX_AGE_HOURS = env.float("BACKUP_MAX_AGE_HOURS", 26.0, minimum=0.0)  # 0: backup age not checked
+# Apprise URLs (space or comma separated), e.g. tgram://bottoken/chatid, discord://id/token,
+# mailtos://user:pass@host?to=ops@example.org, json://hooks.example.org/loms. Empty: nothing is sent.
+NOTIFY_URLS = env.str("NOTIFY_URLS", "", secret=True)
+NOTIFY_REPEAT_MIN = env.int("NOTIFY_REPEAT_MIN", 60, minimum=1)  # the same alert at most once per this
+NOTIFY_DEGRADED_AFTER_SEC = env.int("NOTIFY_DEGRADED_AFTER_SEC", 300, minimum=0)  # a reason lasting this long
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+NOTIFY_DAILY_AT = env.str("NOTIFY_DAILY_AT", "00:05")  # UTC, HH:MM: the daily summary of the day before
+if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", NOTIFY_DAILY_AT):
+    raise ImproperlyConfigured(f"NOTIFY_DAILY_AT: must be HH:MM in 24-hour UTC time (got {NOTIFY_DAILY_AT!r})")
+
 # --- API -----------------------------------------------------------------------------------------
 API_ALLOW_ANONYMOUS = env.bool("API_ALLOW_ANONYMOUS", IS_DEV)
 if API_ALLOW_ANONYMOUS and not IS_DEV:
@@ -328,5 +342,6 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "django_q": {"level": "WARNING"},
+        "apprise": {"level": "WARNING"},  # its DEBUG/INFO lines print the notification URLs' paths (tokens)
     },
 }

@@ -312,3 +312,53 @@ class SweepRun(models.Model):
 
     def __str__(self) -> str:
         return f"sweep {self.started_at:%H:%M:%S.%f} {self.duration_ms:.1f} ms, {self.closed} closed"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # waiting to be sent (first time or for a retry at next_attempt_at)
+    SENDING = "sending", "Sending"  # claimed by one sender
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"  # gave up after NOTIFY_MAX_ATTEMPTS
+    SUPPRESSED = "suppressed", "Suppressed"  # the same alert was sent less than NOTIFY_REPEAT_MIN ago
+    UNCONFIGURED = "unconfigured", "Not sent (no NOTIFY_URLS)"
+
+
+class Notification(models.Model):
+    """One alert to the operators (oms/services/notify.py): recorded first, sent by a django-q task."""
+
+    kind = models.CharField(max_length=32)
+    dedupe_key = models.CharField(max_length=200)
+    level = models.CharField(max_length=16, default="warning")
+    title = models.CharField(max_length=250)
+    body = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING)
+    attempts = models.IntegerField(default=0)
+    suppressed_count = models.IntegerField(default=0, help_text="Repeats folded into this suppressed row")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["dedupe_key", "created_at"], name="notification_dedupe"),
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status}: {self.title}"
+
+
+class HealthReasonSeen(models.Model):
+    """A degraded-health reason and since when it holds, so an alert fires only when it lasts."""
+
+    code = models.CharField(max_length=64, unique=True)
+    message = models.CharField(max_length=500, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.code} since {self.first_seen_at:%Y-%m-%d %H:%M:%S}"

@@ -49,3 +49,17 @@ def on_worker_spawn(sender=None, proc_name: str = "", **kwargs) -> None:
         auto_close_kick()
     except Exception:
         logger.exception("could not enqueue the auto-close loop at worker start")
+
+
+def notification_send(pk: int) -> str:
+    """Send one recorded notification (enqueued by `oms.services.notify.notify`)."""
+    from oms.services.notify import notification_deliver
+
+    return notification_deliver(pk)
+
+
+def notify_tick() -> dict:
+    """The one-minute schedule (migration 0010): retries, lasting health reasons, the daily summary."""
+    from oms.services.notify import notify_tick as tick
+
+    return tick()

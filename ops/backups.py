@@ -678,7 +678,18 @@ def backup_schedule_ensure(**kwargs) -> object | None:
 
 
 def backup_scheduled() -> str:
-    """The daily django-q task: rotate the audit trail if due, back up, verify, prune."""
+    """The daily django-q task: rotate the audit trail if due, back up, verify, prune. A failure
+    is sent as an alert (NOTIFY_URLS) and raised, so the task is recorded as failed too."""
+    try:
+        return _backup_scheduled()
+    except Exception as exc:
+        from oms.services.notify import notify_backup_failed
+
+        notify_backup_failed(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _backup_scheduled() -> str:
     rotated = audit_rotate()
     audit_compress_leftovers()
     created = backup_create()

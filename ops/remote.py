@@ -19,11 +19,12 @@ def health_exit_code(report: dict | None) -> int:
     return {"ok": HEALTHY, "degraded": DEGRADED}.get(report.get("status"), UNREACHABLE)
 
 
-def health_fetch(base_url: str, *, timeout: float = 5.0) -> tuple[dict | None, str]:
-    """GET <base_url>/health. Returns (report, "") or (None, why it failed). A 503 still carries a report."""
+def health_fetch(base_url: str, *, timeout: float = 5.0, token: str = "") -> tuple[dict | None, str]:
+    """GET <base_url>/health (with a token: the details too). Returns (report, "") or (None, why it
+    failed). A 503 still carries a report."""
     url = base_url.rstrip("/") + "/health"
     try:
-        response = requests.get(url, timeout=timeout, headers={"Accept": "application/json"})
+        response = requests.get(url, timeout=timeout, headers=_headers(token))
     except requests.RequestException as exc:
         return None, f"{url} unreachable: {type(exc).__name__}: {exc}"
     try:

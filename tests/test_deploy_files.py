@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS_COMMANDS = ["backup", "verify_backup", "restore", "prune_backups", "check_health", "print_stats",
-                "send_test_signal", "shadow_report", "export_positions", "new_epoch", "close_all", "oms_switch"]
+                "send_test_signal", "shadow_report", "export_positions", "new_epoch", "close_all", "oms_switch",
+                "notify_test"]
 
 
 def unit(name: str) -> configparser.ConfigParser:

@@ -78,7 +78,7 @@ def test_check_health_exits_1_against_a_degraded_server(server):
     set_last_sweep(server["db"], datetime.now(UTC) - timedelta(minutes=10))
     done = check_health(server, server["base"])
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "DEGRADED" in done.stdout and "STALE" in done.stdout
+    assert "DEGRADED" in done.stdout and "loop_stale" in done.stdout
 
 
 def test_check_health_exits_2_when_no_server_listens(server):

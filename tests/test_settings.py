@@ -114,3 +114,11 @@ def test_show_config_says_where_each_value_came_from(tmp_path):
     assert lines["SECRET_KEY"] == [".env", "********"]
     assert lines["MIN_POSITION_AGE_SEC"] == ["default", "7"]
     assert "from-dotenv-secret" not in result.stdout
+
+
+def test_show_config_prints_the_effective_value_with_what_was_set():
+    result = manage("show_config", env={"AUTO_CLOSE_INTERVAL_SEC": "0", "NOTIFY_URLS": "tgram://123:secret-tok/42"})
+    lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:] if line.strip()}
+    assert lines["AUTO_CLOSE_INTERVAL_SEC"] == ["environment", "1.0", "(set:", "0.0)"]
+    assert lines["MIN_POSITION_AGE_SEC"] == ["default", "7"]  # unchanged values print once
+    assert lines["NOTIFY_URLS"] == ["environment", "********"] and "secret-tok" not in result.stdout

@@ -83,12 +83,14 @@ class SignalBounceApi(APIView):
 
 
 class HealthApi(APIView):
+    """Open to anyone; an anonymous caller gets the state and reasons, an authenticated one the details."""
+
     permission_classes = [AllowAny]
-    authentication_classes = []
+    authentication_classes = [HashedTokenAuthentication, SessionAuthentication]
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request):
-        report = health_report()
+        report = health_report(details=bool(request.user and request.user.is_authenticated))
         return Response(report, status=status.HTTP_200_OK if report["ok"] else status.HTTP_503_SERVICE_UNAVAILABLE)
 
 

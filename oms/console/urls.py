@@ -16,4 +16,5 @@ urlpatterns = [
     path("console/signals", views.signals, name="signals"),
     path("console/stats", views.statistics, name="stats"),
     path("console/switch", views.switch, name="switch"),
+    path("console/notifications", views.notifications, name="notifications"),
 ]

@@ -274,3 +274,20 @@ def statistics(request: HttpRequest) -> HttpResponse:
 
     figures = _book_cached("stats", compute, sorted(filters.items()))
     return render(request, "oms/statistics.html", {"form": form, **figures})
+
+
+@console_view
+def notifications(request: HttpRequest) -> HttpResponse:
+    """The notification log: every alert, sent, failed, suppressed or not configured (viewers may read it)."""
+    from oms.models import Notification, NotificationStatus
+
+    status = request.GET.get("status", "")
+    queryset = Notification.objects.order_by("-created_at", "-id")
+    if status in NotificationStatus.values:
+        queryset = queryset.filter(status=status)
+    else:
+        status = ""
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"page": page, "status": status, "statuses": NotificationStatus.choices,
+               "configured": bool(settings.NOTIFY_URLS.strip()), "repeat_min": settings.NOTIFY_REPEAT_MIN}
+    return render(request, "oms/notifications.html", context)

@@ -1,18 +1,167 @@
-"""The health report shared by `GET /health`, the dashboard and `manage.py check_health`."""
+"""The health report shared by `GET /health`, the dashboard, `manage.py check_health` and the notifier.
+
+The status is `ok` only when no check found a reason; otherwise `degraded` with every reason, or
+`error` when the database cannot be read. Each check is a small function that takes a
+`HealthContext` and yields `Reason`s; `HEALTH_CHECKS` lists them in the order they are reported.
+Adding a rule means writing one function and appending it to that list.
+
+A reason's `message` is public (anonymous `/health` shows it): it never names a user, a path, a
+host or the switch's free-text reason. Those go in `detail`, shown to authenticated callers only.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from lomsite.config import redact_url_password
-from oms.models import AutoCloseMonitor
-from oms.services.switch import switch_state
+from oms.models import AutoCloseMonitor, Position, PositionStatus, SweepRun
+from oms.services.switch import SwitchState, switch_state
+
+# Keys of the report an anonymous caller sees; everything else is for authenticated callers.
+PUBLIC_KEYS = ("ok", "service", "status", "reasons", "environment", "broker_mode", "oms_enabled", "database",
+               "checked_at")
 
 
-def auto_close_report() -> dict:
-    monitor = AutoCloseMonitor.load()
+@dataclass(frozen=True)
+class Reason:
+    code: str  # stable identifier, e.g. "switch_off"; also the alert's dedupe key
+    message: str  # public: no user names, paths, hosts or free text
+    detail: str = ""  # for authenticated callers only
+
+    def as_dict(self, *, details: bool = True) -> dict:
+        data = {"code": self.code, "message": self.message}
+        if details:
+            data["detail"] = self.detail
+        return data
+
+
+@dataclass
+class HealthContext:
+    now: datetime
+    switch: SwitchState
+    monitor: AutoCloseMonitor
+    auto_close: dict
+
+
+HealthCheck = Callable[[HealthContext], Iterable[Reason]]
+
+
+def check_switch(ctx: HealthContext) -> Iterable[Reason]:
+    state = ctx.switch
+    if state.forced_off_by_env:
+        yield Reason("switch_off", "the OMS switch is off: forced off by the environment (OMS_ENABLED=false)")
+    elif not state.switch_on:
+        from oms.services.trips import TRIP_ACTOR
+
+        how = "by an automatic trip" if state.changed_by == TRIP_ACTOR else "by hand"
+        when = state.changed_at.isoformat() if state.changed_at else "-"
+        yield Reason("switch_off", f"the OMS switch is off ({how})",
+                     f"switched off by {state.changed_by or '-'} at {when}: {state.reason or '-'}")
+
+
+def check_loop_stale(ctx: HealthContext) -> Iterable[Reason]:
+    auto = ctx.auto_close
+    if auto["stale"]:
+        age = auto["last_sweep_age_sec"]
+        when = "no sweep has run yet" if age is None else f"the last sweep was {age:.0f} s ago"
+        yield Reason("loop_stale", f"auto-close is not sweeping: {when} (limit {settings.AUTO_CLOSE_STALE_SEC} s)")
+
+
+def check_sweeps_failing(ctx: HealthContext) -> Iterable[Reason]:
+    count = settings.HEALTH_FAILED_SWEEPS
+    recent = list(SweepRun.objects.order_by("-started_at", "-id").values_list("error", flat=True)[:count])
+    if len(recent) == count and all(recent):
+        yield Reason("sweeps_failing", f"the last {count} auto-close sweeps all failed",
+                     f"last error: {ctx.monitor.last_error[:300]}")
+
+
+def _parse_time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def check_quotes(ctx: HealthContext) -> Iterable[Reason]:
+    """An open position's symbol that has had no usable quote for PRICE_ALERT_AFTER_SEC."""
+    failing = set(ctx.monitor.last_sweep_failed_symbols or [])
+    if not failing:
+        return
+    open_symbols = set(Position.objects.filter(status=PositionStatus.OPEN, symbol__in=failing)
+                       .values_list("symbol", flat=True).distinct())
+    limit = settings.PRICE_ALERT_AFTER_SEC
+    late = {}
+    for symbol in sorted(open_symbols):
+        entry = (ctx.monitor.quote_failures or {}).get(symbol) or {}
+        since = _parse_time(entry.get("failing_since")) or _parse_time(entry.get("last_at"))
+        if since and (ctx.now - since).total_seconds() >= limit:
+            late[symbol] = (since, entry.get("last_error", ""))
+    if late:
+        yield Reason("no_quote", f"no usable quote for {limit:g} s for open position symbol(s): {', '.join(late)}",
+                     "; ".join(f"{symbol} failing since {since.isoformat()}: {error}"
+                               for symbol, (since, error) in late.items()))
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_audit_writable(ctx: HealthContext) -> Iterable[Reason]:
+    path = Path(settings.AUDIT_LOG_PATH)
+    target = path if path.exists() else _nearest_existing(path.parent)
+    if path.exists() and path.is_dir():
+        writable = False
+    else:
+        writable = os.access(target, os.W_OK) and (target == path or target.is_dir())
+    if not writable:
+        yield Reason("audit_not_writable", "the audit log cannot be written", f"{path} (checked {target})")
+
+
+def check_close_failures(ctx: HealthContext) -> Iterable[Reason]:
+    """Open positions whose exit failed in the last sweep (the close path isolated them)."""
+    failing = ctx.monitor.close_failures or {}
+    if failing:
+        ids = ", ".join(f"#{position_id} ({entry.get('count')} sweeps: {entry.get('last_error')})"
+                        for position_id, entry in sorted(failing.items(), key=lambda item: int(item[0])))
+        yield Reason("close_failing", f"{len(failing)} open position(s) cannot be closed by the sweep", ids)
+
+
+HEALTH_CHECKS: list[HealthCheck] = [
+    check_switch,
+    check_loop_stale,
+    check_sweeps_failing,
+    check_quotes,
+    check_audit_writable,
+    check_close_failures,
+]  # the ops app appends its backup-age check (ops/health.py)
+
+
+def health_reasons(ctx: HealthContext) -> list[Reason]:
+    """Every reason of every check; a check that raises becomes a reason itself (health never lies)."""
+    reasons: list[Reason] = []
+    for check in HEALTH_CHECKS:
+        try:
+            reasons.extend(check(ctx))
+        except DatabaseError:
+            raise
+        except Exception as exc:
+            reasons.append(Reason("check_failed", f"the health check {check.__name__} failed",
+                                  f"{type(exc).__name__}: {exc}"))
+    return reasons
+
+
+def auto_close_report(monitor: AutoCloseMonitor | None = None) -> dict:
+    monitor = monitor or AutoCloseMonitor.load()
     age = (timezone.now() - monitor.last_sweep_at).total_seconds() if monitor.last_sweep_at else None
     return {
         "interval_sec": settings.AUTO_CLOSE_INTERVAL_SEC,
@@ -43,12 +192,19 @@ def auto_close_report() -> dict:
     }
 
 
-def health_report() -> dict:
-    """Service state; never contains a secret. `status` is ok, degraded or error."""
+def health_report(*, details: bool = True) -> dict:
+    """Service state; never contains a secret. `status` is ok, degraded or error; `reasons` says why.
+
+    With `details=False` (anonymous `/health`) only the state and the public reasons are returned:
+    no database URL, paths, user names, worker host/pid or the switch's free-text reason.
+    """
+    now = timezone.now()
     report = {
         "ok": True,
         "service": "loms",
         "status": "ok",
+        "reasons": [],
+        "checked_at": now.isoformat(),
         "environment": settings.ENVIRONMENT,
         "broker_mode": settings.BROKER_MODE,
         "database_url": redact_url_password(settings.DATABASE_URL),
@@ -59,11 +215,14 @@ def health_report() -> dict:
     }
     try:
         state = switch_state()
-        auto_close = auto_close_report()
+        monitor = AutoCloseMonitor.load()
+        auto_close = auto_close_report(monitor)
+        reasons = health_reasons(HealthContext(now=now, switch=state, monitor=monitor, auto_close=auto_close))
     except DatabaseError as exc:
         connection.close()
-        return {**report, "ok": False, "status": "error", "oms_enabled": False,
-                "database": f"unavailable ({type(exc).__name__})"}
+        report.update(ok=False, status="error", oms_enabled=False, database=f"unavailable ({type(exc).__name__})",
+                      reasons=[Reason("database", "the database is unavailable", type(exc).__name__).as_dict()])
+        return report if details else public_report(report)
     report.update(
         database="ok",
         oms_enabled=state.enabled,
@@ -75,7 +234,22 @@ def health_report() -> dict:
             "reason": state.reason,
         },
         auto_close=auto_close,
+        reasons=[reason.as_dict() for reason in reasons],
     )
-    if auto_close["stale"]:
+    if reasons:
         report["status"] = "degraded"
-    return report
+    return report if details else public_report(report)
+
+
+def public_report(report: dict) -> dict:
+    """What an anonymous caller may see: the state and the reasons without their details."""
+    public = {key: report[key] for key in PUBLIC_KEYS if key in report}
+    public["reasons"] = [{"code": r["code"], "message": r["message"]} for r in report.get("reasons", [])]
+    return public
+
+
+def current_reasons() -> list[Reason]:
+    """The reasons right now (for the notifier); raises DatabaseError when the database is down."""
+    monitor = AutoCloseMonitor.load()
+    return health_reasons(HealthContext(now=timezone.now(), switch=switch_state(), monitor=monitor,
+                                         auto_close=auto_close_report(monitor)))

@@ -86,12 +86,16 @@ def _current_close_failures(known: dict, failed: dict[int, str], now: datetime) 
     return current
 
 
-def _merge_failures(known: dict, failed: dict[str, str], now: datetime) -> dict:
+def _merge_failures(known: dict, failed: dict[str, str], now: datetime,
+                    previously_failed: frozenset[str] | set[str] = frozenset()) -> dict:
+    """`failing_since`: start of the symbol's current run of failed sweeps (read by /health)."""
     merged = dict(known or {})
     for symbol, reason in failed.items():
         entry = merged.get(symbol) or {}
         count = int(entry.get("count", 0)) + 1
-        merged[symbol] = {"count": count, "last_error": reason[:500], "last_at": now.isoformat()}
+        since = entry.get("failing_since") if symbol in previously_failed else None
+        merged[symbol] = {"count": count, "last_error": reason[:500], "last_at": now.isoformat(),
+                          "failing_since": since or now.isoformat()}
     return merged
 
 
@@ -213,11 +217,13 @@ def _record_sweep(monitor: AutoCloseMonitor, result: SweepResult, *, lease_owner
     monitor.positions_closed = F("positions_closed") + len(result.closed)
     monitor.last_sweep_checked = result.checked
     monitor.last_sweep_closed = len(result.closed)
+    previously_failed = set(monitor.last_sweep_failed_symbols or [])
     monitor.last_sweep_failed_symbols = sorted(result.failed)
     fields = ["last_sweep_at", "last_sweep_duration_ms", "sweeps", "positions_checked", "positions_closed",
               "last_sweep_checked", "last_sweep_closed", "last_sweep_failed_symbols", "lease_expires_at"]
     if result.failed:
-        monitor.quote_failures = _merge_failures(monitor.quote_failures, result.failed, result.finished_at)
+        monitor.quote_failures = _merge_failures(monitor.quote_failures, result.failed, result.finished_at,
+                                                 previously_failed)
         fields.append("quote_failures")
     if not result.error and (result.failed_positions or monitor.close_failures):
         monitor.close_failures = _current_close_failures(monitor.close_failures, result.failed_positions,

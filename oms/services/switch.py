@@ -58,8 +58,11 @@ def oms_switch_set(*, enabled: bool, actor: str, reason: str, source: str = Swit
     control = OmsControl.objects.select_for_update().get(pk=OmsControl.load().pk)
     control.enabled, control.changed_at, control.changed_by, control.reason = enabled, now, actor, reason
     control.save(update_fields=["enabled", "changed_at", "changed_by", "reason"])
-    OmsSwitchChange.objects.create(
+    change = OmsSwitchChange.objects.create(
         enabled=enabled, changed_at=now, changed_by=actor, user=user, reason=reason, source=source
     )
     log_event(logger, "oms_switch_changed", enabled=enabled, actor=actor, reason=reason, source=source)
+    from oms.services.notify import notify_switch_change  # recorded now, sent by django-q after commit
+
+    notify_switch_change(enabled=enabled, actor=actor, reason=reason, source=source, change_id=change.pk)
     return switch_state(control)

@@ -79,8 +79,11 @@ def test_the_sweep_closes_the_book_around_a_poisoned_row(poison):
     assert set(result.failed_positions) == {bad.pk}
     assert Position.objects.get(pk=bad.pk).status == PositionStatus.OPEN
     assert Order.objects.filter(purpose=OrderPurpose.EXIT).count() == 2
-    failures = health_report()["auto_close"]["close_failures"]
+    report = health_report()
+    failures = report["auto_close"]["close_failures"]
     assert list(failures) == [str(bad.pk)] and failures[str(bad.pk)]["count"] == 1
+    assert report["status"] == "degraded"
+    assert [r for r in report["reasons"] if r["code"] == "close_failing"][0]["detail"].startswith(f"#{bad.pk} ")
 
     # The next sweep still closes what becomes closable and keeps reporting the bad row.
     late = open_position(symbol="BTCUSDT", created_at=NOW - timedelta(minutes=1))

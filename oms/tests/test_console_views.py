@@ -11,7 +11,8 @@ from django.utils import timezone
 from oms.models import OmsControl, OmsSwitchChange, Position, PositionStatus, Signal, SignalOutcome, SwitchSource
 from oms.tests.factories import closed_position, open_position
 
-PAGES = ["/", "/console/positions", "/console/orders", "/console/signals", "/console/stats", "/console/switch"]
+PAGES = ["/", "/console/positions", "/console/orders", "/console/signals", "/console/stats", "/console/switch",
+         "/console/notifications"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from oms.tests.factories import closed_position, open_position
 
 OPS_COMMANDS = ["backup", "verify_backup", "restore", "prune_backups", "check_health", "print_stats",
                 "send_test_signal", "shadow_report", "export_positions", "new_epoch", "close_all", "serve",
-                "ensure_admin", "show_config", "create_api_token", "set_role"]
+                "ensure_admin", "show_config", "create_api_token", "set_role", "notify_test"]
 
 
 def exit_code(*argv: str, stdout: StringIO | None = None) -> int:

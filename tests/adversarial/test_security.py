@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from lomsite.jsonlog import JsonFormatter
 from oms.api.hmac_auth import sign_body
 from oms.api.urls import urlpatterns as api_routes
-from oms.models import OmsControl, Position, PositionStatus, Signal
+from oms.models import Notification, OmsControl, Position, PositionStatus, Signal
 from oms.services.switch import switch_state
 from oms.tests.factories import open_position
 
@@ -191,6 +191,7 @@ def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, ca
     settings.SECRET_KEY = SECRET_KEY
     settings.SIGNAL_HMAC_SECRET = HMAC_SECRET
     settings.DATABASE_URL = f"postgres://loms:{DB_PASSWORD}@db.example:5432/loms"
+    settings.NOTIFY_URLS = "json://hook:notifypw-MARKER-77@127.0.0.1:9/loms-MARKER-path"  # port 9: refused
     settings.API_ALLOW_ANONYMOUS = False
     settings.PRICE_SOURCE = "simulator"
     caplog.set_level(logging.DEBUG)
@@ -223,6 +224,12 @@ def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, ca
         bodies["manual close"] = client.post(f"/positions/{position.pk}/close").content.decode()
     bodies["switch off"] = client.post("/oms/switch", json.dumps({"enabled": False, "reason": "r"}),
                                        content_type="application/json").content.decode()
+    from oms.services.notify import notification_deliver  # the switch alert fails: its error is shown
+
+    for notification in Notification.objects.filter(status="pending"):
+        notification_deliver(notification.pk, now=timezone.now() + timedelta(days=1))
+    assert Notification.objects.exclude(error="").exists()
+    bodies["alerts page"] = client.get("/console/notifications").content.decode()
     show_config = io.StringIO()
     call_command("show_config", stdout=show_config)
     bodies["show_config"] = show_config.getvalue()
