@@ -297,3 +297,19 @@ class SweepRun(models.Model):
 
     def __str__(self) -> str:
         return f"sweep {self.started_at:%H:%M:%S.%f} {self.duration_ms:.1f} ms, {self.closed} closed"
+
+
+class AuditSpool(models.Model):
+    """An audit line that could not be appended to `AUDIT_LOG_PATH` (disk full, permissions…).
+
+    Kept here until `oms.services.audit.audit_spool_flush()` writes it; while any is pending,
+    `/health` is degraded (`audit_spool_pending()`).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    signal_row_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    line = models.TextField(help_text="The JSON line, exactly as it is to be appended")
+    error = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"audit spool #{self.pk} (signal {self.signal_row_id})"

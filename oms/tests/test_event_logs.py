@@ -19,9 +19,11 @@ def events(caplog) -> dict[str, logging.LogRecord]:
     return {record.getMessage(): record for record in caplog.records}
 
 
-def test_lifecycle_events_are_logged_with_their_fields(caplog, signal_body, settings):
+def test_lifecycle_events_are_logged_with_their_fields(caplog, signal_body, settings,
+                                                      django_capture_on_commit_callbacks):
     caplog.set_level(logging.INFO)
-    signal_ingest(payload=signal_body(symbol="ETHUSDT"))
+    with django_capture_on_commit_callbacks(execute=True):  # position_opened is logged after the commit
+        signal_ingest(payload=signal_body(symbol="ETHUSDT"))
     settings.MAX_OPEN_POSITIONS = 1
     signal_ingest(payload=signal_body(symbol="ETHUSDT"))
     position_close(position=open_position(), price=Decimal("104.5"), reason="tp")
