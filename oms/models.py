@@ -228,6 +228,12 @@ class OmsSwitchChange(models.Model):
     def __str__(self) -> str:
         return f"{'ON' if self.enabled else 'OFF'} by {self.changed_by} at {self.changed_at:%Y-%m-%d %H:%M:%S}"
 
+    @property
+    def changed_by_names_source(self) -> bool:
+        """True when `changed_by` already ends with its source (`root (command)`, as `manage.py
+        oms_switch` records it), so a page must not add `(command)` a second time."""
+        return self.changed_by.strip().lower().endswith(f"({self.get_source_display().lower()})")
+
 
 class BookVersion(models.Model):
     """A token that changes with every open and close (single row, pk=1).
