@@ -123,3 +123,41 @@ def test_every_committed_signal_has_exactly_one_audit_line_after_a_sigkill_mid_b
             server.wait(timeout=30)
     committed = signal_ids(database)
     assert lines_per_signal(audit) == {pk: 1 for pk in committed}
+
+
+def test_workers_sigkilled_mid_burst_owe_no_audit_line_while_the_server_keeps_running(tmp_path):
+    """The same, but only the gunicorn workers die (OOM, gunicorn's own timeout): the master
+    replaces them and, some seconds later, `audit_recover` writes the lines they owed."""
+    env = migrated_sqlite_env(tmp_path, GUNICORN_WORKERS="2", GUNICORN_THREADS="10",
+                              LOMS_AUDIT_RECOVER_DELAY_SEC="3")
+    database, audit = tmp_path / "loms.sqlite3", Path(env["AUDIT_LOG_PATH"])
+    port = free_port()
+    server = start_server(env, port)
+    try:
+        assert post(port, body(0)) == 200
+        (master,) = children_of(server.pid)
+        with open(audit.with_name(audit.name + ".lock"), "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            burst = [body(n) for n in range(1, 9)]
+            threads = [threading.Thread(target=post, args=(port, b)) for b in burst]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while len(signal_ids(database)) < 1 + len(burst) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            committed = signal_ids(database)
+            assert len(committed) == 1 + len(burst), "the burst did not commit in time"
+            for worker in children_of(master):
+                os.kill(worker, signal.SIGKILL)
+            time.sleep(0.5)
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+        for thread in threads:
+            thread.join(timeout=30)
+        deadline = time.monotonic() + 60
+        while set(lines_per_signal(audit)) != set(committed) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert server.poll() is None and post(port, body(99)) == 200  # the server never stopped
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert lines_per_signal(audit) == {pk: 1 for pk in signal_ids(database)}
