@@ -47,7 +47,8 @@ ROTATED_STAMP = "%Y-%m-%d_%H%M%S"
 RECOVER_WINDOW_HOURS = 48  # how far back audit_recover() looks for committed signals without a line
 SPOOL_CHECK_SEC = 30  # how often a process looks for lines spooled by another one
 _memory_spool: list[tuple[int | None, str]] = []  # when even the database refused the spool
-_spool_state = {"next_check": 0.0, "pending_here": False}
+SPOOL_RETRY_SEC = 5  # after a failed flush, appends wait this long before trying again
+_spool_state = {"next_check": 0.0, "pending_here": False, "retry_after": 0.0}
 
 
 @contextmanager
@@ -83,7 +84,9 @@ def audit_append(record: dict) -> bool:
     spooled (see the module docstring) and False is returned.
     """
     line = audit_line(record)
-    if _spool_state["pending_here"] or _memory_spool or time.monotonic() >= _spool_state["next_check"]:
+    now = time.monotonic()
+    if ((_spool_state["pending_here"] or _memory_spool or now >= _spool_state["next_check"])
+            and now >= _spool_state["retry_after"]):
         _flush_quietly()  # spooled lines first, so the trail keeps its order
     try:
         _write_lines([line])
@@ -111,7 +114,10 @@ def _flush_quietly() -> None:
     try:
         audit_spool_flush()
     except Exception as exc:  # still failing: stays spooled, health stays degraded; the append goes on
+        _spool_state["retry_after"] = time.monotonic() + SPOOL_RETRY_SEC  # not a retry per signal
         log_event(logger, "audit_spool_flush_failed", level=logging.WARNING, error=type(exc).__name__)
+    else:
+        _spool_state["retry_after"] = 0.0
 
 
 def audit_spool_pending() -> int:

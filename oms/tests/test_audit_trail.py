@@ -54,7 +54,7 @@ def post(client, body, path="/signals/bounce"):
 @pytest.fixture(autouse=True)
 def _fresh_spool_state(monkeypatch):
     monkeypatch.setattr(audit_service, "_memory_spool", [])
-    monkeypatch.setattr(audit_service, "_spool_state", {"next_check": 0.0, "pending_here": False})
+    monkeypatch.setattr(audit_service, "_spool_state", {"next_check": 0.0, "pending_here": False, "retry_after": 0.0})
 
 
 # --- a failed append --------------------------------------------------------------------------------
@@ -96,6 +96,20 @@ def test_the_spool_is_written_by_the_recovery_too_and_never_twice(signal_body, s
     assert audit_recover(grace_sec=0).flushed == 0
     assert lines_per_signal(live) == {row.pk: 1 for row in Signal.objects.all()}
     assert audit_spool_pending() == 0
+
+
+@pytest.mark.django_db
+def test_during_an_outage_appends_do_not_retry_the_spool_for_every_signal(signal_body, settings, caplog):
+    live = Path(settings.AUDIT_LOG_PATH)
+    live.mkdir(parents=True)
+    for n in range(5):
+        assert signal_ingest(payload=signal_body(signal_id=f"outage-{n}")).status_code == 200
+    assert audit_spool_pending() == 5
+    failed_flushes = [r for r in caplog.records if r.getMessage() == "audit_spool_flush_failed"]
+    assert len(failed_flushes) == 1  # then it waits SPOOL_RETRY_SEC
+    live.rmdir()
+    assert audit_recover(grace_sec=0).flushed == 5
+    assert [line["signal_row_id"] for line in trail(live)] == sorted(Signal.objects.values_list("pk", flat=True))
 
 
 # --- a process dying between the commit and the append ------------------------------------------------
