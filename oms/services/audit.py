@@ -143,7 +143,8 @@ def _flush_spool() -> int:
     _spool_state["next_check"] = time.monotonic() + SPOOL_CHECK_SEC
     if _memory_spool:
         entries = list(_memory_spool)
-        _write_lines([line for _, line in entries])
+        present = _signal_ids_in_trail(since=timezone.now() - timedelta(hours=RECOVER_WINDOW_HOURS))
+        _write_lines([line for signal_row_id, line in entries if signal_row_id is None or signal_row_id not in present])
         del _memory_spool[: len(entries)]
     if not AuditSpool.objects.exists():  # the usual case: no write transaction at all
         _spool_state["pending_here"] = False

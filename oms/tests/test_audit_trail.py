@@ -112,6 +112,27 @@ def test_during_an_outage_appends_do_not_retry_the_spool_for_every_signal(signal
     assert [line["signal_row_id"] for line in trail(live)] == sorted(Signal.objects.values_list("pk", flat=True))
 
 
+@pytest.mark.django_db
+def test_when_even_the_spool_table_refuses_the_line_is_kept_in_memory_and_written_once(
+        signal_body, settings, monkeypatch):
+    from django.db import DatabaseError
+
+    live = Path(settings.AUDIT_LOG_PATH)
+    live.mkdir(parents=True)
+
+    def refuse(*args, **kwargs):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(AuditSpool.objects, "bulk_create", refuse)
+    first = signal_ingest(payload=signal_body(signal_id="memory")).signal
+    assert audit_spool_pending() == 1 and AuditSpool.objects.count() == 0
+    live.rmdir()
+    audit_recover(grace_sec=0)  # the recovery of another process writes it from the ledger meanwhile
+    second = signal_ingest(payload=signal_body(signal_id="after")).signal  # flushes this process's memory
+    assert audit_spool_pending() == 0
+    assert lines_per_signal(live) == {first.pk: 1, second.pk: 1}
+
+
 # --- a process dying between the commit and the append ------------------------------------------------
 
 @pytest.mark.django_db
