@@ -13,3 +13,9 @@ class OmsConfig(AppConfig):
 
         # Each django-q worker start (also the replacement of a killed one) checks the sweep loop.
         post_spawn.connect(on_worker_spawn, dispatch_uid="oms.auto_close_kick")
+
+        from oms.services.simulator_bases import first_entry_prices
+        from pricing.sources.simulator import install_base_price_provider
+
+        # The simulator quotes each symbol around its own first entry price, not around 100.
+        install_base_price_provider(first_entry_prices)

@@ -239,6 +239,12 @@ class OmsSwitchChange(models.Model):
     def __str__(self) -> str:
         return f"{'ON' if self.enabled else 'OFF'} by {self.changed_by} at {self.changed_at:%Y-%m-%d %H:%M:%S}"
 
+    @property
+    def changed_by_names_source(self) -> bool:
+        """True when `changed_by` already ends with its source (`root (command)`, as `manage.py
+        oms_switch` records it), so a page must not add `(command)` a second time."""
+        return self.changed_by.strip().lower().endswith(f"({self.get_source_display().lower()})")
+
 
 class BookVersion(models.Model):
     """A token that changes with every open and close (single row, pk=1).
@@ -362,3 +368,17 @@ class HealthReasonSeen(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} since {self.first_seen_at:%Y-%m-%d %H:%M:%S}"
+class AuditSpool(models.Model):
+    """An audit line that could not be appended to `AUDIT_LOG_PATH` (disk full, permissions…).
+
+    Kept here until `oms.services.audit.audit_spool_flush()` writes it; while any is pending,
+    `/health` is degraded (`audit_spool_pending()`).
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    signal_row_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    line = models.TextField(help_text="The JSON line, exactly as it is to be appended")
+    error = models.CharField(max_length=300, blank=True)
+
+    def __str__(self) -> str:
+        return f"audit spool #{self.pk} (signal {self.signal_row_id})"

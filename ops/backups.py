@@ -36,7 +36,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.services.audit import audit_compress_leftovers, audit_rotate, audit_rotated_files
+from oms.services.audit import audit_compress_leftovers, audit_replace_live, audit_rotate, audit_rotated_files
 
 logger = logging.getLogger("loms.ops")
 
@@ -532,9 +532,9 @@ def _restore_audit(work_dir: Path, manifest: dict) -> list[str]:
     for name in manifest["audit"]["files"]:
         source = work_dir / "audit" / name
         if name == manifest["audit"].get("live_file"):
-            audit_rotate(path=live, force=True)  # the current trail is kept, compressed, next to it
-            shutil.copy2(source, live.with_name(live.name + ".restoring"))
-            os.replace(live.with_name(live.name + ".restoring"), live)
+            # The current trail is kept, compressed, next to it; renamed and replaced in one step
+            # under the audit lock, so a line appended during the restore is never overwritten.
+            audit_replace_live(source, path=live)
             placed.append(live.name)
         elif not (live.parent / name).exists():
             shutil.copy2(source, live.parent / name)

@@ -35,10 +35,9 @@ from oms.services.health import health_report
 from oms.services.positions import (
     PositionRequest,
     position_close_at_market,
-    position_open,
     positions_close_all,
 )
-from oms.services.signals import signal_ingest, signal_reject_unreadable
+from oms.services.signals import order_open, signal_ingest, signal_reject_unreadable
 from oms.services.switch import oms_switch_set, switch_state
 from oms.signal_input import BounceSignalSerializer
 from pricing.quotes import QuoteError
@@ -154,7 +153,7 @@ class OrderListCreateApi(generics.ListAPIView):
         form = OrderCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        opened = position_open(request=PositionRequest(
+        opened = order_open(actor=request.user.get_username(), payload=request.data, request=PositionRequest(
             symbol=data["symbol"], side=data["side"], qty=data["qty"], entry_price=data["entry_price"],
             tp_price=data.get("tp_price"), sl_price=data.get("sl_price"),
             exchange=data.get("exchange") or settings.DEFAULT_EXCHANGE, strategy=data.get("strategy", ""),

@@ -146,7 +146,8 @@ def position_open_locked(
         created_at=now,
     )
     book_changed()
-    log_event(
+    # Logged once the position is committed, never for one that is rolled back.
+    transaction.on_commit(lambda: log_event(
         logger,
         "position_opened",
         position_id=position.pk,
@@ -158,7 +159,7 @@ def position_open_locked(
         tp_price=position.tp_price,
         sl_price=position.sl_price,
         strategy=position.strategy,
-    )
+    ))
     return OpenedPosition(position=position, order=order)
 
 

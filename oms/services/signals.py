@@ -14,7 +14,7 @@ from oms.exceptions import OmsDisabled, RiskLimitExceeded
 from oms.models import Signal, SignalOutcome
 from oms.pnl import levels_from_pct
 from oms.services.audit import audit_append
-from oms.services.positions import PositionRequest, lock_oms_control, position_open_locked
+from oms.services.positions import OpenedPosition, PositionRequest, lock_oms_control, position_open_locked
 from oms.signal_input import QUANT, BounceSignal, SignalInvalid, parse_bounce_signal
 
 logger = logging.getLogger("loms.oms")
@@ -167,3 +167,32 @@ def _reject(payload: dict, errors: dict) -> IntakeResult:
     audit_append({"signal_row_id": row.pk, "outcome": row.outcome, "reason": row.reason, "payload": payload})
     log_event(logger, "signal_rejected", level=logging.WARNING, reason=row.reason)
     return IntakeResult(status_code=400, body=body, signal=row)
+
+
+def order_open(*, request: PositionRequest, payload: object, actor: str = "") -> OpenedPosition:
+    """`POST /orders`: open a position like a signal does, with its ledger row and audit line.
+
+    The position, its entry order and a `Signal` row (outcome `opened`, reason `POST /orders by
+    <user>`) commit together; the audit line is appended after the commit, as for any signal.
+    """
+    stored_payload = _payload_for_storage(payload)
+    with transaction.atomic():
+        opened = position_open_locked(request=request, control=lock_oms_control())
+        position = opened.position
+        response = {
+            "received": True,
+            "oms_enabled": True,
+            "risk_ok": True,
+            "order_id": opened.order.pk,
+            "position_id": position.pk,
+            "tp_price": float(position.tp_price) if position.tp_price is not None else None,
+            "sl_price": float(position.sl_price) if position.sl_price is not None else None,
+        }
+        row = Signal.objects.create(
+            payload=stored_payload, symbol=position.symbol, side=position.side, strategy=position.strategy,
+            exchange=position.exchange, outcome=SignalOutcome.OPENED, position=position, response=response,
+            reason=f"POST /orders by {actor}" if actor else "POST /orders",
+        )
+    audit_append({"signal_row_id": row.pk, "outcome": row.outcome, "reason": row.reason, "source": "orders_api",
+                  "payload": stored_payload, "response": response})
+    return opened

@@ -22,7 +22,8 @@ def events(caplog) -> dict[str, logging.LogRecord]:
 def test_lifecycle_events_are_logged_with_their_fields(caplog, signal_body, settings,
                                                       django_capture_on_commit_callbacks):
     caplog.set_level(logging.INFO)
-    signal_ingest(payload=signal_body(symbol="ETHUSDT"))
+    with django_capture_on_commit_callbacks(execute=True):  # position_opened is logged after the commit
+        signal_ingest(payload=signal_body(symbol="ETHUSDT"))
     settings.MAX_OPEN_POSITIONS = 1
     signal_ingest(payload=signal_body(symbol="ETHUSDT"))
     with django_capture_on_commit_callbacks(execute=True):  # closes are logged once committed

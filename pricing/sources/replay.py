@@ -16,8 +16,12 @@ fails as a quote, like a bad exchange answer would.
 
 The replay time (`now`) starts at the first recorded `ts` (or `start`). With `realtime=False`
 it moves only through `set_now`, `advance` and `step` (deterministic what-if runs); with
-`realtime=True` it also moves with the wall clock from the moment the source was created (what
-`PRICE_SOURCE=replay` uses). The quote for a symbol is its latest row at or before `now`;
+`realtime=True` it also moves with the wall clock from the moment the source was created, or from
+`anchor` (a wall-clock time in epoch seconds) when given. `PRICE_SOURCE=replay` passes the anchor
+of `shared_replay_anchor()`: the wall-clock time the replay of this file started, stored once in
+`DATA_DIR/replay-anchor.json`, so every process and thread (web workers, the auto-close loop and
+its successor) sees the same replay time and no recorded segment is skipped or replayed twice at a
+hand-over. The quote for a symbol is its latest row at or before `now`;
 a symbol with no row yet, or whose latest row is older than `max_age_sec`, is a failed quote.
 """
 
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import bisect
 import csv
+import fcntl
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -143,6 +149,7 @@ class ReplaySource(PerSymbolBatchMixin):
         max_age_sec: float | None = None,
         start: datetime | None = None,
         realtime: bool = False,
+        anchor: float | None = None,
     ) -> None:
         if (path is None) == (rows is None):
             raise ValueError("give either a file path or rows")
@@ -161,6 +168,7 @@ class ReplaySource(PerSymbolBatchMixin):
         self._times = sorted({row.ts for row in loaded})
         self._base = start or self._times[0]
         self._started = time.monotonic()
+        self._anchor = anchor  # wall-clock seconds at which the replay time was `_base` (shared)
 
     # --- the clock --------------------------------------------------------------------------------
     @property
@@ -178,12 +186,16 @@ class ReplaySource(PerSymbolBatchMixin):
     @property
     def now(self) -> datetime:
         if self.realtime:
+            if self._anchor is not None:
+                return self._base + timedelta(seconds=time.time() - self._anchor)
             return self._base + timedelta(seconds=time.monotonic() - self._started)
         return self._base
 
     def set_now(self, when: datetime) -> None:
         self._base = when
         self._started = time.monotonic()
+        if self._anchor is not None:  # moved by hand: this source leaves the shared clock
+            self._anchor = time.time()
 
     def advance(self, seconds: float | timedelta) -> datetime:
         step = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
@@ -228,3 +240,37 @@ class ReplaySource(PerSymbolBatchMixin):
             mode=self.mode,
         )
         return check_fresh(quote, now=now, max_age_sec=self.max_age_sec)
+
+
+ANCHOR_FILE = "replay-anchor.json"
+
+
+def shared_replay_anchor(path: Path | str, directory: Path | str) -> float:
+    """The wall-clock time (epoch seconds) at which the replay of `path` started on this host.
+
+    Stored at first use in `directory/replay-anchor.json` (under an exclusive lock, so processes
+    starting together agree) for this file's path and modification time: every later source, in
+    any process or thread, continues the same replay; a re-recorded file starts a new one.
+    """
+    path = Path(path).resolve()
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ReplayFileError(f"{path}: {exc.strerror or exc}") from None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    anchor_file = directory / ANCHOR_FILE
+    with open(directory / (ANCHOR_FILE + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            saved = json.loads(anchor_file.read_text(encoding="utf-8"))
+            if saved.get("file") == str(path) and saved.get("mtime_ns") == mtime_ns:
+                return float(saved["started_at"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            pass  # none yet, or unreadable: start the replay now
+        started_at = time.time()
+        partial = directory / (ANCHOR_FILE + ".partial")
+        partial.write_text(json.dumps({"file": str(path), "mtime_ns": mtime_ns, "started_at": started_at}),
+                           encoding="utf-8")
+        os.replace(partial, anchor_file)
+        return started_at

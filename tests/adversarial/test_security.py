@@ -205,8 +205,9 @@ def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, ca
     # A signed signal (the secret is used, never echoed), a rejected one, and a bad signature.
     raw = json.dumps({"symbol": "SOLUSDT", "side": "BUY", "price": 10.0, "timestamp": "2025-06-19T10:15:00Z"}).encode()
     stamp = str(int(time.time()))
-    signed = client.post("/signals/bounce", raw, content_type="application/json",
-                         HTTP_X_SIGNATURE=sign_body(HMAC_SECRET, stamp, raw), HTTP_X_TIMESTAMP=stamp)
+    with django_capture_on_commit_callbacks(execute=True):  # position_opened is logged after the commit
+        signed = client.post("/signals/bounce", raw, content_type="application/json",
+                             HTTP_X_SIGNATURE=sign_body(HMAC_SECRET, stamp, raw), HTTP_X_TIMESTAMP=stamp)
     assert signed.status_code == 200 and signed.json()["risk_ok"] is True
     bodies["signed signal"] = signed.content.decode()
     bodies["badly signed"] = client.post("/signals/bounce", raw, content_type="application/json",

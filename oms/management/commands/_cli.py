@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 
 from django.core.management.base import CommandError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.dateparse import parse_date, parse_datetime
 
 WHEN_HELP = "UTC date (2025-06-19) or date-time (2025-06-19T08:00)"
@@ -48,3 +49,12 @@ def table(rows: list[dict], columns: list[tuple[str, str]]) -> list[str]:
         return "  ".join(aligned)
 
     return [render([heading for _, heading in columns]), render(["-" * w for w in widths])] + [render(c) for c in cells]
+
+
+class NumbersJSONEncoder(DjangoJSONEncoder):
+    """`--json` output: money and other Decimals as JSON numbers, as the API gives them."""
+
+    def default(self, o):
+        if isinstance(o, Decimal):
+            return float(o)
+        return super().default(o)

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -29,7 +30,11 @@ class Command(BaseCommand):
         positions = positions_filtered(status=status, symbol=symbol, strategy=strategy, account_label=epoch,
                                        since=parse_when(since, "--since"), until=parse_when(until, "--until"))
         if not out:
-            positions_export(positions, self.stdout, fmt=fmt)
+            try:
+                positions_export(positions, self.stdout, fmt=fmt)
+                self.stdout.flush()
+            except BrokenPipeError:
+                _quiet_closed_stdout()  # `export_positions | head`: the reader has all it wanted
             return
         path = Path(out)
         try:
@@ -39,3 +44,13 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot write {path}: {exc}") from None
         sys.stderr.write(f"{count} positions written to {path}\n")
+
+
+def _quiet_closed_stdout() -> None:
+    """The reader closed the pipe: point stdout at /dev/null, so the interpreter's last flush at exit
+    does not print a BrokenPipeError either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (tests): nothing to silence
+        pass

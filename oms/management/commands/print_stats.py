@@ -1,9 +1,8 @@
 import json
 
 from django.core.management.base import BaseCommand
-from django.core.serializers.json import DjangoJSONEncoder
 
-from oms.management.commands._cli import WHEN_HELP, fmt, parse_when, table
+from oms.management.commands._cli import WHEN_HELP, NumbersJSONEncoder, fmt, parse_when, table
 from oms.selectors import GROUP_FIELDS, position_stats, position_stats_grouped, positions_filtered
 
 SUMMARY = [
@@ -54,4 +53,4 @@ class Command(BaseCommand):
 
 
 def _json_dumps(value) -> str:
-    return json.dumps(value, cls=DjangoJSONEncoder, indent=2)
+    return json.dumps(value, cls=NumbersJSONEncoder, indent=2)

@@ -3,11 +3,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from oms.management.commands._cli import WHEN_HELP, fmt, parse_when, table
+from oms.management.commands._cli import WHEN_HELP, NumbersJSONEncoder, fmt, parse_when, table
 from oms.services.epochs import epoch_current
 from oms.services.shadow import equity_svg, shadow_report
 
@@ -104,4 +103,4 @@ class Command(BaseCommand):
 
 
 def _dumps(report: dict) -> str:
-    return json.dumps(report, cls=DjangoJSONEncoder, indent=2)
+    return json.dumps(report, cls=NumbersJSONEncoder, indent=2)

@@ -1,5 +1,6 @@
 import getpass
 import secrets
+import sys
 
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
@@ -48,9 +49,16 @@ class Command(BaseCommand):
             self.stdout.write(f"  password: {password}\n  (shown once: change it after logging in)")
 
     def _prompt_password(self, username: str) -> str:
+        if not _has_terminal():  # a script, cron, `ssh host cmd`: nobody can type a password
+            raise CommandError(f"No terminal to type a password for the new user {username!r}: add "
+                               f"--random-password to generate one (printed once), or run this in a terminal.")
         for _ in range(3):
-            first = getpass.getpass(f"Password for {username}: ")
-            if first != getpass.getpass("Password (again): "):
+            try:
+                first = getpass.getpass(f"Password for {username}: ")
+                second = getpass.getpass("Password (again): ")
+            except EOFError:
+                raise CommandError("No password given (end of input); use --random-password to generate one.") from None
+            if first != second:
                 self.stderr.write("The passwords differ; try again.")
                 continue
             try:
@@ -60,3 +68,14 @@ class Command(BaseCommand):
                 continue
             return first
         raise CommandError("No valid password given.")
+
+
+def _has_terminal() -> bool:
+    """Whether getpass can prompt someone: standard input is a terminal, or /dev/tty opens."""
+    if sys.stdin is not None and sys.stdin.isatty():
+        return True
+    try:
+        with open("/dev/tty"):
+            return True
+    except OSError:
+        return False
