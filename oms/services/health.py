@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from lomsite.config import redact_url_password
 from oms.models import AutoCloseMonitor, Position, PositionStatus, SweepRun
+from oms.services.audit import audit_spool_pending
 from oms.services.switch import SwitchState, switch_state
 
 # Keys of the report an anonymous caller sees; everything else is for authenticated callers.
@@ -127,6 +128,14 @@ def check_audit_writable(ctx: HealthContext) -> Iterable[Reason]:
         yield Reason("audit_not_writable", "the audit log cannot be written", f"{path} (checked {target})")
 
 
+def check_audit_spool(ctx: HealthContext) -> Iterable[Reason]:
+    """Audit lines accepted but not yet written to the trail (spooled after a failed write)."""
+    pending = audit_spool_pending()
+    if pending:
+        yield Reason("audit_spooled", f"{pending} audit line(s) wait to be written to the audit log",
+                     f"{settings.AUDIT_LOG_PATH}")
+
+
 def check_close_failures(ctx: HealthContext) -> Iterable[Reason]:
     """Open positions whose exit failed in the last sweep (the close path isolated them)."""
     failing = ctx.monitor.close_failures or {}
@@ -142,6 +151,7 @@ HEALTH_CHECKS: list[HealthCheck] = [
     check_sweeps_failing,
     check_quotes,
     check_audit_writable,
+    check_audit_spool,
     check_close_failures,
 ]  # the ops app appends its backup-age check (ops/health.py)
 

@@ -26,6 +26,7 @@ from django.db import transaction
 from oms.models import AuditSpool, Position, Signal, SignalOutcome
 from oms.services import audit as audit_service
 from oms.services.audit import audit_append, audit_recover, audit_rotate, audit_rotated_files, audit_spool_pending
+from oms.services.health import health_report
 from oms.services.positions import PositionRequest, position_open
 from oms.services.signals import signal_ingest
 from ops.backups import backup_create, backup_restore
@@ -73,11 +74,13 @@ def test_a_failed_audit_write_still_answers_the_truth_then_the_spooled_line_is_w
     assert audit_spool_pending() == 1
     row = Signal.objects.get()
     assert AuditSpool.objects.get().signal_row_id == row.pk
+    assert "audit_spooled" in [reason["code"] for reason in health_report()["reasons"]]
 
     live.rmdir()  # the disk is writable again: the next signal's append writes the spooled line first
     second = post(anon_client, signal_body(symbol="SOLUSDT"))
     assert second.status_code == 200
     assert audit_spool_pending() == 0
+    assert "audit_spooled" not in [reason["code"] for reason in health_report()["reasons"]]
     lines = trail(live)
     assert [line["signal_row_id"] for line in lines] == [row.pk, row.pk + 1]
     assert lines[0]["response"] == body
