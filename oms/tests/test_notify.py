@@ -189,7 +189,7 @@ def test_a_reconciliation_mismatch_is_an_alert(hook):
 
 
 def test_a_failed_scheduled_backup_is_an_alert_and_still_fails(hook, monkeypatch):
-    from oms.services import backups
+    from ops import backups
 
     def broken():
         raise backups.BackupError("disk full")
