@@ -94,7 +94,7 @@ def test_set_role_creates_a_user_with_a_random_password_shown_once():
 def test_set_role_creates_a_user_with_a_prompted_password(monkeypatch):
     answers = iter(["short", "short", "a-long-enough-passphrase", "a-long-enough-passphrase"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
-    monkeypatch.setattr("oms.management.commands.set_role._has_terminal", lambda: True)  # someone types
+    monkeypatch.setattr("ops.management.commands.set_role._has_terminal", lambda: True)  # someone types
     run("set_role", "otto", "operator", "--create")
     assert User.objects.get(username="otto").check_password("a-long-enough-passphrase")
 

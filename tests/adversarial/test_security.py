@@ -247,6 +247,7 @@ def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, ca
 QUERY_PASSWORD = "query-pw-marker-5b1f0c"
 
 
+@pytest.mark.django_db
 def test_a_password_in_the_database_url_query_string_is_masked_in_show_config_and_health(settings, tmp_path):
     """dj-database-url hands `?password=` to the driver: it is a password like `user:password@`."""
     import subprocess
@@ -267,8 +268,12 @@ def test_a_password_in_the_database_url_query_string_is_masked_in_show_config_an
     assert refused.returncode != 0 and "DATABASE_URL" in refused.stderr and QUERY_PASSWORD not in refused.stderr
 
     settings.DATABASE_URL = url
-    health = Client().get("/health")
-    assert "password=***" in health.content.decode() and QUERY_PASSWORD not in health.content.decode()
+    anonymous = Client().get("/health").content.decode()
+    assert QUERY_PASSWORD not in anonymous and "database_url" not in anonymous  # details are for logged-in callers
+    client = Client()
+    client.force_login(User.objects.create_user("health-reader"))
+    health = client.get("/health").content.decode()
+    assert "password=***" in health and QUERY_PASSWORD not in health
 
 
 @pytest.mark.django_db(transaction=True)  # the backup reads the database file through its own connection
