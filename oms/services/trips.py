@@ -15,11 +15,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
+from oms.metrics import drawdown_summaries
 from oms.models import CloseReason, OmsControl, OmsSwitchChange, Position, PositionStatus, SwitchSource
 from oms.services.switch import oms_switch_set
 
@@ -78,22 +79,10 @@ def daily_loss(*, now: datetime, since: datetime | None) -> Decimal:
 
 
 def current_drawdown(*, since: datetime | None) -> Decimal:
-    """Peak of the cumulative net PnL (never below the starting 0) minus its current value."""
-    inner_sql, params = _closed_since(since).values("id").query.sql_with_params()
-    table = connection.ops.quote_name(Position._meta.db_table)
-    sql = f"""
-        SELECT MAX(equity) FROM (
-            SELECT SUM(pnl) OVER (ORDER BY closed_at, id ROWS UNBOUNDED PRECEDING) AS equity
-            FROM {table} WHERE id IN ({inner_sql})
-        ) curve
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        peak = cursor.fetchone()[0]
-    if peak is None:
-        return ZERO
-    current = _closed_since(since).aggregate(total=Sum("pnl"))["total"] or ZERO
-    return max(Decimal(str(peak)), ZERO) - Decimal(current)
+    """Peak of the cumulative net PnL (never below the starting 0) minus its current value
+    (oms.metrics.Drawdown.current, computed in the database by oms.metrics.drawdown_summaries)."""
+    summary = drawdown_summaries(_closed_since(since)).get("0")
+    return summary.current if summary else ZERO
 
 
 def consecutive_stop_losses(*, since: datetime | None, limit: int) -> int:
