@@ -126,7 +126,7 @@ def book_stats(filters: dict, group_by: str | None = None) -> dict | list[dict]:
     else from scratch in SQL. Both give the same figures (oms/tests/test_book_figures.py)."""
     from oms.services.figures import figures_can_serve, figures_stats
 
-    if figures_can_serve(filters):
+    if figures_can_serve(filters, group_by):
         return figures_stats(filters, group_by)
     positions = positions_filtered(**filters)
     return position_stats_grouped(positions, group_by) if group_by else position_stats(positions)
@@ -166,6 +166,17 @@ def equity_curve(queryset: QuerySet[Position], *, max_points: int = 240) -> list
                 closed_at = closed_at.replace(tzinfo=UTC)
         points.append((closed_at, _to_decimal(equity) or ZERO))
     return points
+
+
+def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
+    """The whole book's equity curve for the overview: after each closed trade while the book has at
+    most `max_points` of them (a small query), else at the last close of each closing day, from the
+    maintained figures (a few hundred rows however many trades), downsampled to `max_points`."""
+    if closed_trades <= max_points:
+        return equity_curve(Position.objects.all(), max_points=max_points)
+    from oms.services.figures import figures_equity_days
+
+    return figures_equity_days(max_points=max_points)
 
 
 def book_version() -> str:

@@ -26,6 +26,7 @@ from oms.models import (
 )
 from oms.pnl import fee_for, gross_pnl, slipped_close_price
 from oms.services.book import book_changed
+from oms.services.figures import book_figures_record_closes, book_figures_record_open
 from oms.services.switch import switch_state
 from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode, QuoteError, select_price
@@ -146,6 +147,7 @@ def position_open_locked(
         created_at=now,
     )
     book_changed()
+    book_figures_record_open(position)
     log_event(
         logger,
         "position_opened",
@@ -230,6 +232,7 @@ def position_close(*, position: Position, price: Decimal, reason: str, now: date
         setattr(position, name, value)
     exit_order_for(position).save()
     book_changed()
+    book_figures_record_closes([position])
     log_position_closed(position)
     trips_check_on_commit()  # loss limits may turn the switch off once this close is committed
     return CloseResult(position=position, closed_now=True)

@@ -17,6 +17,7 @@ from lomsite.jsonlog import log_event
 from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
 from oms.models import AutoCloseMonitor, ExitStrategy, Order, Position, PositionStatus, SweepRun
 from oms.services.book import book_changed
+from oms.services.figures import book_figures_record_closes
 from oms.services.positions import close_values, exit_order_for, log_position_closed
 from oms.services.trips import trips_check_on_commit
 from pricing.quotes import PriceMode
@@ -204,6 +205,7 @@ def _close_positions(closes: dict[int, tuple[str, Decimal, dict | None]], *, now
     Order.objects.bulk_create([exit_order_for(p) for p in closed], batch_size=CHUNK)
     if closed:
         book_changed()
+        book_figures_record_closes(closed)
     return closed
 
 
