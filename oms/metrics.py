@@ -194,10 +194,17 @@ def stats_figures(sums: Sums, drawdown: Decimal) -> dict:
     }
 
 
+MONEY_PLACES = Decimal("1e-10")  # the positions' precision (DecimalField decimal_places=10)
+
+
 def _decimal(value: object) -> Decimal:
+    """A sum from the database as a Decimal: SQLite sums decimals as floats, so its results are
+    rounded back to the positions' 10 decimal places (exact while the float error stays below that)."""
     if value is None:
         return ZERO
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(str(value)).quantize(MONEY_PLACES)
 
 
 def drawdown_summaries(queryset: QuerySet, group_sql: str = "0") -> dict[str, Drawdown]:

@@ -14,7 +14,8 @@ from django.db.models import Count, DecimalField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils.dateparse import parse_datetime
 
-from oms.metrics import Sums, drawdown_summaries, stats_figures
+from oms.metrics import Sums, downsample, drawdown_summaries, stats_figures
+from oms.metrics import equity_curve as metrics_equity_curve
 from oms.models import BookVersion, CloseReason, Position, PositionStatus
 
 GROUP_FIELDS = {"symbol": "symbol", "strategy": "strategy", "exchange": "exchange", "day": "day"}
@@ -172,8 +173,10 @@ def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tupl
     """The whole book's equity curve for the overview: after each closed trade while the book has at
     most `max_points` of them (a small query), else at the last close of each closing day, from the
     maintained figures (a few hundred rows however many trades), downsampled to `max_points`."""
-    if closed_trades <= max_points:
-        return equity_curve(Position.objects.all(), max_points=max_points)
+    if closed_trades <= max_points:  # in Python (oms.metrics), exact on SQLite too, where SQL sums floats
+        trades = (Position.objects.filter(status=PositionStatus.CLOSED).order_by("closed_at", "id")
+                  .values_list("closed_at", "pnl")[:max_points + 1])
+        return downsample(metrics_equity_curve(trades), max_points)
     from oms.services.figures import figures_equity_days
 
     return figures_equity_days(max_points=max_points)
