@@ -197,14 +197,12 @@ def stats_figures(sums: Sums, drawdown: Decimal) -> dict:
 MONEY_PLACES = Decimal("1e-10")  # the positions' precision (DecimalField decimal_places=10)
 
 
-def _decimal(value: object) -> Decimal:
+def db_decimal(value: object) -> Decimal:
     """A sum from the database as a Decimal: SQLite sums decimals as floats, so its results are
     rounded back to the positions' 10 decimal places (exact while the float error stays below that)."""
     if value is None:
         return ZERO
-    if isinstance(value, Decimal):
-        return value
-    return Decimal(str(value)).quantize(MONEY_PLACES)
+    return (value if isinstance(value, Decimal) else Decimal(str(value))).quantize(MONEY_PLACES)
 
 
 def drawdown_summaries(queryset: QuerySet, group_sql: str = "0") -> dict[str, Drawdown]:
@@ -233,9 +231,9 @@ def drawdown_summaries(queryset: QuerySet, group_sql: str = "0") -> dict[str, Dr
         rows = cursor.fetchall()
     result = {}
     for grp, count, total, high, low, fall in rows:
-        peak = max(_decimal(high), ZERO)
+        peak = max(db_decimal(high), ZERO)
         # the start (0) is a peak too: a fall from 0 to the lowest equity counts
-        result[str(grp)] = Drawdown(trades=int(count), total=_decimal(total), peak=peak,
-                                    trough=min(_decimal(low), ZERO),
-                                    drawdown=max(_decimal(fall), -min(_decimal(low), ZERO), ZERO))
+        result[str(grp)] = Drawdown(trades=int(count), total=db_decimal(total), peak=peak,
+                                    trough=min(db_decimal(low), ZERO),
+                                    drawdown=max(db_decimal(fall), -min(db_decimal(low), ZERO), ZERO))
     return result

@@ -14,7 +14,7 @@ from django.db.models import Count, DecimalField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils.dateparse import parse_datetime
 
-from oms.metrics import Sums, downsample, drawdown_summaries, stats_figures
+from oms.metrics import Sums, db_decimal, downsample, drawdown_summaries, stats_figures
 from oms.metrics import equity_curve as metrics_equity_curve
 from oms.models import BookVersion, CloseReason, Position, PositionStatus
 
@@ -83,7 +83,7 @@ def _to_decimal(value: object) -> Decimal | None:
 
 def _sums(row: dict) -> Sums:
     money = {"total_pnl", "total_fees", "gross_win", "gross_loss"}
-    return Sums(**{key: (_to_decimal(value) or ZERO) if key in money else value for key, value in row.items()})
+    return Sums(**{key: db_decimal(value) if key in money else value for key, value in row.items()})
 
 
 def _group_sql(group_by: str | None) -> str:

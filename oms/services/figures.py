@@ -151,17 +151,38 @@ def _set_summary(row: BookFigure, summary: Drawdown, last: tuple[datetime, int] 
     row.last_closed_at, row.last_id = last if last else (None, None)
 
 
+def _save(rows: list[BookFigure]) -> None:
+    """UPDATE the rows' figures, one executemany (bulk_update's CASE expressions cost far more)."""
+    if not rows:
+        return
+    connection = connections[BookFigure.objects.db]
+    fields = [BookFigure._meta.get_field(name) for name in UPDATE_FIELDS]
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(BookFigure._meta.db_table)} SET "
+           + ", ".join(f"{quote(field.column)} = %s" for field in fields) + " WHERE id = %s")
+    params = [[field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields] + [row.pk]
+              for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
 def _locked_rows(keys: dict[str, tuple[str, dict, date]]) -> dict[str, BookFigure]:
     """The rows of `keys` (created when missing), locked in rid order."""
-    BookFigure.objects.bulk_create(
-        [BookFigure(rid=rid, kind=kind, day=day, **dims) for rid, (kind, dims, day) in sorted(keys.items())],
-        ignore_conflicts=True,
-    )
     rids = sorted(keys)
-    rows: dict[str, BookFigure] = {}
-    for start in range(0, len(rids), CHUNK):
-        query = BookFigure.objects.select_for_update().filter(rid__in=rids[start:start + CHUNK]).order_by("rid")
-        rows.update((row.rid, row) for row in query)
+
+    def load(wanted: list[str]) -> dict[str, BookFigure]:
+        found: dict[str, BookFigure] = {}
+        for start in range(0, len(wanted), CHUNK):
+            query = BookFigure.objects.select_for_update().filter(rid__in=wanted[start:start + CHUNK]).order_by("rid")
+            found.update((row.rid, row) for row in query)
+        return found
+
+    rows = load(rids)
+    missing = [rid for rid in rids if rid not in rows]
+    if missing:  # new rows (a new symbol, a new day); a concurrent creator of the same row wins, then we lock it
+        BookFigure.objects.bulk_create([BookFigure(rid=rid, kind=keys[rid][0], day=keys[rid][2], **keys[rid][1])
+                                        for rid in missing], ignore_conflicts=True)
+        rows.update(load(missing))
     return rows
 
 
@@ -245,12 +266,11 @@ def _record(facts: list[Fact], *, new: bool, closing: bool) -> None:
             _recompute_from_positions(row)
     day_rows = [row for row in rows.values() if row.day != ALL_TIME]
     if day_rows:  # saved first: a stale ALL_TIME row of a day kind recomputes from its day rows
-        BookFigure.objects.bulk_update(day_rows, UPDATE_FIELDS, batch_size=500)
+        _save(day_rows)
     for row in stale:
         if row.day == ALL_TIME:
             (_recompute_from_days if row.kind in DAY_KINDS else _recompute_from_positions)(row)
-    BookFigure.objects.bulk_update([row for row in rows.values() if row.day == ALL_TIME], UPDATE_FIELDS,
-                                   batch_size=500)
+    _save([row for row in rows.values() if row.day == ALL_TIME])
 
 
 def _facts(ids: list[int]) -> list[Fact]:
@@ -292,40 +312,78 @@ def book_figures_rebuild(*, position_model=Position, figure_model=BookFigure, us
         rows = _rebuilt_rows(position_model.objects.using(using))
         objects = []
         for row in rows.values():
-            fields = {f: getattr(row, f) for f in ["rid", "kind", "day", *DIMS, *UPDATE_FIELDS]}
-            fields.update(peak=units(row.summary.peak), trough=units(row.summary.trough),
-                          drawdown=units(row.summary.drawdown))
-            objects.append(figure_model(**fields))
+            objects.append(figure_model(**{f: getattr(row, f) for f in ["rid", "kind", "day", *DIMS, *UPDATE_FIELDS]}))
         figure_model.objects.using(using).bulk_create(objects, batch_size=1000)
     return len(rows)
 
 
 def _rebuilt_rows(positions) -> dict[str, BookFigure]:
+    """Every row from scratch, in one pass over the positions in closing order: counts and sums on
+    the finest rows and the day rows (then rolled up into the coarser kinds), and each row's
+    drawdown folded in integer units (the same arithmetic as oms.metrics.Drawdown.add)."""
+    finest, finest_dims = KINDS[-1], DIMS
     rows: dict[str, BookFigure] = {}
+    drawdowns: dict[str, list[int]] = {}  # rid -> [total, peak, trough, drawdown]
+    kind_dims = [(kind, _dims_of(kind)) for kind in KINDS]
+    day_kind_dims = [(kind, _dims_of(kind)) for kind in DAY_KINDS]
 
     def row_for(rid: str, kind: str, dims: dict, day: date) -> BookFigure:
         row = rows.get(rid)
         if row is None:
             row = rows[rid] = BookFigure(rid=rid, kind=kind, day=day, **dims, **{f: 0 for f in COUNTS},
                                          peak=0, trough=0, drawdown=0)
-            row.summary = Drawdown()
         return row
+
+    def fold(rid: str, pnl: int) -> None:
+        state = drawdowns.get(rid)
+        if state is None:
+            state = drawdowns[rid] = [0, 0, 0, 0]
+        total = state[0] + pnl
+        state[0] = total
+        if total > state[1]:
+            state[1] = total
+        if total < state[2]:
+            state[2] = total
+        if state[1] - total > state[3]:
+            state[3] = state[1] - total
 
     not_closed = positions.exclude(status=PositionStatus.CLOSED).order_by("id")
     closed = positions.filter(status=PositionStatus.CLOSED).order_by("closed_at", "id")
     for query in (not_closed, closed):
         for values in query.values_list(*FACT_FIELDS).iterator(chunk_size=5000):
             fact = Fact(*values)
-            targets = [row_for(*key) for key in _row_keys(fact)]
-            for row in targets:
-                row.positions += 1
-                _add_created(row, fact.created_at)
-                row.open_positions += fact.status == PositionStatus.OPEN
-            if fact.closed:
-                for row in targets + [row_for(*key) for key in _day_keys(fact)]:
-                    _add_close(row, fact)
-                    row.summary = row.summary.add(fact.pnl)
-                    row.last_closed_at, row.last_id = fact.order
+            dims = {name: getattr(fact, name) for name in finest_dims}
+            row = row_for(_rid(finest, tuple(dims.values()), ALL_TIME), finest, dims, ALL_TIME)
+            row.positions += 1
+            _add_created(row, fact.created_at)
+            row.open_positions += fact.status == PositionStatus.OPEN
+            if not fact.closed:
+                continue
+            _add_close(row, fact)
+            row.last_closed_at, row.last_id = fact.order
+            day, pnl = _day(fact.closed_at), units(fact.pnl)
+            for kind, names in day_kind_dims:
+                values_ = tuple(dims[name] for name in names)
+                day_row = row_for(_rid(kind, values_, day), kind, {n: dims[n] for n in names}, day)
+                _add_close(day_row, fact)
+                day_row.last_closed_at, day_row.last_id = fact.order
+                fold(day_row.rid, pnl)
+            for kind, names in kind_dims:
+                fold(_rid(kind, tuple(dims[name] for name in names), ALL_TIME), pnl)
+    for base in [row for row in rows.values() if row.kind == finest and row.day == ALL_TIME]:
+        for kind, names in kind_dims[:-1]:  # roll the finest rows up into the coarser kinds
+            dims = {name: getattr(base, name) for name in names}
+            row = row_for(_rid(kind, tuple(dims.values()), ALL_TIME), kind, dims, ALL_TIME)
+            for field in COUNTS:
+                setattr(row, field, getattr(row, field) + getattr(base, field))
+            _add_created(row, base.first_created_at)
+            _add_created(row, base.last_created_at)
+            last = (base.last_closed_at, base.last_id)
+            if base.last_id is not None and (row.last_id is None or last > (row.last_closed_at, row.last_id)):
+                row.last_closed_at, row.last_id = last
+    for rid, (_, peak, trough, drawdown) in drawdowns.items():
+        row = rows[rid]
+        row.peak, row.trough, row.drawdown = peak, trough, drawdown
     return rows
 
 
@@ -348,35 +406,39 @@ def figures_can_serve(filters: dict, group_by: str | None = None) -> bool:
     return True
 
 
-def _sums(row: BookFigure, *, day_row: bool) -> Sums:
-    return Sums(
-        total_positions=row.trades if day_row else row.positions,
-        open_positions=0 if day_row else row.open_positions,
-        closed_positions=row.trades, winning_trades=row.wins, losing_trades=row.losses,
-        **{field: getattr(row, field) for field in REASON_FIELDS.values()},
-        total_pnl=money(row.pnl), total_fees=money(row.fees), gross_win=money(row.gross_win),
-        gross_loss=money(row.gross_loss), first_trade_at=row.first_created_at, last_trade_at=row.last_created_at,
-        last_close_at=row.last_closed_at,
+READ_FIELDS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_FIELDS.values(), "pnl", "fees",
+               "gross_win", "gross_loss", "drawdown", "first_created_at", "last_created_at", "last_closed_at"]
+
+
+def _figures(row: dict, *, day_row: bool = False) -> dict:
+    """The /stats figures of one row (a dict of READ_FIELDS), through oms.metrics."""
+    sums = Sums(
+        total_positions=row["trades"] if day_row else row["positions"],
+        open_positions=0 if day_row else row["open_positions"],
+        closed_positions=row["trades"], winning_trades=row["wins"], losing_trades=row["losses"],
+        **{field: row[field] for field in REASON_FIELDS.values()},
+        total_pnl=money(row["pnl"]), total_fees=money(row["fees"]), gross_win=money(row["gross_win"]),
+        gross_loss=money(row["gross_loss"]), first_trade_at=row["first_created_at"],
+        last_trade_at=row["last_created_at"], last_close_at=row["last_closed_at"],
     )
-
-
-def _figures(row: BookFigure, *, day_row: bool = False) -> dict:
-    return stats_figures(_sums(row, day_row=day_row), money(row.drawdown))
+    return stats_figures(sums, money(row["drawdown"]))
 
 
 def figures_stats(filters: dict, group_by: str | None = None) -> dict | list[dict]:
     """The /stats figures (or groups) for `filters`, read from a few BookFigure rows."""
     dims = _filter_dims(filters)
+    rows = BookFigure.objects.filter(**dims)
     if group_by == "day":
         kind = ",".join(name for name in DIMS if name in dims)
-        rows = BookFigure.objects.filter(kind=kind, trades__gt=0, **dims).exclude(day=ALL_TIME).order_by("day")
-        return [{"day": row.day.isoformat(), **_figures(row, day_row=True)} for row in rows]
+        rows = rows.filter(kind=kind, trades__gt=0).exclude(day=ALL_TIME).order_by("day")
+        return [{"day": row["day"].isoformat(), **_figures(row, day_row=True)}
+                for row in rows.values("day", *READ_FIELDS)]
     if group_by:
         kind = ",".join(name for name in DIMS if name in dims or name == group_by)
-        rows = BookFigure.objects.filter(kind=kind, day=ALL_TIME, positions__gt=0, **dims).order_by(group_by)
-        return [{group_by: getattr(row, group_by), **_figures(row)} for row in rows]
+        rows = rows.filter(kind=kind, day=ALL_TIME, positions__gt=0).order_by(group_by)
+        return [{group_by: row[group_by], **_figures(row)} for row in rows.values(group_by, *READ_FIELDS)]
     kind = ",".join(name for name in DIMS if name in dims)
-    row = BookFigure.objects.filter(kind=kind, day=ALL_TIME, **dims).first()
+    row = rows.filter(kind=kind, day=ALL_TIME).values(*READ_FIELDS).first()
     return _figures(row) if row is not None else stats_figures(Sums(), ZERO)
 
 
@@ -388,3 +450,17 @@ def figures_equity_days(*, max_points: int = 240) -> list[tuple[datetime, Decima
         equity += money(pnl)
         points.append((last_closed_at, equity))
     return downsample(points, max_points)
+
+
+def figures_drawdown_since(since: datetime | None) -> Drawdown:
+    """The `Drawdown` of the whole book's trades closed after `since` (all of them for None): the
+    closes of `since`'s own day from the positions (one day at most), then the maintained day rows."""
+    rows = BookFigure.objects.filter(kind="", trades__gt=0)
+    if since is None:
+        row = rows.filter(day=ALL_TIME).first()
+        return _summary(row) if row is not None else Drawdown()
+    next_day = datetime.combine(_day(since) + timedelta(days=1), time.min, tzinfo=UTC)
+    first = Drawdown.of(Position.objects.filter(status=PositionStatus.CLOSED, closed_at__gt=since,
+                                                closed_at__lt=next_day)
+                        .order_by("closed_at", "id").values_list("pnl", flat=True))
+    return first.then(Drawdown.chain(_summary(row) for row in rows.filter(day__gt=_day(since)).order_by("day")))

@@ -20,7 +20,6 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.metrics import drawdown_summaries
 from oms.models import CloseReason, OmsControl, OmsSwitchChange, Position, PositionStatus, SwitchSource
 from oms.services.switch import oms_switch_set
 
@@ -80,9 +79,11 @@ def daily_loss(*, now: datetime, since: datetime | None) -> Decimal:
 
 def current_drawdown(*, since: datetime | None) -> Decimal:
     """Peak of the cumulative net PnL (never below the starting 0) minus its current value
-    (oms.metrics.Drawdown.current, computed in the database by oms.metrics.drawdown_summaries)."""
-    summary = drawdown_summaries(_closed_since(since)).get("0")
-    return summary.current if summary else ZERO
+    (oms.metrics.Drawdown.current), from the maintained book figures: at most one day's closes
+    are read (oms.services.figures.figures_drawdown_since)."""
+    from oms.services.figures import figures_drawdown_since
+
+    return figures_drawdown_since(since).current
 
 
 def consecutive_stop_losses(*, since: datetime | None, limit: int) -> int:

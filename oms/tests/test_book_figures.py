@@ -23,7 +23,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oms.metrics import Drawdown, Sums, stats_figures
+from oms.metrics import Drawdown, Sums, drawdown_summaries, stats_figures
 from oms.models import BookFigure, CloseReason, Position, PositionStatus
 from oms.selectors import book_stats, position_stats, position_stats_grouped, positions_filtered
 from oms.services.figures import (
@@ -163,6 +163,10 @@ def test_the_same_book_gives_the_same_figures_everywhere(anon_client):
     # the trips' current drawdown: the same Drawdown summary, in SQL
     summary = Drawdown.of(Decimal(p) for p in pnls)
     assert current_drawdown(since=None) == summary.current == overview["trip_figures"].drawdown
+    for hours in (-1, 0, 7, 12, 30, 200):  # armed at any time: the same as the SQL window from scratch
+        since = T0 + timedelta(hours=hours)
+        from_scratch = drawdown_summaries(Position.objects.filter(closed_at__gt=since)).get("0", Drawdown())
+        assert current_drawdown(since=since) == from_scratch.current
 
 
 def test_drawdown_summaries_compose_like_the_whole_sequence():
