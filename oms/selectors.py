@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -12,10 +12,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, DecimalField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
-from django.utils.dateparse import parse_datetime
 
-from oms.metrics import Sums, db_decimal, downsample, drawdown_summaries, stats_figures
-from oms.metrics import equity_curve as metrics_equity_curve
+from oms.metrics import Sums, db_decimal, downsample, drawdown_summaries, equity_curve, stats_figures
 from oms.models import BookVersion, CloseReason, Position, PositionStatus
 
 GROUP_FIELDS = {"symbol": "symbol", "strategy": "strategy", "exchange": "exchange", "day": "day"}
@@ -75,12 +73,6 @@ def _metric_aggregates() -> dict:
     }
 
 
-def _to_decimal(value: object) -> Decimal | None:
-    if value is None:
-        return None
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
 def _sums(row: dict) -> Sums:
     money = {"total_pnl", "total_fees", "gross_win", "gross_loss"}
     return Sums(**{key: db_decimal(value) if key in money else value for key, value in row.items()})
@@ -133,42 +125,6 @@ def book_stats(filters: dict, group_by: str | None = None) -> dict | list[dict]:
     return position_stats_grouped(positions, group_by) if group_by else position_stats(positions)
 
 
-def equity_curve(queryset: QuerySet[Position], *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
-    """Cumulative net PnL after each closed trade (ordered by close time), at most `max_points` points.
-
-    Downsampled in the database: the running sum is computed over every trade, but only every
-    n-th point (and always the first and the last) leaves it, so the page stays fast at any size.
-    """
-    closed = queryset.filter(status=PositionStatus.CLOSED)
-    total = closed.order_by().count()
-    if not total:
-        return []
-    step = max(1, -(-total // max(max_points - 1, 1)))  # ceiling division
-    inner_sql, params = closed.values("id").query.sql_with_params()
-    table = connection.ops.quote_name(Position._meta.db_table)
-    sql = f"""
-        SELECT closed_at, equity FROM (
-            SELECT closed_at,
-                   SUM(pnl) OVER (ORDER BY closed_at, id ROWS UNBOUNDED PRECEDING) AS equity,
-                   ROW_NUMBER() OVER (ORDER BY closed_at, id) AS rn
-            FROM {table} WHERE id IN ({inner_sql})
-        ) curve
-        WHERE rn = 1 OR rn = %s OR rn %% %s = 0
-        ORDER BY rn
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*params, total, step))
-        rows = cursor.fetchall()
-    points = []
-    for closed_at, equity in rows:
-        if isinstance(closed_at, str):  # SQLite hands raw timestamps back as text
-            closed_at = parse_datetime(closed_at)
-            if closed_at is not None and closed_at.tzinfo is None:
-                closed_at = closed_at.replace(tzinfo=UTC)
-        points.append((closed_at, _to_decimal(equity) or ZERO))
-    return points
-
-
 def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
     """The whole book's equity curve for the overview: after each closed trade while the book has at
     most `max_points` of them (a small query), else at the last close of each closing day, from the
@@ -176,7 +132,7 @@ def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tupl
     if closed_trades <= max_points:  # in Python (oms.metrics), exact on SQLite too, where SQL sums floats
         trades = (Position.objects.filter(status=PositionStatus.CLOSED).order_by("closed_at", "id")
                   .values_list("closed_at", "pnl")[:max_points + 1])
-        return downsample(metrics_equity_curve(trades), max_points)
+        return downsample(equity_curve(trades), max_points)
     from oms.services.figures import figures_equity_days
 
     return figures_equity_days(max_points=max_points)
