@@ -273,3 +273,31 @@ def test_queries_per_stats_request_do_not_grow_with_the_book(django_assert_max_n
         figures_stats({})
     with django_assert_max_num_queries(1):
         figures_stats({"account_label": "default"}, "symbol")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_opens_and_closes_keep_the_figures_exact(settings, signal_body):
+    """Real threads, each its own connection: signals opening, the sweep and manual closes racing;
+    afterwards the maintained rows equal a rebuild and every figure a from-scratch computation."""
+    from oms.services.positions import position_close_at_market
+    from oms.services.signals import signal_ingest
+    from oms.services.sweep import auto_close_sweep
+    from tests.support import run_together
+
+    settings.PRICE_SOURCE, settings.PRICE_EXCHANGE = "exchange", "dummy"  # a fixed 100.00
+    settings.MAX_OPEN_POSITIONS = settings.MAX_OPEN_POSITIONS_PER_SYMBOL = settings.MAX_TOTAL_EXPOSURE_USDT = None
+    created = T0.replace(year=2020)
+    positions = [open_position(symbol=f"R{i % 3}USDT", tp="99.5", sl="50", created_at=created, strategy=f"s{i % 2}")
+                 for i in range(30)]
+    calls = [lambda: [auto_close_sweep() for _ in range(3)]]
+    calls += [lambda pk=p.pk: position_close_at_market(position_id=pk) for p in positions[::3]]
+    calls += [lambda i=i: signal_ingest(payload=signal_body(symbol=f"R{i % 3}USDT", signal_id=f"c-{i}"))
+              for i in range(10)]
+    run_together(calls)
+    assert Position.objects.filter(status=PositionStatus.CLOSED).count() == 30
+    maintained = {row.rid: row for row in BookFigure.objects.all()}
+    book_figures_rebuild()
+    fields = [f.name for f in BookFigure._meta.fields if f.name != "id"]
+    for row in BookFigure.objects.all():
+        assert [getattr(maintained[row.rid], f) for f in fields] == [getattr(row, f) for f in fields], row.rid
+    check_everything()
