@@ -301,3 +301,23 @@ def test_concurrent_opens_and_closes_keep_the_figures_exact(settings, signal_bod
     for row in BookFigure.objects.all():
         assert [getattr(maintained[row.rid], f) for f in fields] == [getattr(row, f) for f in fields], row.rid
     check_everything()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_rebuilds_the_figures_from_the_restored_positions(settings, tmp_path):
+    from django.utils import timezone
+
+    from oms.services.backups import backup_create
+
+    settings.BACKUP_DIR = tmp_path / "backups"
+    closed_position(pnl="7", closed_at=T0)
+    Position.objects.create(exchange="bitget", symbol="XUSDT", side="long", qty=Decimal("1"),
+                            entry_price=Decimal("1"), status=PositionStatus.CLOSED, created_at=T0, closed_at=T0,
+                            close_price=Decimal("1"), pnl=Decimal("-3"))  # not through the services
+    backup = backup_create(now=timezone.now() - timedelta(seconds=5)).path
+    closed_position(pnl="100", closed_at=T0 + timedelta(days=1))  # after the backup: gone after the restore
+    assert figures_stats({})["closed_positions"] == 2
+    call_command("restore", str(backup), "--yes", stdout=io.StringIO())
+    stats = figures_stats({})
+    assert (stats["closed_positions"], stats["total_pnl"], stats["max_drawdown"]) == (2, Decimal("4"), Decimal("3"))
+    check_everything()
