@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from oms.models import CloseReason, Position, PositionStatus
 from oms.services.book import book_changed
+from oms.services.figures import book_figures_rebuild, book_figures_record_open
 
 SYMBOLS = [f"S{i:03d}USDT" for i in range(100)]
 STRATEGIES = ["bounce_ema10_strict", "bounce_ema20", "breakout_v2", "mean_revert", "scalp_1m"]
@@ -63,6 +64,7 @@ def seed_closed_positions(count: int, *, seed: int = 42, batch: int = 5000) -> N
             Position.objects.bulk_create([_closed(rng, now) for _ in range(size)], batch_size=batch)
             book_changed()  # as the services do: figures cached over the old book are stale
         remaining -= size
+    book_figures_rebuild()  # inserted in bulk, in no closing order: the figures from scratch, once
 
 
 def seed_open_positions(count: int, *, symbols: int = 100, trigger: bool = False, batch: int = 5000) -> None:
@@ -73,6 +75,7 @@ def seed_open_positions(count: int, *, symbols: int = 100, trigger: bool = False
                     for i in range(start, min(count, start + batch))]
             Position.objects.bulk_create(rows, batch_size=batch)
             book_changed()
+            book_figures_record_open(rows)
 
 
 def close_all_open(*, reason: str = CloseReason.MANUAL) -> int:
@@ -86,4 +89,5 @@ def close_all_open(*, reason: str = CloseReason.MANUAL) -> int:
             auto_close_reason=reason,
         )
         book_changed()
+    book_figures_rebuild()  # closed behind the services' back
     return closed

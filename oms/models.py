@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
@@ -382,3 +383,49 @@ class AuditSpool(models.Model):
 
     def __str__(self) -> str:
         return f"audit spool #{self.pk} (signal {self.signal_row_id})"
+class BookFigure(models.Model):
+    """Figures of the book maintained in the transaction of every open and close (oms.services.figures).
+
+    One row per `kind` (the dimensions the row is keyed by, e.g. "account_label,symbol"; "" is the
+    whole book), per value of those dimensions (the other dimension columns stay blank), and per
+    `day`: ALL_TIME for the whole history, or a UTC closing day (kept for the kinds in
+    oms.services.figures.DAY_KINDS). Money in integer units of 1e-10 USDT (exact on every database).
+    """
+
+    ALL_TIME = date(1, 1, 1)
+
+    rid = models.CharField(max_length=300, unique=True, help_text="kind, dimension values and day, one string")
+    kind = models.CharField(max_length=64, blank=True)
+    account_label = models.CharField(max_length=64, blank=True)
+    symbol = models.CharField(max_length=30, blank=True)
+    strategy = models.CharField(max_length=64, blank=True)
+    exchange = models.CharField(max_length=32, blank=True)
+    day = models.DateField()
+    positions = models.BigIntegerField(default=0)
+    open_positions = models.BigIntegerField(default=0)
+    trades = models.BigIntegerField(default=0)
+    wins = models.BigIntegerField(default=0)
+    losses = models.BigIntegerField(default=0)
+    tp_count = models.BigIntegerField(default=0)
+    sl_count = models.BigIntegerField(default=0)
+    trailing_sl_count = models.BigIntegerField(default=0)
+    manual_count = models.BigIntegerField(default=0)
+    timeout_count = models.BigIntegerField(default=0)
+    panic_count = models.BigIntegerField(default=0)
+    pnl = models.BigIntegerField(default=0)
+    fees = models.BigIntegerField(default=0)
+    gross_win = models.BigIntegerField(default=0)
+    gross_loss = models.BigIntegerField(default=0)
+    peak = models.BigIntegerField(default=0)
+    trough = models.BigIntegerField(default=0)
+    drawdown = models.BigIntegerField(default=0)
+    first_created_at = models.DateTimeField(null=True, blank=True)
+    last_created_at = models.DateTimeField(null=True, blank=True)
+    last_closed_at = models.DateTimeField(null=True, blank=True)
+    last_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "day"], name="bookfigure_kind_day")]
+
+    def __str__(self) -> str:
+        return f"book figure {self.rid!r}: {self.positions} positions, {self.trades} trades"

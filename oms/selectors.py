@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Avg, Count, DecimalField, Max, Min, Q, QuerySet, Sum
+from django.db.models import Count, DecimalField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
-from django.utils.dateparse import parse_datetime
 
+from oms.metrics import Sums, db_decimal, downsample, drawdown_summaries, equity_curve, stats_figures
 from oms.models import BookVersion, CloseReason, Position, PositionStatus
 
 GROUP_FIELDS = {"symbol": "symbol", "strategy": "strategy", "exchange": "exchange", "day": "day"}
@@ -67,77 +67,33 @@ def _metric_aggregates() -> dict:
         "total_fees": Coalesce(Sum("fee", filter=closed), ZERO, output_field=money),
         "gross_win": Coalesce(Sum("pnl", filter=win), ZERO, output_field=money),
         "gross_loss": Coalesce(Sum("pnl", filter=loss), ZERO, output_field=money),
-        "avg_pnl_per_trade": Avg("pnl", filter=closed),
-        "avg_pnl_win": Avg("pnl", filter=win),
-        "avg_pnl_loss": Avg("pnl", filter=loss),
         "first_trade_at": Min("created_at"),
         "last_trade_at": Max("created_at"),
-                "last_close_at": Max("closed_at", filter=closed),
+        "last_close_at": Max("closed_at", filter=closed),
     }
 
 
-def _to_decimal(value: object) -> Decimal | None:
-    if value is None:
-        return None
-    return value if isinstance(value, Decimal) else Decimal(str(value))
+def _sums(row: dict) -> Sums:
+    money = {"total_pnl", "total_fees", "gross_win", "gross_loss"}
+    return Sums(**{key: db_decimal(value) if key in money else value for key, value in row.items()})
 
 
-def _finish(row: dict, max_drawdown: Decimal) -> dict:
-    """Derived metrics from the aggregated row (no further queries)."""
-    closed = row["closed_positions"]
-    total_pnl = _to_decimal(row["total_pnl"]) or ZERO
-    gross_win, gross_loss = _to_decimal(row.pop("gross_win")) or ZERO, _to_decimal(row.pop("gross_loss")) or ZERO
-    last_close = row.pop("last_close_at")
-    span_days = None
-    if closed and row["first_trade_at"] and last_close:
-        span_days = max((last_close - row["first_trade_at"]).total_seconds() / 86400, 1.0)
-    for key in ("avg_pnl_per_trade", "avg_pnl_win", "avg_pnl_loss", "total_fees"):
-        row[key] = _to_decimal(row[key])
-    row.update(
-        total_pnl=total_pnl,
-        gross_pnl=total_pnl + (row["total_fees"] or ZERO),
-        winrate=round(100.0 * row["winning_trades"] / closed, 4) if closed else 0.0,
-        profit_factor=(gross_win / -gross_loss) if gross_loss else None,
-        expectancy=(total_pnl / closed) if closed else None,
-        max_drawdown=max_drawdown,
-        trades_per_day=round(closed / span_days, 4) if span_days else 0.0,
-    )
-    return row
+def _group_sql(group_by: str | None) -> str:
+    if group_by == "day":
+        return "DATE(closed_at)" if connection.vendor == "sqlite" else "(closed_at AT TIME ZONE 'UTC')::date"
+    return connection.ops.quote_name(GROUP_FIELDS[group_by]) if group_by else "0"
 
 
 def _drawdowns(queryset: QuerySet[Position], group_by: str | None) -> dict[str, Decimal]:
-    """Max drawdown of the cumulative net PnL over closed trades (ordered by close time), per group.
-
-    Window functions in the database: equity = running sum of pnl, peak = running max of equity
-    (never below the starting 0), drawdown = peak − equity.
-    """
-    inner_sql, params = queryset.filter(status=PositionStatus.CLOSED).values("id").query.sql_with_params()
-    table = connection.ops.quote_name(Position._meta.db_table)
-    if group_by == "day":
-        group_column = "DATE(closed_at)" if connection.vendor == "sqlite" else "(closed_at AT TIME ZONE 'UTC')::date"
-    else:
-        group_column = connection.ops.quote_name(GROUP_FIELDS[group_by]) if group_by else "0"
-    sql = f"""
-        SELECT grp, MAX((CASE WHEN peak > 0 THEN peak ELSE 0 END) - equity) FROM (
-            SELECT grp, equity,
-                   MAX(equity) OVER (PARTITION BY grp ORDER BY closed_at, id ROWS UNBOUNDED PRECEDING) AS peak
-            FROM (
-                SELECT {group_column} AS grp, closed_at, id,
-                       SUM(pnl) OVER (PARTITION BY {group_column} ORDER BY closed_at, id
-                                      ROWS UNBOUNDED PRECEDING) AS equity
-                FROM {table} WHERE id IN ({inner_sql})
-            ) curve
-        ) peaks GROUP BY grp
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {str(grp): max(_to_decimal(dd) or ZERO, ZERO) for grp, dd in cursor.fetchall()}
+    """Max drawdown per group (oms.metrics.drawdown_summaries: window functions in the database)."""
+    return {grp: summary.drawdown for grp, summary in drawdown_summaries(queryset, _group_sql(group_by)).items()}
 
 
 def position_stats(queryset: QuerySet[Position]) -> dict:
-    """The /stats metrics over `queryset`: two queries whatever the number of rows."""
+    """The /stats metrics over `queryset` from scratch in SQL: two queries whatever the number of rows.
+    (`book_stats` serves the same figures from the maintained book figures when it can.)"""
     row = queryset.order_by().aggregate(**_metric_aggregates())
-    return _finish(row, _drawdowns(queryset, None).get("0", ZERO))
+    return stats_figures(_sums(row), _drawdowns(queryset, None).get("0", ZERO))
 
 
 def position_stats_grouped(queryset: QuerySet[Position], group_by: str) -> list[dict]:
@@ -152,45 +108,34 @@ def position_stats_grouped(queryset: QuerySet[Position], group_by: str) -> list[
     results = []
     for row in rows:
         key = row.pop(group_by)
-        stats = _finish(row, drawdowns.get(str(key), ZERO))
+        stats = stats_figures(_sums(row), drawdowns.get(str(key), ZERO))
         results.append({group_by: str(key) if group_by == "day" else key, **stats})
     return results
 
 
-def equity_curve(queryset: QuerySet[Position], *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
-    """Cumulative net PnL after each closed trade (ordered by close time), at most `max_points` points.
+def book_stats(filters: dict, group_by: str | None = None) -> dict | list[dict]:
+    """/stats over the positions matching `filters` (the keyword arguments of `positions_filtered`):
+    from the figures maintained as trades happen (a few rows) when they can serve the filters,
+    else from scratch in SQL. Both give the same figures (oms/tests/test_book_figures.py)."""
+    from oms.services.figures import figures_can_serve, figures_stats
 
-    Downsampled in the database: the running sum is computed over every trade, but only every
-    n-th point (and always the first and the last) leaves it, so the page stays fast at any size.
-    """
-    closed = queryset.filter(status=PositionStatus.CLOSED)
-    total = closed.order_by().count()
-    if not total:
-        return []
-    step = max(1, -(-total // max(max_points - 1, 1)))  # ceiling division
-    inner_sql, params = closed.values("id").query.sql_with_params()
-    table = connection.ops.quote_name(Position._meta.db_table)
-    sql = f"""
-        SELECT closed_at, equity FROM (
-            SELECT closed_at,
-                   SUM(pnl) OVER (ORDER BY closed_at, id ROWS UNBOUNDED PRECEDING) AS equity,
-                   ROW_NUMBER() OVER (ORDER BY closed_at, id) AS rn
-            FROM {table} WHERE id IN ({inner_sql})
-        ) curve
-        WHERE rn = 1 OR rn = %s OR rn %% %s = 0
-        ORDER BY rn
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*params, total, step))
-        rows = cursor.fetchall()
-    points = []
-    for closed_at, equity in rows:
-        if isinstance(closed_at, str):  # SQLite hands raw timestamps back as text
-            closed_at = parse_datetime(closed_at)
-            if closed_at is not None and closed_at.tzinfo is None:
-                closed_at = closed_at.replace(tzinfo=UTC)
-        points.append((closed_at, _to_decimal(equity) or ZERO))
-    return points
+    if figures_can_serve(filters, group_by):
+        return figures_stats(filters, group_by)
+    positions = positions_filtered(**filters)
+    return position_stats_grouped(positions, group_by) if group_by else position_stats(positions)
+
+
+def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
+    """The whole book's equity curve for the overview: after each closed trade while the book has at
+    most `max_points` of them (a small query), else at the last close of each closing day, from the
+    maintained figures (a few hundred rows however many trades), downsampled to `max_points`."""
+    if closed_trades <= max_points:  # in Python (oms.metrics), exact on SQLite too, where SQL sums floats
+        trades = (Position.objects.filter(status=PositionStatus.CLOSED).order_by("closed_at", "id")
+                  .values_list("closed_at", "pnl")[:max_points + 1])
+        return downsample(equity_curve(trades), max_points)
+    from oms.services.figures import figures_equity_days
+
+    return figures_equity_days(max_points=max_points)
 
 
 def book_version() -> str:

@@ -593,6 +593,10 @@ def backup_restore(
     if target.alias:
         progress("applying migrations…")
         call_command("migrate", database=target.alias, interactive=False, verbosity=1, stdout=output)
+        progress("rebuilding the book figures…")  # from the restored positions (oms.services.figures)
+        from oms.services.figures import book_figures_rebuild
+
+        book_figures_rebuild(using=target.alias)
     log_event(logger, "backup_restored", path=str(path), target=target.describe(), rows=sum(counts.values()),
               safety_backup=str(safety) if safety else None)
     return RestoreResult(path=path, target=target.describe(), safety_backup=safety, tables=counts,

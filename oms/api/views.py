@@ -30,7 +30,7 @@ from oms.api.serializers import (
 )
 from oms.exceptions import PositionNotFound
 from oms.models import Order, Position, Signal, SwitchSource
-from oms.selectors import cached_over_book, position_stats, position_stats_grouped, positions_filtered
+from oms.selectors import book_stats, cached_over_book
 from oms.services.health import health_report
 from oms.services.positions import (
     PositionRequest,
@@ -100,12 +100,11 @@ class StatsApi(APIView):
         query.is_valid(raise_exception=True)
         filters = dict(query.validated_data)
         group_by = filters.pop("group_by", None)
-        positions = positions_filtered(**filters)
         key = sorted(filters.items())
         if group_by:
-            groups = cached_over_book(f"stats:{group_by}", lambda: position_stats_grouped(positions, group_by), key)
+            groups = cached_over_book(f"stats:{group_by}", lambda: book_stats(filters, group_by), key)
             return Response({"group_by": group_by, "groups": groups})
-        return Response(cached_over_book("stats", lambda: position_stats(positions), key))
+        return Response(cached_over_book("stats", lambda: book_stats(filters), key))
 
 
 class PositionListApi(generics.ListAPIView):

@@ -31,7 +31,7 @@ from oms.console.forms import (
 from oms.console.templatetags import money, price
 from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable
 from oms.models import CloseReason, OmsSwitchChange, Order, Position, PositionStatus, Signal, SwitchSource
-from oms.selectors import cached_over_book, equity_curve, position_stats, position_stats_grouped, positions_filtered
+from oms.selectors import book_equity_curve, book_stats, cached_over_book, positions_filtered
 from oms.services.health import health_report
 from oms.services.marks import positions_marks
 from oms.services.positions import position_close_at_market, positions_close_all
@@ -81,12 +81,11 @@ def _book_cached(name: str, compute: Callable[[], object], *extra: object) -> ob
 
 def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -> dict:
     def compute() -> dict:
-        everything = Position.objects.all()
-        stats = position_stats(everything)
+        stats = book_stats({})
         return {
             "stats": stats,
             "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
-            "chart": equity_chart(equity_curve(everything)),
+            "chart": equity_chart(book_equity_curve(stats["closed_positions"])),
             "trip_figures": trip_figures(limits=limits) if limits.any else None,
         }
 
@@ -261,14 +260,13 @@ def statistics(request: HttpRequest) -> HttpResponse:
     filters = form.filters() if form.is_bound and form.is_valid() else {}
 
     def compute() -> dict:
-        queryset = positions_filtered(**filters)
         breakdowns = []
         for group_by, title in BREAKDOWNS:
-            groups = position_stats_grouped(queryset, group_by)
+            groups = book_stats(filters, group_by)
             if group_by == "day":
                 groups = groups[::-1]  # newest day first
             breakdowns.append({"key": group_by, "title": title, "groups": groups})
-        stats = position_stats(queryset)
+        stats = book_stats(filters)
         return {"stats": stats, "breakdowns": breakdowns,
                 "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"]}
 

@@ -24,6 +24,7 @@ from lomsite.jsonlog import log_event
 from oms.models import Order, OrderPurpose, OrderStatus, Position, PositionStatus
 from oms.pnl import fee_for, gross_pnl, slipped_close_price
 from oms.services.book import book_changed
+from oms.services.figures import book_figures_record_closes
 from oms.services.trips import trips_check_on_commit
 
 logger = logging.getLogger("loms.oms")
@@ -126,6 +127,7 @@ def close_positions(instructions: Iterable[CloseInstruction], *, now: datetime |
         _report_on_commit(result)
         if result.closed:
             book_changed()
+            book_figures_record_closes(result.closed)
             trips_check_on_commit()  # loss limits may turn the switch off once these closes commit
     return result
 

@@ -27,6 +27,7 @@ from oms.models import (
 from oms.pnl import fee_for
 from oms.services.book import book_changed
 from oms.services.closing import CloseInstruction, close_positions
+from oms.services.figures import book_figures_record_open
 from oms.services.switch import switch_state
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources import fetch_prices, get_price_source
@@ -146,6 +147,7 @@ def position_open_locked(
         created_at=now,
     )
     book_changed()
+    book_figures_record_open(position)
     # Logged once the position is committed, never for one that is rolled back.
     transaction.on_commit(lambda: log_event(
         logger,

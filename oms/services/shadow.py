@@ -17,6 +17,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from oms import metrics
+from oms.console.charts import equity_chart
 from oms.models import AutoCloseMonitor, CloseReason, Position, PositionStatus
 
 Z_95 = 1.959963984540054
@@ -59,26 +61,16 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
 
 
 def equity_curve(trades: list[Trade]) -> list[tuple[datetime, Decimal]]:
-    """Cumulative net PnL after each trade, in closing order."""
-    equity, points = ZERO, []
-    for trade in trades:
-        equity += trade.pnl
-        points.append((trade.closed_at, equity))
-    return points
+    """Cumulative net PnL after each trade, in closing order (oms.metrics.equity_curve)."""
+    return metrics.equity_curve((trade.closed_at, trade.pnl) for trade in trades)
 
 
 def max_drawdown(pnls: list[Decimal]) -> tuple[Decimal, float | None]:
-    """Largest fall of the equity from its running peak (the peak starts at 0, the empty book).
+    """Largest fall of the equity from its running peak (oms.metrics: the peak starts at 0, the empty book).
 
     Returns (absolute, percent of the peak it fell from); the percent is None when that peak was 0.
     """
-    equity = peak = worst = ZERO
-    worst_peak = ZERO
-    for pnl in pnls:
-        equity += pnl
-        peak = max(peak, equity)
-        if peak - equity > worst:
-            worst, worst_peak = peak - equity, peak
+    worst, worst_peak = metrics.max_drawdown_with_peak(pnls)
     percent = float(worst / worst_peak * 100) if worst_peak > 0 else None
     return worst, percent
 
@@ -112,7 +104,7 @@ def trade_metrics(trades: list[Trade], *, period_days: float | None = None) -> d
         "wins": wins,
         "losses": losses,
         "breakeven": n - wins - losses,
-        "winrate_pct": round(100 * wins / n, 2) if n else None,
+        "winrate_pct": metrics.winrate_pct(wins, n) if n else None,
         "winrate_ci95_low_pct": round(100 * low, 2) if n else None,
         "winrate_ci95_high_pct": round(100 * high, 2) if n else None,
         "tp_count": tp,
@@ -124,10 +116,10 @@ def trade_metrics(trades: list[Trade], *, period_days: float | None = None) -> d
         "total_pnl": total,
         "gross_win": gross_win,
         "gross_loss": gross_loss,
-        "profit_factor": (gross_win / gross_loss).quantize(Decimal("0.0001")) if gross_loss else None,
-        "expectancy": (total / n).quantize(Decimal("0.0001")) if n else None,
-        "avg_win": (gross_win / wins).quantize(Decimal("0.0001")) if wins else None,
-        "avg_loss": (-gross_loss / losses).quantize(Decimal("0.0001")) if losses else None,
+        "profit_factor": metrics.profit_factor(gross_win, -gross_loss),
+        "expectancy": metrics.expectancy(total, n),
+        "avg_win": metrics.average(gross_win, wins),
+        "avg_loss": metrics.average(-gross_loss, losses),
         "max_drawdown": drawdown,
         "max_drawdown_pct_of_peak": round(drawdown_pct, 2) if drawdown_pct is not None else None,
         "longest_losing_streak": longest_losing_streak(pnls),
@@ -238,25 +230,15 @@ def shadow_report(*, since: datetime | None = None, until: datetime | None = Non
 
 
 def equity_svg(points: list[tuple[datetime, Decimal]], *, width: int = 800, height: int = 240) -> str:
-    """An inline SVG line of the equity curve (x: trade number, y: cumulative PnL), with the zero line."""
+    """An inline SVG line of the equity curve (x: trade number from the empty book, y: cumulative
+    PnL), with the zero line; the geometry is oms.console.charts.equity_chart's, as on the overview."""
     if not points:
         return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"></svg>'
-    values = [0.0] + [float(equity) for _, equity in points]
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    pad = 10
-
-    def xy(index: int, value: float) -> str:
-        x = pad + (width - 2 * pad) * index / (len(values) - 1)
-        y = pad + (height - 2 * pad) * (high - value) / span
-        return f"{x:.1f},{y:.1f}"
-
-    line = " ".join(xy(i, v) for i, v in enumerate(values))
-    zero_y = pad + (height - 2 * pad) * (high - 0.0) / span
+    chart = equity_chart([(points[0][0], ZERO), *points], width=width, height=height, pad=10)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" role="img" aria-label="Equity curve">'
-            f'<line x1="{pad}" y1="{zero_y:.1f}" x2="{width - pad}" y2="{zero_y:.1f}" stroke="#999" '
+            f'<line x1="10" y1="{chart.zero_y:.1f}" x2="{width - 10}" y2="{chart.zero_y:.1f}" stroke="#999" '
             f'stroke-dasharray="4 3"/>'
-            f'<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{line}"/>'
-            f'<text x="{pad}" y="{pad + 10}" font-size="11">{high:.2f}</text>'
-            f'<text x="{pad}" y="{height - pad}" font-size="11">{low:.2f}</text></svg>')
+            f'<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{chart.line}"/>'
+            f'<text x="10" y="20" font-size="11">{chart.top_label:.2f}</text>'
+            f'<text x="10" y="{height - 10}" font-size="11">{chart.bottom_label:.2f}</text></svg>')

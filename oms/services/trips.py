@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -79,22 +79,12 @@ def daily_loss(*, now: datetime, since: datetime | None) -> Decimal:
 
 
 def current_drawdown(*, since: datetime | None) -> Decimal:
-    """Peak of the cumulative net PnL (never below the starting 0) minus its current value."""
-    inner_sql, params = _closed_since(since).values("id").query.sql_with_params()
-    table = connection.ops.quote_name(Position._meta.db_table)
-    sql = f"""
-        SELECT MAX(equity) FROM (
-            SELECT SUM(pnl) OVER (ORDER BY closed_at, id ROWS UNBOUNDED PRECEDING) AS equity
-            FROM {table} WHERE id IN ({inner_sql})
-        ) curve
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        peak = cursor.fetchone()[0]
-    if peak is None:
-        return ZERO
-    current = _closed_since(since).aggregate(total=Sum("pnl"))["total"] or ZERO
-    return max(Decimal(str(peak)), ZERO) - Decimal(current)
+    """Peak of the cumulative net PnL (never below the starting 0) minus its current value
+    (oms.metrics.Drawdown.current), from the maintained book figures: at most one day's closes
+    are read (oms.services.figures.figures_drawdown_since)."""
+    from oms.services.figures import figures_drawdown_since
+
+    return figures_drawdown_since(since).current
 
 
 def consecutive_stop_losses(*, since: datetime | None, limit: int) -> int:

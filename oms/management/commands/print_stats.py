@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from oms.management.commands._cli import WHEN_HELP, NumbersJSONEncoder, fmt, parse_when, table
-from oms.selectors import GROUP_FIELDS, position_stats, position_stats_grouped, positions_filtered
+from oms.selectors import GROUP_FIELDS, book_stats
 
 SUMMARY = [
     ("total_positions", "positions"), ("open_positions", "open"), ("closed_positions", "closed"),
@@ -32,12 +32,12 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def handle(self, *args, since, until, by, epoch, symbol, strategy, json: bool, **options):
-        positions = positions_filtered(since=parse_when(since, "--since"), until=parse_when(until, "--until"),
-                                       account_label=epoch, symbol=symbol, strategy=strategy)
+        filters = {"since": parse_when(since, "--since"), "until": parse_when(until, "--until"),
+                   "account_label": epoch, "symbol": symbol, "strategy": strategy}
         if by:
-            result = {"group_by": by, "groups": position_stats_grouped(positions, by)}
+            result = {"group_by": by, "groups": book_stats(filters, by)}
         else:
-            result = position_stats(positions)
+            result = book_stats(filters)
         if json:
             self.stdout.write(_json_dumps(result))
             return
