@@ -150,7 +150,7 @@ def test_the_same_book_gives_the_same_figures_everywhere(anon_client):
     assert_same(sql, expected)
     assert_same(overview["stats"], expected)
     for key in ("total_pnl", "max_drawdown", "profit_factor", "expectancy", "avg_pnl_win", "avg_pnl_loss"):
-        assert api[key] == pytest.approx(float(expected[key])) and Decimal(printed[key]) == expected[key]
+        assert api[key] == printed[key] == pytest.approx(float(expected[key]))  # JSON numbers, as the API
     assert api["winrate"] == printed["winrate"] == expected["winrate"]
     assert shadow["closed_trades"] == expected["closed_positions"]
     assert (shadow["wins"], shadow["losses"]) == (expected["winning_trades"], expected["losing_trades"])
@@ -236,8 +236,8 @@ def test_maintained_figures_equal_a_from_scratch_computation(book, close_order, 
 
 
 def test_the_real_open_and_close_paths_keep_the_figures_exact(anon_client, settings, signal_body):
+    from oms.services.closing import CloseInstruction, close_positions
     from oms.services.positions import position_close
-    from oms.services.sweep import _close_positions
 
     settings.MAX_OPEN_POSITIONS = settings.MAX_OPEN_POSITIONS_PER_SYMBOL = None
     for i in range(6):
@@ -245,9 +245,8 @@ def test_the_real_open_and_close_paths_keep_the_figures_exact(anon_client, setti
         assert anon_client.post("/signals/bounce", body, format="json").status_code in (200, 201)
     positions = list(Position.objects.order_by("id"))
     position_close(position=positions[0], price=Decimal("101.5"), reason=CloseReason.MANUAL)
-    with transaction.atomic():
-        _close_positions({p.pk: (CloseReason.TP, Decimal("104.5"), None) for p in positions[1:4]},
-                         now=positions[0].created_at + timedelta(minutes=1))
+    close_positions([CloseInstruction(p.pk, Decimal("104.5"), CloseReason.TP) for p in positions[1:4]],
+                    now=positions[0].created_at + timedelta(minutes=1))
     position_close(position=positions[4], price=Decimal("97"), reason=CloseReason.SL)
     assert Position.objects.filter(status=PositionStatus.CLOSED).count() == 5
     check_everything()

@@ -35,12 +35,13 @@ def minutes_ago(n: int):
 @pytest.mark.django_db
 def test_daily_loss_reaching_the_limit_turns_the_switch_off(no_trip_limits):
     no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("10")
-    closed_position(pnl="-6", reason="sl", closed_at=minutes_ago(30))
-    closed_position(pnl="2", reason="tp", closed_at=minutes_ago(20))
-    assert trips_check() is None
-    closed_position(pnl="-6", reason="sl", closed_at=minutes_ago(10))
+    noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)  # all closes on one UTC day
+    closed_position(pnl="-6", reason="sl", closed_at=noon - timedelta(minutes=30))
+    closed_position(pnl="2", reason="tp", closed_at=noon - timedelta(minutes=20))
+    assert trips_check(noon) is None
+    closed_position(pnl="-6", reason="sl", closed_at=noon - timedelta(minutes=10))
 
-    reason = trips_check()
+    reason = trips_check(noon)
 
     assert reason is not None and "daily loss 10.0000" in reason and "DAILY_LOSS_LIMIT_USDT" in reason
     control = OmsControl.load()
