@@ -37,6 +37,16 @@ class LoginGuardBackend(AxesStandaloneBackend):
         return super().authenticate(request, username, password, **kwargs)
 
 
+def login_username(request, credentials: dict | None = None) -> str:
+    """The username a login attempt is counted under: at most 150 characters, Django's own limit
+    (a longer one cannot be an account, and axes' column would refuse it on PostgreSQL)."""
+    if credentials:
+        value = credentials.get("username")
+    else:
+        value = request.POST.get("username") if request is not None else None
+    return str(value or "")[:150]
+
+
 def client_ip(request) -> str | None:
     """The client's address: behind the TLS proxy, the address the proxy saw, i.e. the right-most
     X-Forwarded-For entry (nginx appends it; entries to its left come from the client and can be

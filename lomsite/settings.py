@@ -143,6 +143,7 @@ AXES_LOCKOUT_PARAMETERS = {"username_ip": [["username", "ip_address"]], "usernam
                            "ip": ["ip_address"]}[_lockout_by]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "lomsite.loginguard.client_ip"
+AXES_USERNAME_CALLABLE = "lomsite.loginguard.login_username"
 AXES_VERBOSE = False  # lomsite/loginguard.py logs the events as JSON
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"

@@ -125,7 +125,10 @@ class BounceSignalSerializer(serializers.Serializer):
             parsed = None
         if parsed is None:
             raise serializers.ValidationError("Must be an ISO-8601 date-time, e.g. 2025-06-19T10:15:00Z.")
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        try:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is past the last representable instant
+            raise serializers.ValidationError("Must be a date-time between the years 1 and 9999 in UTC.") from None
 
     def validate_exchange(self, value: str) -> str:
         exchange = value.strip().lower()

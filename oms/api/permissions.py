@@ -36,22 +36,24 @@ def user_has_perm(user, perm: str) -> bool:
 class ApiPermission(BasePermission):
     """Reads: any authenticated caller. Writes: the view's `write_permission` (e.g. `oms.trade`).
 
-    With `API_ALLOW_ANONYMOUS` (dev profile only) everything is open, so the bot's local
-    scripts work without a token; but an anonymous write that a browser could have sent must pass
-    Django's CSRF check (`browser_write_needs_csrf`), so a page of another site cannot make the
-    developer's browser close positions or flip the switch on http://127.0.0.1:8000.
+    With `API_ALLOW_ANONYMOUS` (dev profile only) anonymous callers may do everything, so the
+    bot's local scripts work without a token; but an anonymous write that a browser could have sent
+    must pass Django's CSRF check (`browser_write_needs_csrf`), so a page of another site cannot
+    make the developer's browser close positions or flip the switch on http://127.0.0.1:8000.
+    An authenticated caller is always held to its role: a bot or viewer token never writes more
+    because anonymous access is open.
     """
 
     message = "Authentication with an API token or a session is required."
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        if settings.API_ALLOW_ANONYMOUS:
-            if request.method not in SAFE_METHODS and not (user and user.is_authenticated):
+        if not (user and user.is_authenticated):
+            if not settings.API_ALLOW_ANONYMOUS:
+                return False
+            if request.method not in SAFE_METHODS:
                 browser_write_needs_csrf(request)
             return True
-        if not (user and user.is_authenticated):
-            return False
         if request.method in SAFE_METHODS:
             return True
         required = getattr(view, "write_permission", None)

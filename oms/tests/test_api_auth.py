@@ -8,8 +8,10 @@ from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from apitokens.models import ApiToken
+from conftest import make_user
 from oms.api.hmac_auth import sign_body
-from oms.models import Position
+from oms.models import OmsControl, Position, PositionStatus
 from oms.tests.factories import open_position
 
 pytestmark = pytest.mark.django_db
@@ -188,3 +190,17 @@ class TestHmacSignedSignals:
                                     content_type="application/json", HTTP_X_TIMESTAMP=ts,
                                     HTTP_X_SIGNATURE=sign_body(self.SECRET, ts, raw))
         assert response.status_code == 401
+
+
+@pytest.mark.parametrize("role", ["bot", "viewer"])
+def test_dev_open_access_never_lifts_an_authenticated_caller_above_its_role(role, settings):
+    """API_ALLOW_ANONYMOUS opens the API to anonymous scripts; a token still answers for its role."""
+    assert settings.API_ALLOW_ANONYMOUS is True  # the dev default
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(make_user('dev-' + role, role))}")
+    position = open_position()
+    assert client.post("/positions/close-all", {"confirm": "CLOSE ALL"}, format="json").status_code == 403
+    assert client.post(f"/positions/{position.pk}/close").status_code == 403
+    assert client.post("/oms/switch", {"enabled": False, "reason": "r"}, format="json").status_code == 403
+    assert client.get("/positions").status_code == 200
+    assert Position.objects.get().status == PositionStatus.OPEN and OmsControl.load().enabled

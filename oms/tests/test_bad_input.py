@@ -233,3 +233,11 @@ def test_a_console_sort_that_is_not_a_column_never_fails(client, operator, sort)
     if sort in ("--id", "---created_at", "nope", "-"):
         assert response.context["form"].errors["sort"]
         assert "Sort: Select a valid choice" in response.content.decode()
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59-00:01",
+                                   "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+01:00"])
+def test_a_timestamp_past_the_representable_range_in_utc_is_a_recorded_400(anon_client, settings, stamp):
+    body = json.loads(VALID + "}")
+    response = post(anon_client, {**body, "timestamp": stamp})
+    assert_recorded_400(response, settings, "timestamp")

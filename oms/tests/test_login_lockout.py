@@ -98,3 +98,12 @@ def test_the_admin_login_is_throttled_too(limits):
     for _ in range(3):
         Client().post("/admin/login/", {"username": "root", "password": "wrong"})
     assert Client().post("/admin/login/", {"username": "root", "password": "pw-root"}).status_code == 429
+
+
+def test_an_overlong_username_is_a_failed_login_never_a_500(limits):
+    """Axes' column holds 255 characters; PostgreSQL refused a 256-character name with a 500."""
+    client = Client()
+    for _ in range(3):
+        response = try_login(client, "a" * 300, "wrong")
+    assert response.status_code == 429  # counted (as its first 150 characters) and locked like any other
+    assert try_login(client, "b" * 300, "wrong").status_code == 200
