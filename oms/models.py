@@ -17,6 +17,12 @@ class Side(models.TextChoices):
     SHORT = "short", "Short"
 
 
+class BrokerMode(models.TextChoices):
+    PAPER = "paper", "Paper"
+    DEMO = "demo", "Exchange demo"
+    LIVE = "live", "Live"
+
+
 class MarketType(models.TextChoices):
     PAPER_SIM = "paper_sim", "Paper (simulated)"
     LINEAR_PERP = "linear_perp", "Linear perpetual"
@@ -35,6 +41,11 @@ class CloseReason(models.TextChoices):
     TIMEOUT = "timeout", "Timeout"
     MANUAL = "manual", "Manual"
     PANIC = "panic", "Panic (close all)"
+    # Closed on the exchange, found by the reconciliation (demo/live, issue #11).
+    EXCHANGE_TP = "exchange_tp", "Take profit on the exchange"
+    EXCHANGE_SL = "exchange_sl", "Stop loss on the exchange"
+    EXCHANGE_CLOSE = "exchange_close", "Closed on the exchange (liquidation, app)"
+    FLATTEN = "flatten", "Flatten"
 
 
 class ExitStrategy(models.TextChoices):
@@ -68,6 +79,8 @@ class Position(models.Model):
     dynamic_sl_price = models.DecimalField(**PRICE, null=True, blank=True)
     max_favorable_move = models.DecimalField(**PRICE, null=True, blank=True)
     exit_meta = models.JSONField(default=dict, blank=True)
+    # Where the position lives: paper (simulated) or on the exchange in demo/live (issue #11).
+    broker_mode = models.CharField(max_length=5, choices=BrokerMode.choices, default=BrokerMode.PAPER)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -112,9 +125,16 @@ class Position(models.Model):
 
 class OrderStatus(models.TextChoices):
     CREATED = "created", "Created"
+    SUBMITTED = "submitted", "Submitted"  # sent to the exchange, answer not yet known
+    PARTIALLY_FILLED = "partial", "Partially filled"
     FILLED = "filled", "Filled"
     CANCELLED = "cancelled", "Cancelled"
     REJECTED = "rejected", "Rejected"
+
+
+class TradeSide(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
 
 
 class OrderPurpose(models.TextChoices):
@@ -135,10 +155,22 @@ class Order(models.Model):
     status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.CREATED)
     purpose = models.CharField(max_length=5, choices=OrderPurpose.choices, default=OrderPurpose.ENTRY)
     created_at = models.DateTimeField(default=timezone.now)
+    # Exchange orders (demo/live, issue #11); paper orders leave them empty.
+    trade_side = models.CharField(max_length=4, choices=TradeSide.choices, blank=True)
+    reduce_only = models.BooleanField(default=False)
+    client_order_id = models.CharField(max_length=36, null=True, blank=True, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    filled_qty = models.DecimalField(**PRICE, null=True, blank=True)
+    fee = models.DecimalField(**PRICE, null=True, blank=True)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["-created_at", "-id"], name="order_newest")]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="order_newest"),
+            models.Index(fields=["status", "created_at"], name="order_status_created"),
+        ]
         constraints = [models.CheckConstraint(condition=Q(qty__gt=0), name="order_qty_positive")]
 
     def __str__(self) -> str:
@@ -150,6 +182,7 @@ class SignalOutcome(models.TextChoices):
     RISK_BLOCKED = "risk_blocked", "Blocked by risk"
     OMS_DISABLED = "oms_disabled", "OMS disabled"
     DUPLICATE = "duplicate", "Duplicate"
+    BROKER_REJECTED = "broker_rejected", "Refused by the exchange"
     REJECTED = "rejected", "Rejected (invalid)"
 
 
@@ -297,3 +330,24 @@ class SweepRun(models.Model):
 
     def __str__(self) -> str:
         return f"sweep {self.started_at:%H:%M:%S.%f} {self.duration_ms:.1f} ms, {self.closed} closed"
+
+
+class BrokerMonitor(models.Model):
+    """The last reconciliation with the exchange (single row, pk=1), shown on /health (issue #11)."""
+
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_state = models.CharField(max_length=16, blank=True, help_text="ok, mismatch or error")
+    last_detail = models.TextField(blank=True)
+    runs = models.BigIntegerField(default=0)
+    closed_by_exchange = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "broker monitor"
+
+    def __str__(self) -> str:
+        return f"reconciliation: {self.last_state or 'never'}"
+
+    @classmethod
+    def load(cls) -> BrokerMonitor:
+        monitor, _ = cls.objects.get_or_create(pk=1)
+        return monitor

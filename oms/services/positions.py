@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +15,7 @@ from django.utils import timezone
 from lomsite.jsonlog import log_event
 from oms.exceptions import OmsDisabled, PositionNotFound, PriceUnavailable, RiskLimitExceeded
 from oms.models import (
+    BrokerMode,
     CloseReason,
     ExitStrategy,
     OmsControl,
@@ -111,6 +112,11 @@ def position_open_locked(
     state = switch_state(control)
     if not state.enabled:
         raise OmsDisabled(state.disabled_reason)
+    exchange_mode = settings.BROKER_MODE != "paper"
+    if exchange_mode:  # BROKER (#11): the qty the exchange takes (lot size, minimum, LIVE_MAX_NOTIONAL_USDT)
+        from oms.services.execution import entry_qty
+
+        request = replace(request, qty=entry_qty(symbol=request.symbol, qty=request.qty, price=request.entry_price))
     limits = RiskLimits.from_settings()
     exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
     decision = check_risk_limits(request.symbol, request.entry_price, request.qty, exposure=exposure, limits=limits)
@@ -145,6 +151,10 @@ def position_open_locked(
         purpose=OrderPurpose.ENTRY,
         created_at=now,
     )
+    if exchange_mode:  # BROKER (#11): sent after commit by execution.entry_execute, filled from the exchange
+        from oms.services.execution import mark_entry_submitted
+
+        mark_entry_submitted(order)
     book_changed()
     log_event(
         logger,
@@ -220,6 +230,11 @@ def log_position_closed(position: Position) -> None:
 @transaction.atomic
 def position_close(*, position: Position, price: Decimal, reason: str, now: datetime | None = None) -> CloseResult:
     """Close an open position at `price`. Books the close (and its PnL) exactly once."""
+    if position.broker_mode != BrokerMode.PAPER:  # BROKER (#11): a reduce-only order; its fill is the close
+        from oms.services.execution import exchange_position_close
+
+        outcome = exchange_position_close(position=position, reason=reason, now=now)
+        return CloseResult(position=outcome.position, closed_now=outcome.closed_now)
     values = close_values(position=position, price=price, reason=reason, now=now or timezone.now())
     # Conditional update: whoever flips open→closed first wins; a racing close updates nothing.
     updated = Position.objects.filter(pk=position.pk, status=PositionStatus.OPEN).update(**values)

@@ -9,9 +9,10 @@ from django.db import IntegrityError, transaction
 
 from lomsite.jsonlog import log_event
 from oms.exceptions import OmsDisabled, RiskLimitExceeded
-from oms.models import Signal, SignalOutcome
+from oms.models import BrokerMode, Signal, SignalOutcome
 from oms.pnl import levels_from_pct
 from oms.services.audit import audit_append
+from oms.services.execution import entry_execute
 from oms.services.positions import PositionRequest, lock_oms_control, position_open_locked
 from oms.signal_input import QUANT, BounceSignal, SignalInvalid, parse_bounce_signal
 
@@ -129,6 +130,8 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
                 if first is None:
                     raise
                 row = _record_duplicate(signal, stored_payload, first)
+        if row.outcome == SignalOutcome.OPENED and row.position and row.position.broker_mode != BrokerMode.PAPER:
+            row = entry_execute(row)  # BROKER (#11): the order goes to the exchange after the commit
     except Exception as exc:
         audit_append({"outcome": "error", "error": type(exc).__name__, "payload": stored_payload})
         raise
