@@ -24,7 +24,7 @@ class BitgetBroker(CcxtBroker):
     def client_config(self) -> dict:
         return {**super().client_config(), "apiKey": settings.BITGET_API_KEY, "secret": settings.BITGET_API_SECRET,
                 "password": settings.BITGET_API_PASSPHRASE,
-                "options": {"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}}
+                "options": {"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap", "uta": False}}
 
     def setup_client(self) -> None:
         if self.mode == "demo":

@@ -49,7 +49,7 @@ RATE_LIMIT_BACKOFF_SEC = (0.5, 1.0, 2.0)
 def broker_alert(message: str) -> None:
     """THE call site for broker alerts (reconciliation mismatch, auth failure, unknown outcome).
     Wire the notifications service (oms/services/notify.py) here; today it is a WARNING log line."""
-    log_event(logger, "broker_alert", logging.WARNING, message=message)
+    log_event(logger, "broker_alert", logging.WARNING, alert=message)
 
 
 def switch_off(reason: str) -> None:
