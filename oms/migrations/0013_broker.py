@@ -2,11 +2,27 @@
 
 from django.db import migrations, models
 
+RECONCILE_SCHEDULE = "oms.broker_reconcile"
+
+
+def create_reconcile_schedule(apps, schema_editor):
+    # Every minute; the task reconciles every RECONCILE_INTERVAL_SEC within its minute and does
+    # nothing in paper mode (oms.tasks.broker_reconcile).
+    apps.get_model("django_q", "Schedule").objects.update_or_create(
+        name=RECONCILE_SCHEDULE,
+        defaults={"func": "oms.tasks.broker_reconcile", "schedule_type": "I", "minutes": 1, "repeats": -1},
+    )
+
+
+def delete_reconcile_schedule(apps, schema_editor):
+    apps.get_model("django_q", "Schedule").objects.filter(name=RECONCILE_SCHEDULE).delete()
+
 
 class Migration(migrations.Migration):
 
     dependencies = [
         ('oms', '0007_book_version'),
+        ('django_q', '0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more'),
     ]
 
     operations = [
@@ -88,4 +104,5 @@ class Migration(migrations.Migration):
             model_name='order',
             index=models.Index(fields=['status', 'created_at'], name='order_status_created'),
         ),
+        migrations.RunPython(create_reconcile_schedule, delete_reconcile_schedule),
     ]

@@ -261,6 +261,47 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
     raise failure or BrokerError(f"close of position {position.pk} not filled", kind="unavailable")
 
 
+def sweep_exchange_positions(closes: dict, updates: list[Position]) -> tuple[dict, list[Position]]:
+    """The auto-close sweep's decisions for exchange positions, taken out of its paper batch.
+
+    TP and SL (static or trailing) are the exchange's own orders: the sweep does not race them. A
+    trailing stop that moved is moved on the exchange first (the new level is stored only if the
+    exchange took it). A timeout closes with a reduce-only market order. Returns what is left for
+    the paper batch.
+    """
+    ids = set(closes) | {p.pk for p in updates}
+    exchange_ids = set(Position.objects.filter(pk__in=ids).exclude(broker_mode=BrokerMode.PAPER)
+                       .values_list("pk", flat=True))
+    if not exchange_ids:
+        return closes, updates
+    broker = get_broker()
+    kept_updates = []
+    for update in updates:
+        if update.pk not in exchange_ids:
+            kept_updates.append(update)
+            continue
+        position = Position.objects.get(pk=update.pk)
+        new_sl = getattr(update, "dynamic_sl_price", None)
+        if new_sl is not None and new_sl != position.dynamic_sl_price:
+            try:
+                broker.move_stop(symbol=position.symbol, side=position.side, sl_price=new_sl)
+            except BrokerError as exc:
+                log_event(logger, "exchange_stop_not_moved", logging.WARNING, position_id=position.pk,
+                          error=exc.message)
+                continue
+        kept_updates.append(update)
+    for position_id in exchange_ids & set(closes):
+        reason = closes.pop(position_id)[0]
+        if reason != CloseReason.TIMEOUT:
+            continue  # the exchange's TP/SL closes it; the reconciliation books it
+        try:
+            exchange_position_close(position=Position.objects.get(pk=position_id), reason=reason)
+        except BrokerError as exc:
+            log_event(logger, "exchange_timeout_close_failed", logging.WARNING, position_id=position_id,
+                      error=exc.message)
+    return closes, kept_updates
+
+
 # --- reconciliation ------------------------------------------------------------------------------
 @dataclass
 class ReconcileResult:

@@ -77,4 +77,11 @@ def health_report() -> dict:
     )
     if auto_close["stale"]:
         report["status"] = "degraded"
+    if settings.BROKER_MODE != "paper":  # BROKER (#11): the exchange, and its last reconciliation
+        from oms.services.execution import reconcile_report
+
+        report["broker_exchange"] = settings.BROKER_EXCHANGE
+        report["reconciliation"] = reconciliation = reconcile_report()
+        if reconciliation["stale"] or reconciliation["state"] != "ok":
+            report["status"] = "degraded"
     return report

@@ -3,15 +3,19 @@ signature as the exchange documents it (tests/exchange_standin.py). No network, 
 
 from __future__ import annotations
 
+import io
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from oms.brokers import reset_brokers
 from oms.models import BrokerMode, Order, OrderStatus, Position, PositionStatus, Signal, SignalOutcome
 from oms.services.execution import flatten, preflight, reconcile
 from oms.services.positions import position_close_at_market
+from oms.services.sweep import auto_close_sweep
 from oms.services.switch import switch_state
 from tests.exchange_standin import StandIn
 
@@ -272,3 +276,85 @@ def test_paper_mode_never_sends_a_private_request_even_with_keys_and_a_stand_in(
     flatten(actor="olga")
     reconcile()
     assert exchange.requests == []
+
+
+def open_via_signal(client, signal_body, age_sec: float = 120, **overrides) -> Position:
+    send(client, signal_body, **overrides)
+    position = Position.objects.filter(status=PositionStatus.OPEN).latest("id")
+    Position.objects.filter(pk=position.pk).update(created_at=timezone.now() - timedelta(seconds=age_sec))
+    position.refresh_from_db()
+    return position
+
+
+def test_the_sweep_leaves_tp_and_sl_to_the_exchange_and_closes_a_timeout_reduce_only(exchange, settings, anon_client,
+                                                                                    signal_body):
+    from oms.tests.test_sweep import StubSource
+
+    below_sl = open_via_signal(anon_client, signal_body)
+    settings.MAX_HOLDING_MIN = 1
+    timed_out = open_via_signal(anon_client, signal_body, age_sec=600, symbol="ETHUSDT", price=3000, qty=0.01)
+    auto_close_sweep(source=StubSource({"BTCUSDT": "59000", "ETHUSDT": "3000"}))
+    below_sl.refresh_from_db()
+    timed_out.refresh_from_db()
+    assert below_sl.status == PositionStatus.OPEN and "BTCUSDT" in exchange.positions  # the exchange's SL decides
+    assert (timed_out.status, timed_out.auto_close_reason) == ("closed", "timeout")
+    assert "ETHUSDT" not in exchange.positions and exchange.orders[f"loms-{timed_out.pk}-c1"].reduce_only
+
+
+def test_a_trailing_stop_that_moves_is_moved_on_the_exchange(exchange, settings, anon_client, signal_body):
+    from oms.tests.test_sweep import StubSource
+
+    settings.TRAILING_ACTIVATION_PCT, settings.TRAILING_DISTANCE_PCT = Decimal("1"), Decimal("0.5")
+    position = open_via_signal(anon_client, signal_body, exit_strategy="tp_sl_trailing_v1", tp_pct=10)
+    auto_close_sweep(source=StubSource({"BTCUSDT": "61000"}))
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and position.dynamic_sl_price is not None
+    assert exchange.positions["BTCUSDT"].sl == Decimal(exchange_price(position.dynamic_sl_price))
+
+
+def exchange_price(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.1")))
+
+
+def test_manage_flatten_needs_yes_and_exits_zero_only_when_the_exchange_confirms_flat(exchange, anon_client,
+                                                                                    signal_body):
+    from django.core.management import CommandError, call_command
+
+    send(anon_client, signal_body)
+    with pytest.raises(CommandError, match="--yes"):
+        call_command("flatten")
+    assert "BTCUSDT" in exchange.positions
+    out = io.StringIO()
+    call_command("flatten", "--yes", stdout=out)
+    assert "FLAT" in out.getvalue() and exchange.positions == {}
+
+
+def test_manage_flatten_fails_when_the_exchange_still_holds_a_position(exchange, anon_client, signal_body):
+    from django.core.management import CommandError, call_command
+
+    send(anon_client, signal_body)
+    exchange.fail_next(PLACE[exchange.exchange], *["insufficient"] * 8)  # every close refused
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="NOT FLAT"):
+        call_command("flatten", "--yes", stdout=io.StringIO(), stderr=err)
+    assert "STILL OPEN on the exchange: BTCUSDT long" in err.getvalue()
+
+
+def test_manage_broker_preflight_prints_a_table_and_fails_naming_the_check(exchange):
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command("broker_preflight", stdout=out)
+    assert "PASS" in out.getvalue() and "no withdraw permission" in out.getvalue()
+    exchange.withdraw_permission = True
+    with pytest.raises(CommandError, match="no withdraw permission"):
+        call_command("broker_preflight", stdout=io.StringIO())
+
+
+def test_health_shows_the_broker_and_the_last_reconciliation(exchange, anon_client, signal_body):
+    body = anon_client.get("/health").json()
+    assert body["broker_mode"] == "demo" and body["reconciliation"]["state"] == "never"
+    reconcile()
+    body = anon_client.get("/health").json()
+    assert body["reconciliation"]["state"] == "ok" and body["reconciliation"]["runs"] == 1
+    assert body["broker_exchange"] == exchange.exchange
