@@ -358,3 +358,27 @@ def test_health_shows_the_broker_and_the_last_reconciliation(exchange, anon_clie
     body = anon_client.get("/health").json()
     assert body["reconciliation"]["state"] == "ok" and body["reconciliation"]["runs"] == 1
     assert body["broker_exchange"] == exchange.exchange
+
+
+def test_the_console_turns_off_and_flattens_and_every_page_shows_the_mode_banner(exchange, anon_client, signal_body,
+                                                                               operator):
+    from django.test import Client
+
+    send(anon_client, signal_body)
+    console = Client()
+    console.force_login(operator)
+    page = console.get("/console/switch").content.decode()
+    assert "DEMO: orders go to the exchange" in page and 'id="switch-flatten"' in page
+    response = console.post("/console/switch", {"enabled": "flatten", "reason": "drill"}, follow=True)
+    assert "OMS switched OFF and flat" in response.content.decode()
+    assert exchange.positions == {} and not switch_state().switch_on
+
+
+def test_a_viewer_cannot_flatten(exchange, anon_client, signal_body, viewer):
+    from django.test import Client
+
+    send(anon_client, signal_body)
+    console = Client()
+    console.force_login(viewer)
+    assert console.post("/console/switch", {"enabled": "flatten", "reason": "x"}).status_code == 403
+    assert "BTCUSDT" in exchange.positions
