@@ -312,5 +312,7 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
         "django_q": {"level": "WARNING"},
+        # ccxt logs each request with its headers (the exchange API key) at DEBUG: never below WARNING.
+        "ccxt": {"level": "WARNING"},
     },
 }

@@ -382,3 +382,43 @@ def test_a_viewer_cannot_flatten(exchange, anon_client, signal_body, viewer):
     console.force_login(viewer)
     assert console.post("/console/switch", {"enabled": "flatten", "reason": "x"}).status_code == 403
     assert "BTCUSDT" in exchange.positions
+
+
+def test_exchange_keys_never_appear_in_logs_answers_or_rows(settings, caplog, anon_client, signal_body, operator,
+                                                           tmp_path):
+    import logging
+
+    from django.test import Client
+
+    from oms.services.backups import backup_create
+
+    standin = StandIn("bitget", api_key="KEY-MARKER-7f3a", api_secret="SECRET-MARKER-9c1e",
+                      passphrase="PASS-MARKER-2b8d").start()
+    try:
+        configure(settings, standin)
+        caplog.set_level(logging.DEBUG)
+        bodies = [send(anon_client, signal_body).content.decode()]
+        settings.BITGET_API_SECRET = "SECRET-MARKER-9c1e-but-wrong"  # an authentication failure, logged
+        reset_brokers()
+        bodies.append(send(anon_client, signal_body).content.decode())
+        settings.BITGET_API_SECRET = "SECRET-MARKER-9c1e"
+        reset_brokers()
+        reconcile()
+        flatten(actor="olga")
+        console = Client()
+        console.force_login(operator)
+        for url in ["/health", "/orders", "/signals", "/positions", "/console/switch", "/console/orders"]:
+            bodies.append(console.get(url).content.decode())
+        bodies.append(str(list(Order.objects.values())) + str(list(Signal.objects.values())))
+        bodies.append(str(list(__import__("oms.models").models.OmsSwitchChange.objects.values())))
+        bodies.append(settings.AUDIT_LOG_PATH.read_text())
+        bodies.append("\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records))
+        backup = backup_create(directory=tmp_path)
+        bodies.append(json.dumps(backup.manifest))
+    finally:
+        standin.stop()
+        reset_brokers()
+    text = "\n".join(bodies)
+    assert "authentication failed" in text  # the failure itself is reported...
+    for marker in ("KEY-MARKER-7f3a", "SECRET-MARKER-9c1e", "PASS-MARKER-2b8d"):
+        assert marker not in text, text[max(0, text.find(marker) - 400):text.find(marker) + 100]
