@@ -12,32 +12,35 @@ from django.conf import settings
 
 from oms.brokers.base import Broker
 
-_cache: dict[tuple, Broker] = {}
-_lock = threading.Lock()
+# One client per thread (a ccxt instance is not meant to be shared between threads; gunicorn runs
+# several), per configuration; markets are loaded once per client.
+_local = threading.local()
+_generation = [0]
 
 
 def get_broker() -> Broker:
-    """The broker of this process (one per configuration: markets are loaded once)."""
     mode, exchange = settings.BROKER_MODE, settings.BROKER_EXCHANGE
     if mode == "paper":
         from oms.brokers.paper import PaperBroker
 
         return PaperBroker()
-    key = (mode, exchange, settings.BITGET_BASE_URL, settings.BYBIT_BASE_URL)
-    with _lock:
-        if key not in _cache:
-            if exchange == "bybit":
-                from oms.brokers.bybit import BybitBroker
+    key = (_generation[0], mode, exchange, settings.BITGET_BASE_URL, settings.BYBIT_BASE_URL)
+    cache = getattr(_local, "brokers", None)
+    if cache is None:
+        cache = _local.brokers = {}
+    if key not in cache:
+        cache.clear()
+        if exchange == "bybit":
+            from oms.brokers.bybit import BybitBroker
 
-                _cache[key] = BybitBroker(mode)
-            else:
-                from oms.brokers.bitget import BitgetBroker
+            cache[key] = BybitBroker(mode)
+        else:
+            from oms.brokers.bitget import BitgetBroker
 
-                _cache[key] = BitgetBroker(mode)
-        return _cache[key]
+            cache[key] = BitgetBroker(mode)
+    return cache[key]
 
 
 def reset_brokers() -> None:
-    """Forget the built clients (tests change settings between cases)."""
-    with _lock:
-        _cache.clear()
+    """Forget the built clients in every thread (tests change settings between cases)."""
+    _generation[0] += 1

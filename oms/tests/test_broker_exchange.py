@@ -422,3 +422,24 @@ def test_exchange_keys_never_appear_in_logs_answers_or_rows(settings, caplog, an
     assert "authentication failed" in text  # the failure itself is reported...
     for marker in ("KEY-MARKER-7f3a", "SECRET-MARKER-9c1e", "PASS-MARKER-2b8d"):
         assert marker not in text, text[max(0, text.find(marker) - 400):text.find(marker) + 100]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_signals_in_demo_mode_never_break_the_position_cap(settings, signal_body):
+    from oms.models import OmsControl
+    from oms.services.signals import signal_ingest
+    from tests.support import run_together
+
+    standin = StandIn("bybit").start()
+    try:
+        configure(settings, standin)
+        settings.MAX_OPEN_POSITIONS = 1
+        OmsControl.load()
+        bodies = [signal_body(price=60000, qty=0.001, tp_pct=2, sl_pct=1) for _ in range(4)]
+        results = run_together([lambda b=b: signal_ingest(payload=b).body for b in bodies])
+    finally:
+        standin.stop()
+        reset_brokers()
+    assert sum(r["risk_ok"] for r in results) == 1
+    assert Position.objects.filter(status=PositionStatus.OPEN).count() == 1
+    assert len(standin.orders) == 1 and standin.positions["BTCUSDT"].qty == Decimal("0.001")
