@@ -49,6 +49,12 @@ LIVE_LEVERAGE = env.int("LIVE_LEVERAGE", 1, minimum=1)
 LIVE_MARGIN_MODE = env.str("LIVE_MARGIN_MODE", "isolated", choices=("isolated", "cross"))
 LIVE_ACKNOWLEDGE = env.str("LIVE_ACKNOWLEDGE", "")  # must be exactly LIVE_ACKNOWLEDGE_PHRASE for live
 LIVE_ACKNOWLEDGE_PHRASE = "I accept real losses"
+# Pre-trade sanity (all broker modes): refuse a stale signal, or one whose price is too far from the
+# current quote. Empty: off. Default: on in demo/live (60 s, 2 %), off in paper.
+MAX_SIGNAL_AGE_SEC = env.int("MAX_SIGNAL_AGE_SEC", None if BROKER_MODE == "paper" else 60, minimum=1, optional=True)
+MAX_SIGNAL_PRICE_DEVIATION_PCT = env.decimal("MAX_SIGNAL_PRICE_DEVIATION_PCT",
+                                             None if BROKER_MODE == "paper" else Decimal("2"),
+                                             minimum=Decimal("0"), optional=True)
 RECONCILE_INTERVAL_SEC = env.int("RECONCILE_INTERVAL_SEC", 60, minimum=10)
 RECONCILE_SUBMITTED_GRACE_SEC = env.int("RECONCILE_SUBMITTED_GRACE_SEC", 60, minimum=5)
 

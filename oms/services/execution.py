@@ -95,6 +95,29 @@ def entry_qty(*, symbol: str, qty: Decimal, price: Decimal, broker: Broker | Non
         raise RiskLimitExceeded(f"exchange markets unavailable: {exc.message}", "exchange") from None
 
 
+def pretrade_sanity(*, symbol: str, price: Decimal, timestamp: datetime, now: datetime | None = None) -> str:
+    """Why a signal must not trade ("" when it may): older than MAX_SIGNAL_AGE_SEC, or its price more
+    than MAX_SIGNAL_PRICE_DEVIATION_PCT away from the current quote (checked before the OMS lock)."""
+    now = now or timezone.now()
+    if settings.MAX_SIGNAL_AGE_SEC is not None:
+        age = (now - timestamp).total_seconds()
+        if age > settings.MAX_SIGNAL_AGE_SEC:
+            return f"signal is {age:.0f} s old (MAX_SIGNAL_AGE_SEC {settings.MAX_SIGNAL_AGE_SEC})"
+    if settings.MAX_SIGNAL_PRICE_DEVIATION_PCT is not None:
+        from oms.exceptions import PriceUnavailable
+        from oms.services.positions import market_price
+
+        try:
+            quote = market_price(symbol)
+        except PriceUnavailable as exc:
+            return f"no current price to check the signal against: {exc}"
+        deviation = abs(price - quote) / quote * 100
+        if deviation > settings.MAX_SIGNAL_PRICE_DEVIATION_PCT:
+            return (f"signal price {price} is {deviation:.2f} % away from the current price {quote} "
+                    f"(MAX_SIGNAL_PRICE_DEVIATION_PCT {settings.MAX_SIGNAL_PRICE_DEVIATION_PCT})")
+    return ""
+
+
 def mark_entry_submitted(order: Order) -> None:
     """Inside the opening transaction: the entry order is to be sent (not filled yet)."""
     position = order.position

@@ -12,8 +12,9 @@ from oms.exceptions import OmsDisabled, RiskLimitExceeded
 from oms.models import BrokerMode, Signal, SignalOutcome
 from oms.pnl import levels_from_pct
 from oms.services.audit import audit_append
-from oms.services.execution import entry_execute
+from oms.services.execution import entry_execute, pretrade_sanity
 from oms.services.positions import PositionRequest, lock_oms_control, position_open_locked
+from oms.services.switch import switch_state
 from oms.signal_input import QUANT, BounceSignal, SignalInvalid, parse_bounce_signal
 
 logger = logging.getLogger("loms.oms")
@@ -74,7 +75,7 @@ def _record_duplicate(signal: BounceSignal, payload: dict, first: Signal) -> Sig
     )
 
 
-def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
+def _decide_and_record(signal: BounceSignal, payload: dict, insane: str = "") -> Signal:
     """Inside one transaction behind the OMS lock: switch? risk? then open.
 
     Duplicates were answered before taking the lock; a twin committed since then makes the final
@@ -83,6 +84,8 @@ def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
     control = lock_oms_control()
     fields = _signal_fields(signal, payload)
     try:
+        if insane and switch_state(control).enabled:  # BROKER (#11): pre-trade sanity (stale, price far off)
+            raise RiskLimitExceeded(insane, "sanity")
         opened = position_open_locked(request=_request_for(signal), control=control)
     except OmsDisabled as exc:
         outcome, reason, position = SignalOutcome.OMS_DISABLED, exc.message, None
@@ -121,9 +124,10 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
         if first is not None:
             row = _record_duplicate(signal, stored_payload, first)
         else:
+            insane = pretrade_sanity(symbol=signal.symbol, price=signal.price, timestamp=signal.timestamp)
             try:
                 with transaction.atomic():
-                    row = _decide_and_record(signal, stored_payload)
+                    row = _decide_and_record(signal, stored_payload, insane)
             except IntegrityError:
                 # A concurrent twin won the unique dedupe key after our check: we are its duplicate.
                 first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()

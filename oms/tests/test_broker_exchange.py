@@ -443,3 +443,21 @@ def test_concurrent_signals_in_demo_mode_never_break_the_position_cap(settings, 
     assert sum(r["risk_ok"] for r in results) == 1
     assert Position.objects.filter(status=PositionStatus.OPEN).count() == 1
     assert len(standin.orders) == 1 and standin.positions["BTCUSDT"].qty == Decimal("0.001")
+
+
+def test_pre_trade_sanity_refuses_a_stale_signal_and_one_far_from_the_market_in_any_mode(settings, anon_client,
+                                                                                        signal_body, monkeypatch):
+    settings.MAX_SIGNAL_AGE_SEC = 60
+    settings.MAX_SIGNAL_PRICE_DEVIATION_PCT = Decimal("2")
+    monkeypatch.setattr("oms.services.positions.market_price", lambda symbol: Decimal("100"))
+    now = timezone.now()
+    stale = signal_body(timestamp=(now - timedelta(seconds=90)).isoformat())
+    body = anon_client.post("/signals/bounce", data=json.dumps(stale), content_type="application/json").json()
+    assert body["risk_ok"] is False and "MAX_SIGNAL_AGE_SEC 60" in body["risk_reason"]
+    far = signal_body(price=103, timestamp=now.isoformat())
+    body = anon_client.post("/signals/bounce", data=json.dumps(far), content_type="application/json").json()
+    assert body["risk_ok"] is False and "3.00 % away from the current price 100" in body["risk_reason"]
+    near = signal_body(price=101.5, timestamp=(now - timedelta(seconds=1)).isoformat())
+    body = anon_client.post("/signals/bounce", data=json.dumps(near), content_type="application/json").json()
+    assert body["risk_ok"] is True, body
+    assert Position.objects.count() == 1
