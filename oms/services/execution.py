@@ -22,7 +22,7 @@ from django.utils import timezone
 from lomsite.jsonlog import log_event
 from oms.brokers import get_broker
 from oms.brokers.base import Broker, BrokerError, EntryRefused, Fill, OrderNotFound
-from oms.exceptions import RiskLimitExceeded
+from oms.exceptions import ExchangeCloseFailed, RiskLimitExceeded
 from oms.models import (
     BrokerMode,
     BrokerMonitor,
@@ -281,7 +281,9 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
             return ExchangeCloseResult(position=locked, closed_now=True)
     if failure is not None and failure.kind == "auth":
         switch_off(f"exchange authentication failed: {failure.message}")
-    raise failure or BrokerError(f"close of position {position.pk} not filled", kind="unavailable")
+    message = failure.message if failure else f"close order {order.status}, not filled"
+    log_event(logger, "exchange_close_failed", logging.WARNING, position_id=position.pk, error=message)
+    raise ExchangeCloseFailed(f"the exchange did not close position {position.pk}: {message}")
 
 
 def sweep_exchange_positions(closes: dict, updates: list[Position]) -> tuple[dict, list[Position]]:
@@ -319,7 +321,7 @@ def sweep_exchange_positions(closes: dict, updates: list[Position]) -> tuple[dic
             continue  # the exchange's TP/SL closes it; the reconciliation books it
         try:
             exchange_position_close(position=Position.objects.get(pk=position_id), reason=reason)
-        except BrokerError as exc:
+        except (BrokerError, ExchangeCloseFailed) as exc:
             log_event(logger, "exchange_timeout_close_failed", logging.WARNING, position_id=position_id,
                       error=exc.message)
     return closes, kept_updates
@@ -462,7 +464,7 @@ def flatten(*, actor: str, reason: str = "flatten") -> FlattenResult:
         try:
             if exchange_position_close(position=position, reason=CloseReason.FLATTEN).closed_now:
                 result.closed.append(position.pk)
-        except BrokerError as exc:
+        except (BrokerError, ExchangeCloseFailed) as exc:
             result.failed[f"position {position.pk}"] = exc.message
     try:
         # Anything the exchange still holds (unknown to LOMS, or a failed close) is closed too.

@@ -13,7 +13,7 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.exceptions import OmsDisabled, PositionNotFound, PriceUnavailable, RiskLimitExceeded
+from oms.exceptions import ExchangeCloseFailed, OmsDisabled, PositionNotFound, PriceUnavailable, RiskLimitExceeded
 from oms.models import (
     BrokerMode,
     CloseReason,
@@ -288,7 +288,11 @@ def positions_close_at_market(*, positions: list[Position], reason: str) -> Clos
         if position.symbol not in prices:
             continue
         price = prices[position.symbol][0]
-        outcome = position_close(position=position, price=price, reason=reason)
+        try:
+            outcome = position_close(position=position, price=price, reason=reason)
+        except ExchangeCloseFailed as exc:  # BROKER (#11): a refused exchange close leaves that one open
+            result.failed[position.symbol] = exc.message
+            continue
         if outcome.closed_now:
             result.closed.append(outcome.position)
     return result

@@ -461,3 +461,26 @@ def test_pre_trade_sanity_refuses_a_stale_signal_and_one_far_from_the_market_in_
     body = anon_client.post("/signals/bounce", data=json.dumps(near), content_type="application/json").json()
     assert body["risk_ok"] is True, body
     assert Position.objects.count() == 1
+
+
+def test_a_close_the_exchange_refuses_is_a_clear_api_error_and_the_position_stays_open(exchange, anon_client,
+                                                                                     signal_body, operator_client):
+    send(anon_client, signal_body)
+    position = Position.objects.get()
+    exchange.fail_next(PLACE[exchange.exchange], "insufficient")
+    response = operator_client.post(f"/positions/{position.pk}/close")
+    assert response.status_code == 502, response.content
+    assert response.json()["error"] == "exchange_close_failed"
+    assert "insufficient balance" in response.json()["detail"]
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and "BTCUSDT" in exchange.positions
+    # Close all goes on with the others and names the one the exchange refused.
+    send(anon_client, signal_body, symbol="ETHUSDT", price=3000, qty=0.01)
+    exchange.fail_next(PLACE[exchange.exchange], "insufficient")
+    from oms.services.positions import positions_close_all
+
+    result = positions_close_all()
+    assert len(result.closed) == 1 and len(result.failed) == 1
+    (refused,) = result.failed
+    assert refused in exchange.positions and result.closed[0].symbol not in exchange.positions
+    assert Position.objects.get(status=PositionStatus.OPEN).symbol == refused
