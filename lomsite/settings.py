@@ -184,7 +184,9 @@ PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Dec
 
 # Risk limits: empty means "no limit".
 MAX_OPEN_POSITIONS = env.int("MAX_OPEN_POSITIONS", None, minimum=0, optional=True)
-MAX_OPEN_POSITIONS_PER_SYMBOL = env.int("MAX_OPEN_POSITIONS_PER_SYMBOL", None, minimum=0, optional=True)
+# On an exchange one symbol is one net position with one TP/SL: demo/live allow one LOMS position per symbol.
+MAX_OPEN_POSITIONS_PER_SYMBOL = env.int("MAX_OPEN_POSITIONS_PER_SYMBOL", None if BROKER_MODE == "paper" else 1,
+                                        minimum=0, optional=True)
 MAX_SIZE_PER_POSITION_USDT = env.decimal("MAX_SIZE_PER_POSITION_USDT", None, minimum=Decimal("0"), optional=True)
 MAX_TOTAL_EXPOSURE_USDT = env.decimal("MAX_TOTAL_EXPOSURE_USDT", None, minimum=Decimal("0"), optional=True)
 SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", [], upper=True)
@@ -216,6 +218,9 @@ if BROKER_MODE != "paper":
         raise ImproperlyConfigured(f"BROKER_MODE={BROKER_MODE}: needs the hardened profile (ENVIRONMENT=paper or live)")
     if not SYMBOL_ALLOWLIST:
         raise ImproperlyConfigured(f"SYMBOL_ALLOWLIST: must list the traded symbols when BROKER_MODE={BROKER_MODE}")
+    if MAX_OPEN_POSITIONS_PER_SYMBOL is None or MAX_OPEN_POSITIONS_PER_SYMBOL > 1:
+        raise ImproperlyConfigured(f"MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1 when BROKER_MODE={BROKER_MODE} (the "
+                                   "exchange nets a symbol into one position with one TP/SL)")
     if BROKER_MODE == "live" and LIVE_ACKNOWLEDGE != LIVE_ACKNOWLEDGE_PHRASE:
         raise ImproperlyConfigured(f"LIVE_ACKNOWLEDGE: BROKER_MODE=live trades real money; set it to exactly "
                                    f"{LIVE_ACKNOWLEDGE_PHRASE!r} to confirm")

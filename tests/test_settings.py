@@ -76,6 +76,13 @@ def test_an_exchange_broker_mode_needs_a_symbol_allowlist():
     assert result.returncode != 0 and "SYMBOL_ALLOWLIST: must list the traded symbols" in result.stderr
 
 
+def test_an_exchange_broker_mode_allows_one_position_per_symbol():
+    env = {**PAPER, "BROKER_MODE": "demo", "SYMBOL_ALLOWLIST": "BTCUSDT"}
+    result = manage("check", env={**env, "MAX_OPEN_POSITIONS_PER_SYMBOL": "2"})
+    assert result.returncode != 0 and "MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1" in result.stderr
+    assert manage("check", env=env).returncode == 0  # defaults to 1 in demo/live
+
+
 def test_live_needs_the_explicit_acknowledgement():
     env = {**PAPER, "ENVIRONMENT": "live", "BROKER_MODE": "live", "SYMBOL_ALLOWLIST": "BTCUSDT"}
     result = manage("check", env=env)
