@@ -81,6 +81,7 @@ class StandInOrder:
     tp: str | None = None
     sl: str | None = None
     created_ms: int = 0
+    unfilled_lookups: int = 0  # answered as not yet filled this many times (a fill that takes a moment)
 
 
 @dataclass
@@ -116,6 +117,7 @@ class StandIn:
     open_orders: list[dict] = field(default_factory=list)
     faults: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     delay_sec: float = 0.0
+    unfilled_lookups: int = 0  # each new order is first reported unfilled this many times
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -199,7 +201,7 @@ class StandIn:
         held = self.positions.get(symbol)
         self.next_id += 1
         order = StandInOrder(client_id, str(self.next_id), symbol, side, qty, price, Decimal("0"), "filled",
-                             reduce_only, tp, sl, self._now_ms())
+                             reduce_only, tp, sl, self._now_ms(), self.unfilled_lookups)
         if reduce_only:
             if held is None or held.side == position_side:
                 return "reduce_only", None
@@ -354,10 +356,21 @@ def _bg_place(s: StandIn, p: dict):
     return error or {"orderId": order.order_id, "clientOid": order.client_id}
 
 
+def _not_yet_filled(order: StandInOrder) -> bool:
+    if order.unfilled_lookups > 0:
+        order.unfilled_lookups -= 1
+        return True
+    return False
+
+
 def _bg_detail(s: StandIn, p: dict):
     order = s.orders.get(p.get("clientOid", ""))
     if order is None:
         return "not_found"
+    if _not_yet_filled(order):
+        return {"symbol": order.symbol, "size": _s(order.qty), "orderId": order.order_id, "clientOid": order.client_id,
+                "baseVolume": "0", "priceAvg": "", "fee": "0", "state": "live", "side": order.side,
+                "cTime": str(order.created_ms), "uTime": str(order.created_ms)}
     return {"symbol": order.symbol, "size": _s(order.qty), "orderId": order.order_id, "clientOid": order.client_id,
             "baseVolume": _s(order.qty), "priceAvg": _s(order.price), "fee": "-" + _s(order.fee), "price": "",
             "state": order.state, "side": order.side, "force": "gtc", "totalProfits": "0", "posSide": "net",
@@ -480,7 +493,11 @@ def _by_order_row(o: StandInOrder) -> dict:
 def _by_realtime(s: StandIn, p: dict):
     if p.get("orderLinkId"):
         order = s.orders.get(p["orderLinkId"])
-        return {"category": "linear", "nextPageCursor": "", "list": [_by_order_row(order)] if order else []}
+        row = _by_order_row(order) if order else None
+        if order and _not_yet_filled(order):
+            row.update(orderStatus="New", avgPrice="", cumExecQty="0", cumExecValue="0", cumExecFee="0",
+                       leavesQty=row["qty"])
+        return {"category": "linear", "nextPageCursor": "", "list": [row] if row else []}
     return {"category": "linear", "nextPageCursor": "", "list": [
         {"orderId": o["order_id"], "orderLinkId": o["client_id"], "symbol": o["symbol"], "orderStatus": "New"}
         for o in s.open_orders]}

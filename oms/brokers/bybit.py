@@ -40,7 +40,7 @@ class BybitBroker(CcxtBroker):
         if sl_price is not None:
             body.update(stopLoss=self.price_str(symbol, sl_price), slTriggerBy="MarkPrice")
         self.call("privatePostV5OrderCreate", body, sending=True)
-        return self.lookup(symbol=symbol, client_order_id=client_order_id)
+        return self.settled(symbol=symbol, client_order_id=client_order_id)
 
     def open(self, *, symbol, side, qty, price, client_order_id, tp_price, sl_price) -> Fill:
         return self._order(symbol=symbol, side="Buy" if side == "long" else "Sell", qty=qty,

@@ -9,12 +9,13 @@ per call, so each failure mode is known), and read the answers themselves.
 from __future__ import annotations
 
 import threading
+import time
 from decimal import ROUND_DOWN, Decimal
 
 import ccxt
 from django.conf import settings
 
-from oms.brokers.base import Broker, BrokerError, EntryRefused, OrderNotFound
+from oms.brokers.base import Broker, BrokerError, EntryRefused, Fill, OrderNotFound
 
 
 def as_decimal(value, default: Decimal | None = None) -> Decimal | None:
@@ -45,6 +46,7 @@ def translate(exc: Exception, *, sending: bool = False) -> BrokerError:
 
 
 class CcxtBroker(Broker):
+    FILL_WAIT_SEC = 2.0
     is_paper = False
     ccxt_class: type = ccxt.Exchange
     live_base_url = ""
@@ -107,6 +109,16 @@ class CcxtBroker(Broker):
     def price_str(self, symbol: str, price: Decimal) -> str:
         market = self.market(symbol)
         return self.client.price_to_precision(market["symbol"], float(price))
+
+    def settled(self, *, symbol: str, client_order_id: str) -> Fill:
+        """The order just sent, read back by its client id until it is no longer `submitted` (a
+        market order fills at once; this waits up to FILL_WAIT_SEC for the exchange to say so)."""
+        deadline = time.monotonic() + self.FILL_WAIT_SEC
+        while True:
+            fill = self.lookup(symbol=symbol, client_order_id=client_order_id)
+            if fill.status != "submitted" or time.monotonic() > deadline:
+                return fill
+            time.sleep(0.2)
 
     def call(self, method: str, params: dict, *, sending: bool = False) -> dict:
         try:

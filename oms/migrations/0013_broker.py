@@ -14,6 +14,14 @@ def create_reconcile_schedule(apps, schema_editor):
     )
 
 
+def backfill_trade_side(apps, schema_editor):
+    # Every order gets its buy/sell side: an entry buys a long, an exit sells it (and the reverse).
+    Order = apps.get_model("oms", "Order")
+    for purpose, side, trade_side in (("entry", "long", "buy"), ("entry", "short", "sell"),
+                                      ("exit", "long", "sell"), ("exit", "short", "buy")):
+        Order.objects.filter(purpose=purpose, side=side, trade_side="").update(trade_side=trade_side)
+
+
 def delete_reconcile_schedule(apps, schema_editor):
     apps.get_model("django_q", "Schedule").objects.filter(name=RECONCILE_SCHEDULE).delete()
 
@@ -105,4 +113,5 @@ class Migration(migrations.Migration):
             index=models.Index(fields=['status', 'created_at'], name='order_status_created'),
         ),
         migrations.RunPython(create_reconcile_schedule, delete_reconcile_schedule),
+        migrations.RunPython(backfill_trade_side, migrations.RunPython.noop),
     ]

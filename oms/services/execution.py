@@ -180,9 +180,20 @@ def entry_execute(signal: Signal) -> Signal:
     position = signal.position
     broker = get_broker()
     try:
-        fill = _with_backoff(lambda: broker.open(
-            symbol=position.symbol, side=position.side, qty=order.qty, price=position.entry_price,
-            client_order_id=order.client_order_id, tp_price=position.tp_price, sl_price=position.sl_price))
+        try:
+            fill = _with_backoff(lambda: broker.open(
+                symbol=position.symbol, side=position.side, qty=order.qty, price=position.entry_price,
+                client_order_id=order.client_order_id, tp_price=position.tp_price, sl_price=position.sl_price))
+        except (BrokerError, EntryRefused):
+            raise
+        except Exception as unexpected:  # an answer we could not read: the order may exist
+            logger.exception("entry order: unexpected error")
+            raise BrokerError(f"{type(unexpected).__name__}: {unexpected}", kind="unavailable",
+                              maybe_sent=True) from unexpected
+    except EntryRefused as exc:
+        _refuse_entry(order, signal, exc.message)
+        signal.refresh_from_db()
+        return signal
     except BrokerError as exc:
         if exc.kind == "auth":
             switch_off(f"exchange authentication failed: {exc.message}")

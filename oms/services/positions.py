@@ -24,6 +24,8 @@ from oms.models import (
     OrderStatus,
     Position,
     PositionStatus,
+    Side,
+    TradeSide,
 )
 from oms.pnl import fee_for, gross_pnl, slipped_close_price
 from oms.services.book import book_changed
@@ -149,6 +151,7 @@ def position_open_locked(
         sl_price=request.sl_price,
         status=OrderStatus.FILLED,  # paper orders fill immediately
         purpose=OrderPurpose.ENTRY,
+        trade_side=TradeSide.BUY if request.side == Side.LONG else TradeSide.SELL,
         created_at=now,
     )
     if exchange_mode:  # BROKER (#11): sent after commit by execution.entry_execute, filled from the exchange
@@ -209,6 +212,7 @@ def exit_order_for(position: Position) -> Order:
         price=position.close_price,
         status=OrderStatus.FILLED,
         purpose=OrderPurpose.EXIT,
+        trade_side=TradeSide.SELL if position.side == Side.LONG else TradeSide.BUY,
         created_at=position.closed_at,
     )
 

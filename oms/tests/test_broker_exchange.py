@@ -484,3 +484,12 @@ def test_a_close_the_exchange_refuses_is_a_clear_api_error_and_the_position_stay
     (refused,) = result.failed
     assert refused in exchange.positions and result.closed[0].symbol not in exchange.positions
     assert Position.objects.get(status=PositionStatus.OPEN).symbol == refused
+
+
+def test_a_market_order_not_yet_reported_filled_is_read_back_until_it_is(exchange, anon_client, signal_body):
+    exchange.unfilled_lookups = 2
+    body = send(anon_client, signal_body).json()
+    assert body["risk_ok"] is True and body["order_status"] == "filled"
+    order = Order.objects.get()
+    assert (order.status, order.price, order.filled_qty) == ("filled", Decimal("60000"), Decimal("0.001"))
+    assert len([r for r in exchange.requests if r.path in LOOKUP[exchange.exchange]]) == 3
