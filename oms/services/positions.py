@@ -271,6 +271,8 @@ def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANU
         raise PositionNotFound(f"position {position_id} does not exist") from None
     if not position.is_open:
         return CloseResult(position=position, closed_now=False)
+    if position.broker_mode != BrokerMode.PAPER:  # BROKER (#11): the exchange's fill is the price
+        return position_close(position=position, price=None, reason=reason)
     return position_close(position=position, price=market_price(position.symbol), reason=reason)
 
 
@@ -289,9 +291,9 @@ def positions_close_at_market(*, positions: list[Position], reason: str) -> Clos
     symbols = list(dict.fromkeys(p.symbol for p in open_positions))
     prices, result.failed = fetch_prices(get_price_source(), symbols, PriceMode(settings.PRICE_MODE))
     for position in open_positions:
-        if position.symbol not in prices:
-            continue
-        price = prices[position.symbol][0]
+        if position.symbol not in prices and position.broker_mode == BrokerMode.PAPER:
+            continue  # BROKER (#11): an exchange position closes at its fill, quote or not
+        price = prices[position.symbol][0] if position.symbol in prices else None
         try:
             outcome = position_close(position=position, price=price, reason=reason)
         except ExchangeCloseFailed as exc:  # BROKER (#11): a refused exchange close leaves that one open

@@ -493,3 +493,21 @@ def test_a_market_order_not_yet_reported_filled_is_read_back_until_it_is(exchang
     order = Order.objects.get()
     assert (order.status, order.price, order.filled_qty) == ("filled", Decimal("60000"), Decimal("0.001"))
     assert len([r for r in exchange.requests if r.path in LOOKUP[exchange.exchange]]) == 3
+
+
+def test_an_exchange_position_closes_even_without_a_usable_quote(exchange, anon_client, signal_body, monkeypatch):
+    from oms.exceptions import PriceUnavailable
+    from oms.services.positions import positions_close_all
+
+    def no_quote(symbol):
+        raise PriceUnavailable("no quote")
+
+    monkeypatch.setattr("oms.services.positions.market_price", no_quote)
+    monkeypatch.setattr("oms.services.positions.fetch_prices", lambda source, symbols, mode: ({}, {
+        s: "down" for s in symbols}))
+    send(anon_client, signal_body)
+    send(anon_client, signal_body, symbol="ETHUSDT", price=3000, qty=0.01)
+    first, second = Position.objects.order_by("id")
+    assert position_close_at_market(position_id=first.pk).closed_now
+    assert [p.pk for p in positions_close_all().closed] == [second.pk]
+    assert exchange.positions == {}
