@@ -149,6 +149,11 @@ class OrderListCreateApi(generics.ListAPIView):
             exchange=data.get("exchange") or settings.DEFAULT_EXCHANGE, strategy=data.get("strategy", ""),
             exit_strategy=settings.DEFAULT_EXIT_STRATEGY,
         ))
+        if settings.BROKER_MODE != "paper":  # BROKER (#11): the order goes to the exchange after the commit
+            from oms.services.execution import entry_send
+
+            entry_send(opened.order)
+            opened.order.refresh_from_db()
         body = {**OrderSerializer(opened.order).data, "position_id": opened.position.pk}
         return Response(body, status=status.HTTP_201_CREATED)
 

@@ -172,12 +172,12 @@ def _refuse_entry(order: Order, signal: Signal | None, reason: str) -> None:
     log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason)
 
 
-def entry_execute(signal: Signal) -> Signal:
+def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
     """After the opening transaction committed: send the entry order with its TP/SL and book the
-    outcome. Never sends twice: an unknown outcome is looked up by the client order id; when even
-    that fails the order stays `submitted` for the reconciliation."""
-    order = signal.position.orders.get(purpose=OrderPurpose.ENTRY)
-    position = signal.position
+    outcome; the fill, or None when the order was refused or its outcome is unknown. Never sends
+    twice: an unknown outcome is looked up by the client order id; when even that fails the order
+    stays `submitted` for the reconciliation. `signal` (if any) is answered with a refusal."""
+    position = order.position
     broker = get_broker()
     try:
         try:
@@ -192,29 +192,34 @@ def entry_execute(signal: Signal) -> Signal:
                               maybe_sent=True) from unexpected
     except EntryRefused as exc:
         _refuse_entry(order, signal, exc.message)
-        signal.refresh_from_db()
-        return signal
+        return None
     except BrokerError as exc:
         if exc.kind == "auth":
             switch_off(f"exchange authentication failed: {exc.message}")
         if not exc.maybe_sent:
             _refuse_entry(order, signal, exc.message)
-            signal.refresh_from_db()
-            return signal
+            return None
         try:
             fill = broker.lookup(symbol=position.symbol, client_order_id=order.client_order_id)
         except OrderNotFound:
             _refuse_entry(order, signal, f"the order never reached the exchange ({exc.message})")
-            signal.refresh_from_db()
-            return signal
+            return None
         except BrokerError as lookup_exc:
             broker_alert(f"entry of position {position.pk}: outcome unknown ({lookup_exc.message}); "
                          "the reconciliation will resolve it by its client order id")
-            return signal
+            return None
     _book_entry_fill(order, fill)
     if fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) and fill.qty == 0:
         _refuse_entry(order, signal, "the exchange did not fill the entry order")
-    else:
+        return None
+    return fill
+
+
+def entry_execute(signal: Signal) -> Signal:
+    """The signal path: send its position's entry order; its answer gains the exchange's fill."""
+    position = signal.position
+    fill = entry_send(position.orders.get(purpose=OrderPurpose.ENTRY), signal)
+    if fill is not None:
         position.refresh_from_db()
         signal.response = {**signal.response, "order_status": fill.status, "entry_price": float(position.entry_price),
                            "qty": float(position.qty)}
@@ -288,7 +293,6 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
             order.exchange_order_id, order.updated_at = fill.exchange_order_id, timezone.now()
             values = _close_values(locked, price=fill.price, fee=fill.fee, reason=reason, now=now or timezone.now())
             _book_close(locked, values, order)
-            order.created_at = locked.closed_at
             return ExchangeCloseResult(position=locked, closed_now=True)
     if failure is not None and failure.kind == "auth":
         switch_off(f"exchange authentication failed: {failure.message}")

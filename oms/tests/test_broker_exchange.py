@@ -534,3 +534,14 @@ def test_check_health_prints_the_reconciliation(exchange):
     with pytest.raises(SystemExit):  # degraded: no sweep has run in this test
         call_command("check_health", stdout=out)
     assert f"exchange      {exchange.exchange}: reconciliation ok, last run 0 s ago" in out.getvalue()
+
+
+def test_an_order_created_through_the_api_goes_to_the_exchange(exchange, operator_client):
+    response = operator_client.post("/orders", {"symbol": "BTCUSDT", "side": "long", "qty": 0.001,
+                                                "entry_price": 60000, "tp_price": 61200, "sl_price": 59400},
+                                    format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["status"], body["trade_side"], body["client_order_id"]) == ("filled", "buy",
+                                                                             f"loms-{body['position_id']}-o")
+    assert exchange.positions["BTCUSDT"].sl == Decimal("59400")
