@@ -48,6 +48,12 @@ class CloseReason(models.TextChoices):
     FLATTEN = "flatten", "Flatten"
 
 
+# A stop loss (or take profit) is one whether LOMS or the exchange executed it (issue #11): the
+# trips, the SL cool-down and the figures count both.
+STOP_LOSS_REASONS = (CloseReason.SL, CloseReason.EXCHANGE_SL)
+TAKE_PROFIT_REASONS = (CloseReason.TP, CloseReason.EXCHANGE_TP)
+
+
 class ExitStrategy(models.TextChoices):
     TP_SL_STATIC = "tp_sl_static", "Static TP/SL"
     TP_SL_TRAILING_V1 = "tp_sl_trailing_v1", "Trailing stop v1"

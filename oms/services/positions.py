@@ -15,6 +15,7 @@ from django.utils import timezone
 from lomsite.jsonlog import log_event
 from oms.exceptions import ExchangeCloseFailed, OmsDisabled, PositionNotFound, PriceUnavailable, RiskLimitExceeded
 from oms.models import (
+    STOP_LOSS_REASONS,
     BrokerMode,
     CloseReason,
     ExitStrategy,
@@ -89,7 +90,7 @@ def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> Expo
     if limits.sl_cooldown_min:
         since = now - timedelta(minutes=limits.sl_cooldown_min)
         last_sl_at = Position.objects.filter(
-            symbol=symbol, auto_close_reason=CloseReason.SL, closed_at__gte=since
+            symbol=symbol, auto_close_reason__in=STOP_LOSS_REASONS, closed_at__gte=since
         ).aggregate(last=Max("closed_at"))["last"]
     return ExposureSnapshot(
         total_open=open_figures["total"],

@@ -545,3 +545,26 @@ def test_an_order_created_through_the_api_goes_to_the_exchange(exchange, operato
     assert (body["status"], body["trade_side"], body["client_order_id"]) == ("filled", "buy",
                                                                              f"loms-{body['position_id']}-o")
     assert exchange.positions["BTCUSDT"].sl == Decimal("59400")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_exchange_stop_loss_counts_for_the_trips_and_the_statistics(settings, signal_body):
+    from django.test import Client
+
+    from oms.models import OmsControl
+    from oms.services.signals import signal_ingest
+
+    standin = StandIn("bitget").start()
+    try:
+        configure(settings, standin)
+        settings.MAX_CONSECUTIVE_SL = 1
+        OmsControl.load()
+        signal_ingest(payload=signal_body(price=60000, qty=0.001, tp_pct=2, sl_pct=1))
+        standin.trigger("BTCUSDT", "sl")
+        reconcile()
+    finally:
+        standin.stop()
+        reset_brokers()
+    state = switch_state()
+    assert not state.switch_on and state.changed_by != "broker"  # the trip, not the reconciliation
+    assert Client().get("/stats").json()["sl_count"] == 1
