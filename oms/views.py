@@ -237,7 +237,8 @@ def _switch_off_and_flatten(request: HttpRequest, reason: str) -> HttpResponse:
         raise PermissionDenied("Your account lacks the permission oms.close_position.")
     from oms.services.execution import flatten
 
-    result = flatten(actor=request.user.get_username(), reason=reason)
+    result = flatten(actor=request.user.get_username(), reason=reason, source=SwitchSource.DASHBOARD,
+                     user=request.user)
     if result.flat:
         messages.success(request, f"OMS switched OFF and flat: {len(result.closed)} position(s) closed in "
                                   f"{result.seconds:.1f} s; the exchange confirms no position and no open order.")

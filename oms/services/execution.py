@@ -455,11 +455,11 @@ class FlattenResult:
     seconds: float = 0.0
 
 
-def flatten(*, actor: str, reason: str = "flatten") -> FlattenResult:
+def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.COMMAND, user=None) -> FlattenResult:
     """Switch off, cancel every open order, close every position reduce-only, read the exchange
     back. `flat` only when the exchange confirms no position and no open order."""
     started = time.perf_counter()
-    oms_switch_set(enabled=False, actor=actor, reason=f"flatten: {reason}", source=SwitchSource.COMMAND)
+    oms_switch_set(enabled=False, actor=actor, reason=f"flatten: {reason}", source=source, user=user)
     broker = get_broker()
     result = FlattenResult(flat=False)
     if broker.is_paper:
