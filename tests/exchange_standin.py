@@ -417,7 +417,8 @@ def _bg_account(s: StandIn, p: dict):
 
 
 def _bg_info(s: StandIn, p: dict):
-    authorities = ["coor", "cpor", "stor"] + (["withdraw"] if s.withdraw_permission else [])
+    # Documented permission codes: coow/cpow futures orders/holdings (read and write), wwow withdrawal.
+    authorities = ["coor", "cpor", "coow", "cpow"] + (["wwow"] if s.withdraw_permission else [])
     return {"userId": "1", "inviterId": "", "ipList": "127.0.0.1", "authorities": authorities, "parentId": 0,
             "traderType": "", "channelCode": "", "channel": "", "regisTime": "0"}
 

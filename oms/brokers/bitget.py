@@ -109,7 +109,8 @@ class BitgetBroker(CcxtBroker):
         check.equity_usdt = as_decimal(usdt.get("usdtEquity") or usdt.get("accountEquity"), Decimal("0"))
         info = self.call("privateSpotGetV2SpotAccountInfo", {}).get("data") or {}
         authorities = [str(a).lower() for a in info.get("authorities") or []]
-        check.withdraw_permission = any("withdraw" in a or a.startswith("wtw") for a in authorities)
+        # Documented codes: "wwow" is "wallet withdrawal" (read and write); older keys say "withdraw".
+        check.withdraw_permission = any(a == "wwow" or "withdraw" in a for a in authorities)
         for symbol in symbols:
             row = self.call("privateMixGetV2MixAccountAccount", self._common(symbol)).get("data") or {}
             mode = "cross" if row.get("marginMode") == "crossed" else "isolated"
