@@ -49,7 +49,7 @@ TARGETS = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workloads", default="w1,w2,w3,w4,w5", help="comma-separated subset of w1..w5")
+    parser.add_argument("--workloads", default="w1,w2,w3,w4,w5,w6", help="comma-separated subset of w1..w6")
     parser.add_argument("--sizes", default="20000,200000", help="position counts for W3-W5 (ascending)")
     parser.add_argument("--sweep-sizes", default="1000,10000", help="open positions for W2 (ascending)")
     parser.add_argument("--signals", type=int, default=2000, help="signals per W1 phase")
@@ -383,6 +383,9 @@ def verdicts(results: dict, sizes: list[int]) -> dict:
                                                                fig["no_trigger"]["ms"] <= TARGETS["w2_no_trigger_ms"])
         checks[f"W2 close-all sweep of {biggest} <= 2 s"] = (fig["close_all"]["ms"],
                                                            fig["close_all"]["ms"] <= TARGETS["w2_close_all_ms"])
+    w6 = results.get("w6", {})
+    if "seconds" in w6:
+        checks[f"W6 flatten {w6['positions']} positions <= 60 s, flat"] = (w6["seconds"], w6["ok"])
     top = str(sizes[-1]) if sizes else None
     for workload, target in (("w3", "w3_p50_ms"), ("w4", "w4_p50_ms"), ("w5", "w5_p50_ms")):
         for label, fig in results.get("reads", {}).get(top, {}).get(workload, {}).items():
@@ -459,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     if "w2" in workloads:
         results["w2"] = w2_sweep(sweep_sizes)
+    if "w6" in workloads:  # issue #11: flatten 20 positions on the stand-in exchange (own process: demo settings)
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_flatten.py"), "--json"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600,
+                              env={k: v for k, v in env.items() if k not in {"DATABASE_URL", "ENVIRONMENT"}})
+        lines = [line for line in done.stdout.splitlines() if line.startswith('{"exchange"')]
+        results["w6"] = json.loads(lines[-1]) if lines else {"error": done.stderr[-2000:]}
+        print(f"  W6 flatten: {results['w6']}")
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = verdicts(results, sizes)
     results["scaling"] = scaling(results, sizes)

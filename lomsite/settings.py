@@ -1,7 +1,7 @@
 """LOMS settings: everything comes from the environment or `.env` (see `.env.sample`).
 
 Profiles (`ENVIRONMENT`): `dev` (local, forgiving defaults), `paper` (a server trading on paper,
-behind TLS), `live` (reserved for real money; refuses to start until a live broker exists).
+behind TLS), `live` (real money). Orders go to the broker of `BROKER_MODE` (paper, demo, live).
 """
 
 from __future__ import annotations
@@ -37,11 +37,31 @@ if DEBUG and not IS_DEV:  # debug pages show settings, SQL and source code to wh
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if IS_DEV else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
-BROKER_MODE = env.str("BROKER_MODE", "paper", choices=("paper", "live"))
-if BROKER_MODE == "live":
-    raise ImproperlyConfigured(
-        "BROKER_MODE: 'live' is reserved; no live broker adapter exists yet. Use BROKER_MODE=paper."
-    )
+# --- Broker (issue #11; docs/LIVE.md) -------------------------------------------------------------
+# paper: the simulator, never a private request; demo: the exchange's demo trading (real API, fake
+# funds); live: real money. demo and live need the hardened profile and a non-empty SYMBOL_ALLOWLIST.
+BROKER_MODE = env.str("BROKER_MODE", "paper", choices=("paper", "demo", "live"))
+BROKER_EXCHANGE = env.str("BROKER_EXCHANGE", "bitget", choices=("bitget", "bybit"))
+BITGET_API_KEY = env.str("BITGET_API_KEY", "", secret=True)
+BITGET_API_SECRET = env.str("BITGET_API_SECRET", "", secret=True)
+BITGET_API_PASSPHRASE = env.str("BITGET_API_PASSPHRASE", "", secret=True)
+BYBIT_API_KEY = env.str("BYBIT_API_KEY", "", secret=True)
+BYBIT_API_SECRET = env.str("BYBIT_API_SECRET", "", secret=True)
+BROKER_HTTP_TIMEOUT = env.float("BROKER_HTTP_TIMEOUT", 10.0, minimum=0.1)
+LIVE_MAX_NOTIONAL_USDT = env.decimal("LIVE_MAX_NOTIONAL_USDT", Decimal("20"), minimum=Decimal("0"))
+LIVE_MAX_ACCOUNT_USDT = env.decimal("LIVE_MAX_ACCOUNT_USDT", Decimal("150"), minimum=Decimal("0"))
+LIVE_LEVERAGE = env.int("LIVE_LEVERAGE", 1, minimum=1)
+LIVE_MARGIN_MODE = env.str("LIVE_MARGIN_MODE", "isolated", choices=("isolated", "cross"))
+LIVE_ACKNOWLEDGE = env.str("LIVE_ACKNOWLEDGE", "")  # must be exactly LIVE_ACKNOWLEDGE_PHRASE for live
+LIVE_ACKNOWLEDGE_PHRASE = "I accept real losses"
+# Pre-trade sanity (all broker modes): refuse a stale signal, or one whose price is too far from the
+# current quote. Empty: off. Default: on in demo/live (60 s, 2 %), off in paper.
+MAX_SIGNAL_AGE_SEC = env.int("MAX_SIGNAL_AGE_SEC", None if BROKER_MODE == "paper" else 60, minimum=1, optional=True)
+MAX_SIGNAL_PRICE_DEVIATION_PCT = env.decimal("MAX_SIGNAL_PRICE_DEVIATION_PCT",
+                                             None if BROKER_MODE == "paper" else Decimal("2"),
+                                             minimum=Decimal("0"), optional=True)
+RECONCILE_INTERVAL_SEC = env.int("RECONCILE_INTERVAL_SEC", 60, minimum=10)
+RECONCILE_SUBMITTED_GRACE_SEC = env.int("RECONCILE_SUBMITTED_GRACE_SEC", 60, minimum=5)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -195,7 +215,9 @@ PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Dec
 
 # Risk limits: empty means "no limit".
 MAX_OPEN_POSITIONS = env.int("MAX_OPEN_POSITIONS", None, minimum=0, optional=True)
-MAX_OPEN_POSITIONS_PER_SYMBOL = env.int("MAX_OPEN_POSITIONS_PER_SYMBOL", None, minimum=0, optional=True)
+# On an exchange one symbol is one net position with one TP/SL: demo/live allow one LOMS position per symbol.
+MAX_OPEN_POSITIONS_PER_SYMBOL = env.int("MAX_OPEN_POSITIONS_PER_SYMBOL", None if BROKER_MODE == "paper" else 1,
+                                        minimum=0, optional=True)
 MAX_SIZE_PER_POSITION_USDT = env.decimal("MAX_SIZE_PER_POSITION_USDT", None, minimum=Decimal("0"), optional=True)
 MAX_TOTAL_EXPOSURE_USDT = env.decimal("MAX_TOTAL_EXPOSURE_USDT", None, minimum=Decimal("0"), optional=True)
 SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", [], upper=True)
@@ -227,6 +249,17 @@ BITGET_PRODUCT = env.str("BITGET_PRODUCT", "usdt-futures", choices=("spot", "usd
 for _key, _url in (("BYBIT_BASE_URL", BYBIT_BASE_URL), ("BITGET_BASE_URL", BITGET_BASE_URL)):
     if not _url.startswith(("http://", "https://")):
         raise ImproperlyConfigured(f"{_key}: must start with http:// or https:// (got {_url!r})")
+if BROKER_MODE != "paper":
+    if IS_DEV:
+        raise ImproperlyConfigured(f"BROKER_MODE={BROKER_MODE}: needs the hardened profile (ENVIRONMENT=paper or live)")
+    if not SYMBOL_ALLOWLIST:
+        raise ImproperlyConfigured(f"SYMBOL_ALLOWLIST: must list the traded symbols when BROKER_MODE={BROKER_MODE}")
+    if MAX_OPEN_POSITIONS_PER_SYMBOL is None or MAX_OPEN_POSITIONS_PER_SYMBOL > 1:
+        raise ImproperlyConfigured(f"MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1 when BROKER_MODE={BROKER_MODE} (the "
+                                   "exchange nets a symbol into one position with one TP/SL)")
+    if BROKER_MODE == "live" and LIVE_ACKNOWLEDGE != LIVE_ACKNOWLEDGE_PHRASE:
+        raise ImproperlyConfigured(f"LIVE_ACKNOWLEDGE: BROKER_MODE=live trades real money; set it to exactly "
+                                   f"{LIVE_ACKNOWLEDGE_PHRASE!r} to confirm")
 REPLAY_FILE = env.str("REPLAY_FILE", "")  # CSV or JSONL of ts,symbol,bid,ask,last,mark for PRICE_SOURCE=replay
 if PRICE_SOURCE == "replay" and not REPLAY_FILE:
     raise ImproperlyConfigured("REPLAY_FILE: required when PRICE_SOURCE=replay")
@@ -344,5 +377,7 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         "django_q": {"level": "WARNING"},
         "apprise": {"level": "WARNING"},  # its DEBUG/INFO lines print the notification URLs' paths (tokens)
+        # ccxt logs each request with its headers (the exchange API key) at DEBUG: never below WARNING.
+        "ccxt": {"level": "WARNING"},
     },
 }

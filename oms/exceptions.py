@@ -24,6 +24,14 @@ class PriceUnavailable(OmsError):
     code = "price_unavailable"
 
 
+class ExchangeCloseFailed(PriceUnavailable):
+    """Demo/live: the exchange did not fill the reduce-only close; the position stays open (a kind of
+    PriceUnavailable, so every caller that leaves a position open on a bad price does the same)."""
+
+    status_code = 502
+    code = "exchange_close_failed"
+
+
 class OmsDisabled(OmsError):
     status_code = 409
     code = "oms_disabled"

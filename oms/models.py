@@ -18,6 +18,12 @@ class Side(models.TextChoices):
     SHORT = "short", "Short"
 
 
+class BrokerMode(models.TextChoices):
+    PAPER = "paper", "Paper"
+    DEMO = "demo", "Exchange demo"
+    LIVE = "live", "Live"
+
+
 class MarketType(models.TextChoices):
     PAPER_SIM = "paper_sim", "Paper (simulated)"
     LINEAR_PERP = "linear_perp", "Linear perpetual"
@@ -36,6 +42,17 @@ class CloseReason(models.TextChoices):
     TIMEOUT = "timeout", "Timeout"
     MANUAL = "manual", "Manual"
     PANIC = "panic", "Panic (close all)"
+    # Closed on the exchange, found by the reconciliation (demo/live, issue #11).
+    EXCHANGE_TP = "exchange_tp", "Take profit on the exchange"
+    EXCHANGE_SL = "exchange_sl", "Stop loss on the exchange"
+    EXCHANGE_CLOSE = "exchange_close", "Closed on the exchange (liquidation, app)"
+    FLATTEN = "flatten", "Flatten"
+
+
+# A stop loss (or take profit) is one whether LOMS or the exchange executed it (issue #11): the
+# trips, the SL cool-down and the figures count both.
+STOP_LOSS_REASONS = (CloseReason.SL, CloseReason.EXCHANGE_SL)
+TAKE_PROFIT_REASONS = (CloseReason.TP, CloseReason.EXCHANGE_TP)
 
 
 class ExitStrategy(models.TextChoices):
@@ -77,6 +94,8 @@ class Position(models.Model):
     dynamic_sl_price = models.DecimalField(**PRICE, null=True, blank=True)
     max_favorable_move = models.DecimalField(**PRICE, null=True, blank=True)
     exit_meta = models.JSONField(default=dict, blank=True)
+    # Where the position lives: paper (simulated) or on the exchange in demo/live (issue #11).
+    broker_mode = models.CharField(max_length=5, choices=BrokerMode.choices, default=BrokerMode.PAPER)
 
     objects = PositionQuerySet.as_manager()
 
@@ -124,9 +143,16 @@ class Position(models.Model):
 
 class OrderStatus(models.TextChoices):
     CREATED = "created", "Created"
+    SUBMITTED = "submitted", "Submitted"  # sent to the exchange, answer not yet known
+    PARTIALLY_FILLED = "partial", "Partially filled"
     FILLED = "filled", "Filled"
     CANCELLED = "cancelled", "Cancelled"
     REJECTED = "rejected", "Rejected"
+
+
+class TradeSide(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
 
 
 class OrderPurpose(models.TextChoices):
@@ -147,10 +173,22 @@ class Order(models.Model):
     status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.CREATED)
     purpose = models.CharField(max_length=5, choices=OrderPurpose.choices, default=OrderPurpose.ENTRY)
     created_at = models.DateTimeField(default=timezone.now)
+    # Exchange orders (demo/live, issue #11); paper orders leave them empty.
+    trade_side = models.CharField(max_length=4, choices=TradeSide.choices, blank=True)
+    reduce_only = models.BooleanField(default=False)
+    client_order_id = models.CharField(max_length=36, null=True, blank=True, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True)
+    filled_qty = models.DecimalField(**PRICE, null=True, blank=True)
+    fee = models.DecimalField(**PRICE, null=True, blank=True)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["-created_at", "-id"], name="order_newest")]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="order_newest"),
+            models.Index(fields=["status", "created_at"], name="order_status_created"),
+        ]
         constraints = [models.CheckConstraint(condition=Q(qty__gt=0), name="order_qty_positive")]
 
     def __str__(self) -> str:
@@ -162,6 +200,7 @@ class SignalOutcome(models.TextChoices):
     RISK_BLOCKED = "risk_blocked", "Blocked by risk"
     OMS_DISABLED = "oms_disabled", "OMS disabled"
     DUPLICATE = "duplicate", "Duplicate"
+    BROKER_REJECTED = "broker_rejected", "Refused by the exchange"
     REJECTED = "rejected", "Rejected (invalid)"
 
 
@@ -369,6 +408,8 @@ class HealthReasonSeen(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} since {self.first_seen_at:%Y-%m-%d %H:%M:%S}"
+
+
 class AuditSpool(models.Model):
     """An audit line that could not be appended to `AUDIT_LOG_PATH` (disk full, permissions…).
 
@@ -383,6 +424,8 @@ class AuditSpool(models.Model):
 
     def __str__(self) -> str:
         return f"audit spool #{self.pk} (signal {self.signal_row_id})"
+
+
 class BookFigure(models.Model):
     """Figures of the book maintained in the transaction of every open and close (oms.services.figures).
 
@@ -429,3 +472,24 @@ class BookFigure(models.Model):
 
     def __str__(self) -> str:
         return f"book figure {self.rid!r}: {self.positions} positions, {self.trades} trades"
+
+
+class BrokerMonitor(models.Model):
+    """The last reconciliation with the exchange (single row, pk=1), shown on /health (issue #11)."""
+
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_state = models.CharField(max_length=16, blank=True, help_text="ok, mismatch or error")
+    last_detail = models.TextField(blank=True)
+    runs = models.BigIntegerField(default=0)
+    closed_by_exchange = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "broker monitor"
+
+    def __str__(self) -> str:
+        return f"reconciliation: {self.last_state or 'never'}"
+
+    @classmethod
+    def load(cls) -> BrokerMonitor:
+        monitor, _ = cls.objects.get_or_create(pk=1)
+        return monitor

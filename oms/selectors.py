@@ -14,7 +14,7 @@ from django.db.models import Count, DecimalField, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
 from oms.metrics import Sums, db_decimal, downsample, drawdown_summaries, equity_curve, stats_figures
-from oms.models import BookVersion, CloseReason, Position, PositionStatus
+from oms.models import STOP_LOSS_REASONS, TAKE_PROFIT_REASONS, BookVersion, CloseReason, Position, PositionStatus
 
 GROUP_FIELDS = {"symbol": "symbol", "strategy": "strategy", "exchange": "exchange", "day": "day"}
 ZERO = Decimal("0")
@@ -57,8 +57,8 @@ def _metric_aggregates() -> dict:
         "closed_positions": Count("id", filter=closed),
         "winning_trades": Count("id", filter=win),
         "losing_trades": Count("id", filter=loss),
-        "tp_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.TP)),
-        "sl_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.SL)),
+        "tp_count": Count("id", filter=closed & Q(auto_close_reason__in=TAKE_PROFIT_REASONS)),
+        "sl_count": Count("id", filter=closed & Q(auto_close_reason__in=STOP_LOSS_REASONS)),
         "trailing_sl_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.TRAILING_SL)),
         "manual_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.MANUAL)),
         "timeout_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.TIMEOUT)),

@@ -63,3 +63,23 @@ def notify_tick() -> dict:
     from oms.services.notify import notify_tick as tick
 
     return tick()
+
+
+def broker_reconcile() -> dict:
+    """Every minute (schedule `oms.broker_reconcile`, migration 0013): reconcile with the exchange
+    every RECONCILE_INTERVAL_SEC for about a minute. Nothing at all in paper mode."""
+    import time
+
+    from django.conf import settings
+
+    from oms.services.execution import reconcile
+
+    if settings.BROKER_MODE == "paper":
+        return {"state": "paper"}
+    deadline = time.monotonic() + 55
+    runs = []
+    while True:
+        runs.append(reconcile().state)
+        if time.monotonic() + settings.RECONCILE_INTERVAL_SEC > deadline:
+            return {"runs": runs}
+        time.sleep(settings.RECONCILE_INTERVAL_SEC)

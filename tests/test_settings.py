@@ -88,9 +88,36 @@ def test_paper_without_secret_key_refuses_to_start_and_says_why():
     assert result.returncode != 0 and "SECRET_KEY: required when ENVIRONMENT=paper" in result.stderr
 
 
-def test_live_broker_mode_refuses_to_start_with_a_clear_message():
+def test_an_exchange_broker_mode_needs_the_hardened_profile():
     result = manage("check", env={"BROKER_MODE": "live"})
-    assert result.returncode != 0 and "no live broker adapter exists yet" in result.stderr
+    assert result.returncode != 0 and "needs the hardened profile" in result.stderr
+
+
+def test_an_exchange_broker_mode_needs_a_symbol_allowlist():
+    result = manage("check", env={**PAPER, "BROKER_MODE": "demo"})
+    assert result.returncode != 0 and "SYMBOL_ALLOWLIST: must list the traded symbols" in result.stderr
+
+
+def test_an_exchange_broker_mode_allows_one_position_per_symbol():
+    env = {**PAPER, "BROKER_MODE": "demo", "SYMBOL_ALLOWLIST": "BTCUSDT"}
+    result = manage("check", env={**env, "MAX_OPEN_POSITIONS_PER_SYMBOL": "2"})
+    assert result.returncode != 0 and "MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1" in result.stderr
+    assert manage("check", env=env).returncode == 0  # defaults to 1 in demo/live
+
+
+def test_live_needs_the_explicit_acknowledgement():
+    env = {**PAPER, "ENVIRONMENT": "live", "BROKER_MODE": "live", "SYMBOL_ALLOWLIST": "BTCUSDT"}
+    result = manage("check", env=env)
+    assert result.returncode != 0 and "LIVE_ACKNOWLEDGE" in result.stderr
+    assert manage("check", env={**env, "LIVE_ACKNOWLEDGE": "I accept real losses"}).returncode == 0
+
+
+def test_show_config_says_set_or_unset_for_exchange_keys_and_never_shows_them():
+    result = manage("show_config", env={"BITGET_API_SECRET": "marker-secret-123", "BYBIT_API_KEY": ""})
+    assert result.returncode == 0
+    assert "marker-secret-123" not in result.stdout
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert "BITGET_API_SECRET" in lines and "BYBIT_API_KEY" in lines
 
 
 def test_anonymous_api_is_refused_outside_dev():

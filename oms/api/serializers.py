@@ -34,6 +34,8 @@ class OrderSerializer(serializers.ModelSerializer):
         fields = [
             "id", "position", "exchange", "symbol", "side", "qty", "order_type", "price", "tp_price", "sl_price",
             "status", "purpose", "created_at",
+            # issue #11: the buy/sell side, and for exchange orders their ids, fill and error
+            "trade_side", "reduce_only", "client_order_id", "exchange_order_id", "filled_qty", "fee", "error",
         ]
 
 

@@ -90,7 +90,8 @@ class HealthApi(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
     def get(self, request):
         report = health_report(details=bool(request.user and request.user.is_authenticated))
-        return Response(report, status=status.HTTP_200_OK if report["ok"] else status.HTTP_503_SERVICE_UNAVAILABLE)
+        unavailable = report["status"] == "error"  # degraded still answers 200, with its reasons
+        return Response(report, status=status.HTTP_503_SERVICE_UNAVAILABLE if unavailable else status.HTTP_200_OK)
 
 
 class StatsApi(APIView):
@@ -158,6 +159,11 @@ class OrderListCreateApi(generics.ListAPIView):
             exchange=data.get("exchange") or settings.DEFAULT_EXCHANGE, strategy=data.get("strategy", ""),
             exit_strategy=settings.DEFAULT_EXIT_STRATEGY,
         ))
+        if settings.BROKER_MODE != "paper":  # BROKER (#11): the order goes to the exchange after the commit
+            from oms.services.execution import entry_send
+
+            entry_send(opened.order)
+            opened.order.refresh_from_db()
         body = {**OrderSerializer(opened.order).data, "position_id": opened.position.pk}
         return Response(body, status=status.HTTP_201_CREATED)
 

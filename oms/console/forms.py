@@ -107,7 +107,9 @@ class OrderFilterForm(forms.Form):
 
 
 class SwitchForm(forms.Form):
-    enabled = forms.TypedChoiceField(choices=[("on", "ON"), ("off", "OFF")], coerce=lambda v: v == "on")
+    # "flatten" (demo/live, issue #11): OFF, then cancel every order and close every position on the exchange.
+    enabled = forms.TypedChoiceField(choices=[("on", "ON"), ("off", "OFF"), ("flatten", "OFF and flatten")],
+                                     coerce=lambda v: v == "on")
     reason = forms.CharField(
         max_length=500, strip=True,
         widget=forms.TextInput(attrs={"placeholder": "Why? (recorded with your name)", "autocomplete": "off"}),

@@ -210,6 +210,8 @@ def switch(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if not request.user.has_perm("oms.change_switch"):
             raise PermissionDenied("Your account lacks the permission oms.change_switch.")
+        if form.is_valid() and request.POST.get("enabled") == "flatten":  # BROKER (#11): OFF and flatten
+            return _switch_off_and_flatten(request, form.cleaned_data["reason"])
         if form.is_valid():
             state = oms_switch_set(
                 enabled=form.cleaned_data["enabled"], reason=form.cleaned_data["reason"],
@@ -228,6 +230,22 @@ def switch(request: HttpRequest) -> HttpResponse:
         "trip_limits": TripLimits.from_settings(),
     }
     return render(request, "oms/switch.html", context, status=400 if form.is_bound else 200)
+
+
+def _switch_off_and_flatten(request: HttpRequest, reason: str) -> HttpResponse:
+    if not request.user.has_perm("oms.close_position"):
+        raise PermissionDenied("Your account lacks the permission oms.close_position.")
+    from oms.services.execution import flatten
+
+    result = flatten(actor=request.user.get_username(), reason=reason, source=SwitchSource.DASHBOARD,
+                     user=request.user)
+    if result.flat:
+        messages.success(request, f"OMS switched OFF and flat: {len(result.closed)} position(s) closed in "
+                                  f"{result.seconds:.1f} s; the exchange confirms no position and no open order.")
+    else:
+        problems = "; ".join([*result.remaining_positions, *(f"{k}: {v}" for k, v in result.failed.items())])
+        messages.error(request, f"OMS switched OFF but NOT FLAT: {problems}. Check the exchange's app now.")
+    return redirect(reverse("oms:switch"))
 
 
 @console_view

@@ -1,5 +1,6 @@
-"""The one close path. The sweep, a manual close, close-all, the admin action and the commands all
-close positions through `close_positions`.
+"""The one close path. The sweep, a manual close, close-all, the admin action, the commands and
+the live broker (which first gets the exchange's fill: oms/services/execution.py) all book closes
+through `close_positions`.
 
 A close is a conditional `UPDATE … WHERE status = 'open'` under a row lock, so a position closes
 and its PnL is booked exactly once however many closes race. Each position's close is isolated:
@@ -21,7 +22,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.models import Order, OrderPurpose, OrderStatus, Position, PositionStatus
+from oms.models import Order, OrderPurpose, OrderStatus, Position, PositionStatus, Side, TradeSide
 from oms.pnl import fee_for, gross_pnl, slipped_close_price
 from oms.services.book import book_changed
 from oms.services.figures import book_figures_record_closes
@@ -48,6 +49,10 @@ class CloseInstruction:
     price: Decimal
     reason: str
     level_fields: dict | None = None
+    # An exchange close (demo/live): `price` is the fill's price and `fill_fee` its fee (no paper
+    # slippage or fee rate), and `exit_order` the exchange's exit order, saved with the close.
+    fill_fee: Decimal | None = None
+    exit_order: Order | None = None
 
 
 @dataclass
@@ -57,17 +62,23 @@ class CloseBatchResult:
     failed: dict[int, str] = field(default_factory=dict)  # position id → why it could not be closed
 
 
-def close_values(*, position: Position, price: Decimal, reason: str, now: datetime) -> dict:
-    """The column values that close `position` at market `price` (the paper fill): slippage, exit
-    fee, net PnL. Raises `CloseRefused` when the row cannot be closed or the result does not fit."""
+def close_values(*, position: Position, price: Decimal, reason: str, now: datetime,
+                 fill_fee: Decimal | None = None) -> dict:
+    """The column values that close `position`: at market `price` on paper (slippage, exit fee at
+    PAPER_FEE_RATE), or at an exchange fill's `price` with its `fill_fee`; net PnL. Raises
+    `CloseRefused` when the row cannot be closed or the result does not fit its columns."""
     if position.qty <= 0 or position.entry_price <= 0:
         raise CloseRefused(f"qty {position.qty} and entry price {position.entry_price} must both be positive")
     if not price > 0:
         raise CloseRefused(f"market price {price} is not positive")
     try:
-        close_price = slipped_close_price(side=position.side, price=price,
-                                          slippage_bps=settings.PAPER_SLIPPAGE_BPS)
-        total_fee = position.fee + fee_for(price=close_price, qty=position.qty, rate=settings.PAPER_FEE_RATE)
+        if fill_fee is None:
+            close_price = slipped_close_price(side=position.side, price=price,
+                                              slippage_bps=settings.PAPER_SLIPPAGE_BPS)
+            exit_fee = fee_for(price=close_price, qty=position.qty, rate=settings.PAPER_FEE_RATE)
+        else:
+            close_price, exit_fee = price, fill_fee
+        total_fee = position.fee + exit_fee
         pnl = gross_pnl(side=position.side, entry_price=position.entry_price, close_price=close_price,
                         qty=position.qty) - total_fee
         values = {"close_price": close_price, "fee": total_fee, "pnl": pnl}
@@ -97,6 +108,7 @@ def exit_order_for(position: Position) -> Order:
         price=position.close_price,
         status=OrderStatus.FILLED,
         purpose=OrderPurpose.EXIT,
+        trade_side=TradeSide.SELL if position.side == Side.LONG else TradeSide.BUY,
         created_at=position.closed_at,
     )
 
@@ -144,7 +156,8 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
     for position in locked:
         instruction = by_id[position.pk]
         try:
-            values = close_values(position=position, price=instruction.price, reason=instruction.reason, now=now)
+            values = close_values(position=position, price=instruction.price, reason=instruction.reason, now=now,
+                                  fill_fee=instruction.fill_fee)
         except CloseRefused as exc:
             failed[position.pk] = str(exc)
             continue
@@ -158,11 +171,18 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
         updated = _update_still_open(batch, sorted(fields))
         if updated not in (len(batch), -1):  # cannot happen under the lock; never book a close twice if it did
             raise RuntimeError(f"{len(batch) - updated} positions changed under the close's lock")
-        Order.objects.bulk_create([exit_order_for(p) for p in batch], batch_size=CHUNK)
+        Order.objects.bulk_create([_exit_order(p, by_id[p.pk]) for p in batch], batch_size=CHUNK)
     done = {p.pk for p in batch} | set(failed)
     result.closed.extend(batch)
     result.failed.update(failed)
     result.not_open.extend(i for i in ids if i not in done)
+
+
+def _exit_order(position: Position, instruction: CloseInstruction) -> Order:
+    if instruction.exit_order is None:
+        return exit_order_for(position)
+    instruction.exit_order.position = position
+    return instruction.exit_order
 
 
 def _update_still_open(positions: list[Position], fields: list[str]) -> int:

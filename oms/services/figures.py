@@ -47,7 +47,9 @@ ALL_TIME = BookFigure.ALL_TIME
 SCALE = 10**10
 REASON_FIELDS = {CloseReason.TP: "tp_count", CloseReason.SL: "sl_count", CloseReason.TRAILING_SL: "trailing_sl_count",
                  CloseReason.MANUAL: "manual_count", CloseReason.TIMEOUT: "timeout_count",
-                 CloseReason.PANIC: "panic_count"}
+                 CloseReason.PANIC: "panic_count",
+                 # An exchange-side TP or SL (demo/live) counts as one (oms.models TAKE_PROFIT/STOP_LOSS_REASONS).
+                 CloseReason.EXCHANGE_TP: "tp_count", CloseReason.EXCHANGE_SL: "sl_count"}
 COUNTS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_FIELDS.values(), "pnl", "fees",
           "gross_win", "gross_loss"]
 UPDATE_FIELDS = [*COUNTS, "peak", "trough", "drawdown", "first_created_at", "last_created_at", "last_closed_at",

@@ -136,6 +136,21 @@ def check_audit_spool(ctx: HealthContext) -> Iterable[Reason]:
                      f"{settings.AUDIT_LOG_PATH}")
 
 
+def check_reconciliation(ctx: HealthContext) -> Iterable[Reason]:
+    """Demo/live: the last reconciliation with the exchange must be recent and clean."""
+    if settings.BROKER_MODE == "paper":
+        return
+    from oms.services.execution import reconcile_report
+
+    report = reconcile_report()
+    if report["stale"]:
+        yield Reason("reconciliation_stale", "no recent reconciliation with the exchange",
+                     f"last run {report['last_run_at'] or 'never'}")
+    elif report["state"] != "ok":
+        yield Reason("reconciliation_" + report["state"], f"the last reconciliation says {report['state']}",
+                     report["detail"])
+
+
 def check_close_failures(ctx: HealthContext) -> Iterable[Reason]:
     """Open positions whose exit failed in the last sweep (the close path isolated them)."""
     failing = ctx.monitor.close_failures or {}
@@ -153,6 +168,7 @@ HEALTH_CHECKS: list[HealthCheck] = [
     check_audit_writable,
     check_audit_spool,
     check_close_failures,
+    check_reconciliation,
 ]  # the ops app appends its backup-age check (ops/health.py)
 
 
@@ -246,8 +262,12 @@ def health_report(*, details: bool = True) -> dict:
         auto_close=auto_close,
         reasons=[reason.as_dict() for reason in reasons],
     )
+    if settings.BROKER_MODE != "paper":
+        from oms.services.execution import reconcile_report
+
+        report.update(broker_exchange=settings.BROKER_EXCHANGE, reconciliation=reconcile_report())
     if reasons:
-        report["status"] = "degraded"
+        report.update(status="degraded", ok=False)  # `ok` never says healthy when the status does not
     return report if details else public_report(report)
 
 

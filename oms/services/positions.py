@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -13,8 +13,17 @@ from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.exceptions import OmsDisabled, PositionCloseFailed, PositionNotFound, PriceUnavailable, RiskLimitExceeded
+from oms.exceptions import (
+    ExchangeCloseFailed,
+    OmsDisabled,
+    PositionCloseFailed,
+    PositionNotFound,
+    PriceUnavailable,
+    RiskLimitExceeded,
+)
 from oms.models import (
+    STOP_LOSS_REASONS,
+    BrokerMode,
     CloseReason,
     ExitStrategy,
     OmsControl,
@@ -23,6 +32,8 @@ from oms.models import (
     OrderStatus,
     Position,
     PositionStatus,
+    Side,
+    TradeSide,
 )
 from oms.pnl import fee_for
 from oms.services.book import book_changed
@@ -87,7 +98,7 @@ def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> Expo
     if limits.sl_cooldown_min:
         since = now - timedelta(minutes=limits.sl_cooldown_min)
         last_sl_at = Position.objects.filter(
-            symbol=symbol, auto_close_reason=CloseReason.SL, closed_at__gte=since
+            symbol=symbol, auto_close_reason__in=STOP_LOSS_REASONS, closed_at__gte=since
         ).aggregate(last=Max("closed_at"))["last"]
     return ExposureSnapshot(
         total_open=open_figures["total"],
@@ -112,6 +123,11 @@ def position_open_locked(
     state = switch_state(control)
     if not state.enabled:
         raise OmsDisabled(state.disabled_reason)
+    exchange_mode = settings.BROKER_MODE != "paper"
+    if exchange_mode:  # BROKER (#11): the qty the exchange takes (lot size, minimum, LIVE_MAX_NOTIONAL_USDT)
+        from oms.services.execution import entry_qty
+
+        request = replace(request, qty=entry_qty(symbol=request.symbol, qty=request.qty, price=request.entry_price))
     limits = RiskLimits.from_settings()
     exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
     decision = check_risk_limits(request.symbol, request.entry_price, request.qty, exposure=exposure, limits=limits)
@@ -144,8 +160,13 @@ def position_open_locked(
         sl_price=request.sl_price,
         status=OrderStatus.FILLED,  # paper orders fill immediately
         purpose=OrderPurpose.ENTRY,
+        trade_side=TradeSide.BUY if request.side == Side.LONG else TradeSide.SELL,
         created_at=now,
     )
+    if exchange_mode:  # BROKER (#11): sent after commit by execution.entry_execute, filled from the exchange
+        from oms.services.execution import mark_entry_submitted
+
+        mark_entry_submitted(order)
     book_changed()
     book_figures_record_open(position)
     # Logged once the position is committed, never for one that is rolled back.
@@ -177,8 +198,14 @@ class CloseResult:
 
 
 def position_close(*, position: Position, price: Decimal, reason: str, now: datetime | None = None) -> CloseResult:
-    """Close an open position at `price`. Books the close (and its PnL) exactly once; raises
-    `PositionCloseFailed` when this position's close cannot be booked."""
+    """Close an open position at `price` (an exchange position: with a reduce-only order, at its
+    fill). Books the close (and its PnL) exactly once; raises `PositionCloseFailed` when this
+    position's close cannot be booked (`ExchangeCloseFailed` when the exchange refuses it)."""
+    if position.broker_mode != BrokerMode.PAPER:
+        from oms.services.execution import exchange_position_close
+
+        closed = exchange_position_close(position=position, reason=reason, now=now)
+        return CloseResult(position=closed.position, closed_now=closed.closed_now)
     outcome = close_positions([CloseInstruction(position.pk, price, reason)], now=now)
     if outcome.failed:
         raise PositionCloseFailed(f"position {position.pk} could not be closed: {outcome.failed[position.pk]}")
@@ -205,6 +232,8 @@ def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANU
         raise PositionNotFound(f"position {position_id} does not exist") from None
     if not position.is_open:
         return CloseResult(position=position, closed_now=False)
+    if position.broker_mode != BrokerMode.PAPER:  # the exchange fill is the price
+        return position_close(position=position, price=None, reason=reason)
     return position_close(position=position, price=market_price(position.symbol), reason=reason)
 
 
@@ -224,10 +253,19 @@ def positions_close_at_market(*, positions: list[Position], reason: str) -> Clos
         return result
     symbols = list(dict.fromkeys(p.symbol for p in open_positions))
     prices, result.failed = fetch_prices(get_price_source(), symbols, PriceMode(settings.PRICE_MODE))
-    outcome = close_positions(
-        CloseInstruction(p.pk, prices[p.symbol][0], reason) for p in open_positions if p.symbol in prices
-    )
+    paper = [p for p in open_positions if p.broker_mode == BrokerMode.PAPER]
+    outcome = close_positions(CloseInstruction(p.pk, prices[p.symbol][0], reason) for p in paper if p.symbol in prices)
     result.closed, result.failed_positions = outcome.closed, outcome.failed
+    for position in open_positions:
+        if position.broker_mode == BrokerMode.PAPER:
+            continue
+        try:  # an exchange position closes at its fill, quote or not; a refusal leaves only it open
+            closed = position_close(position=position, price=None, reason=reason)
+        except ExchangeCloseFailed as exc:
+            result.failed_positions[position.pk] = exc.message
+            continue
+        if closed.closed_now:
+            result.closed.append(closed.position)
     return result
 
 

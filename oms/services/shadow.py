@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from oms import metrics
 from oms.console.charts import equity_chart
-from oms.models import AutoCloseMonitor, CloseReason, Position, PositionStatus
+from oms.models import STOP_LOSS_REASONS, TAKE_PROFIT_REASONS, AutoCloseMonitor, Position, PositionStatus
 
 Z_95 = 1.959963984540054
 ZERO = Decimal("0")
@@ -95,8 +95,8 @@ def trade_metrics(trades: list[Trade], *, period_days: float | None = None) -> d
     total = sum(pnls, ZERO)
     low, high = wilson_interval(wins, n)
     drawdown, drawdown_pct = max_drawdown(pnls)
-    tp = sum(1 for t in trades if t.reason == CloseReason.TP)
-    sl = sum(1 for t in trades if t.reason == CloseReason.SL)
+    tp = sum(1 for t in trades if t.reason in TAKE_PROFIT_REASONS)
+    sl = sum(1 for t in trades if t.reason in STOP_LOSS_REASONS)
     if period_days is None and n:
         period_days = max((trades[-1].closed_at - trades[0].closed_at).total_seconds() / 86400, 1.0)
     return {

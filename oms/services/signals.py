@@ -11,10 +11,12 @@ from django.db import IntegrityError, transaction
 
 from lomsite.jsonlog import log_event
 from oms.exceptions import OmsDisabled, RiskLimitExceeded
-from oms.models import Signal, SignalOutcome
+from oms.models import BrokerMode, Signal, SignalOutcome
 from oms.pnl import levels_from_pct
 from oms.services.audit import audit_append
+from oms.services.execution import entry_execute, pretrade_sanity
 from oms.services.positions import OpenedPosition, PositionRequest, lock_oms_control, position_open_locked
+from oms.services.switch import switch_state
 from oms.signal_input import QUANT, BounceSignal, SignalInvalid, parse_bounce_signal
 
 logger = logging.getLogger("loms.oms")
@@ -81,7 +83,7 @@ def _record_duplicate(signal: BounceSignal, payload: dict, first: Signal) -> Sig
     )
 
 
-def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
+def _decide_and_record(signal: BounceSignal, payload: dict, insane: str = "") -> Signal:
     """Inside one transaction behind the OMS lock: switch? risk? then open.
 
     Duplicates were answered before taking the lock; a twin committed since then makes the final
@@ -90,6 +92,8 @@ def _decide_and_record(signal: BounceSignal, payload: dict) -> Signal:
     control = lock_oms_control()
     fields = _signal_fields(signal, payload)
     try:
+        if insane and switch_state(control).enabled:  # BROKER (#11): pre-trade sanity (stale, price far off)
+            raise RiskLimitExceeded(insane, "sanity")
         opened = position_open_locked(request=_request_for(signal), control=control)
     except OmsDisabled as exc:
         outcome, reason, position = SignalOutcome.OMS_DISABLED, exc.message, None
@@ -128,15 +132,18 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
         if first is not None:
             row = _record_duplicate(signal, stored_payload, first)
         else:
+            insane = pretrade_sanity(symbol=signal.symbol, price=signal.price, timestamp=signal.timestamp)
             try:
                 with transaction.atomic():
-                    row = _decide_and_record(signal, stored_payload)
+                    row = _decide_and_record(signal, stored_payload, insane)
             except IntegrityError:
                 # A concurrent twin won the unique dedupe key after our check: we are its duplicate.
                 first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
                 if first is None:
                     raise
                 row = _record_duplicate(signal, stored_payload, first)
+        if row.outcome == SignalOutcome.OPENED and row.position and row.position.broker_mode != BrokerMode.PAPER:
+            row = entry_execute(row)  # BROKER (#11): the order goes to the exchange after the commit
     except Exception as exc:
         audit_append({"outcome": "error", "error": type(exc).__name__, "payload": stored_payload})
         raise

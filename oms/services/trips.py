@@ -21,7 +21,14 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.models import CloseReason, OmsControl, OmsSwitchChange, Position, PositionStatus, SwitchSource
+from oms.models import (
+    STOP_LOSS_REASONS,
+    OmsControl,
+    OmsSwitchChange,
+    Position,
+    PositionStatus,
+    SwitchSource,
+)
 from oms.services.switch import oms_switch_set
 
 logger = logging.getLogger("loms.oms")
@@ -92,7 +99,7 @@ def consecutive_stop_losses(*, since: datetime | None, limit: int) -> int:
     reasons = _closed_since(since).order_by("-closed_at", "-id").values_list("auto_close_reason", flat=True)[:limit]
     count = 0
     for reason in reasons:
-        if reason != CloseReason.SL:
+        if reason not in STOP_LOSS_REASONS:
             break
         count += 1
     return count

@@ -75,6 +75,12 @@ class Command(BaseCommand):
             failures = auto.get("quote_failures") or {}
             if failures:
                 write(f"                failing quotes: {', '.join(sorted(failures))}")
+        reconciliation = report.get("reconciliation")  # demo/live (issue #11)
+        if reconciliation:
+            age = reconciliation.get("last_run_age_sec")
+            when = f"last run {age:.0f} s ago" if age is not None else "never run"
+            write(f"  exchange      {report.get('broker_exchange')}: reconciliation {reconciliation.get('state')}, "
+                  f"{when}{' ' + reconciliation['detail'] if reconciliation.get('detail') else ''}")
         if code == UNREACHABLE and report.get("status") == "error":
             write(self.style.ERROR("  The service reports an error (see database above)."))
 

@@ -34,6 +34,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, bind, no_cluster, **options):
         base = Path(settings.BASE_DIR)
+        if settings.BROKER_MODE != "paper":  # BROKER (#11): refuse to start on a failed preflight, naming it
+            from django.core.management import call_command
+            from django.core.management.base import CommandError
+
+            try:
+                call_command("broker_preflight", stdout=self.stdout, stderr=self.stderr)
+            except CommandError as exc:
+                self.stderr.write(f"serve: not starting in BROKER_MODE={settings.BROKER_MODE}: {exc}")
+                sys.exit(1)
         self._complete_audit_trail()
         commands = {"web": [sys.executable, "-m", "gunicorn", "lomsite.wsgi:application",
                             "--config", str(base / "deploy" / "gunicorn.conf.py"), "--bind", bind]}

@@ -1,0 +1,127 @@
+"""What Bitget and Bybit share: a ccxt client pointed at the configured base URL, markets loaded
+once (precision and limits), ccxt's errors turned into `BrokerError` kinds.
+
+ccxt signs every request, applies the exchange's rate limit and maps its error codes; the
+adapters call the exchange's documented endpoints through ccxt's generated methods (one request
+per call, so each failure mode is known), and read the answers themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from decimal import ROUND_DOWN, Decimal
+
+import ccxt
+from django.conf import settings
+
+from oms.brokers.base import Broker, BrokerError, EntryRefused, Fill, OrderNotFound
+
+
+def as_decimal(value, default: Decimal | None = None) -> Decimal | None:
+    if value in (None, ""):
+        return default
+    return Decimal(str(value))
+
+
+def translate(exc: Exception, *, sending: bool = False) -> BrokerError:
+    """A ccxt error as a BrokerError; never carries a key (ccxt's messages hold the URL and body only)."""
+    message = f"{type(exc).__name__}: {str(exc)[:300]}"
+    if isinstance(exc, ccxt.OrderNotFound):
+        return OrderNotFound(message)
+    if isinstance(exc, (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended)):
+        return BrokerError(message, kind="auth")
+    if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)):
+        return BrokerError(message, kind="rate_limited")
+    if isinstance(exc, ccxt.InsufficientFunds):
+        return BrokerError(f"insufficient balance ({message})", kind="refused")
+    if isinstance(exc, (ccxt.InvalidOrder, ccxt.BadRequest, ccxt.BadSymbol)):
+        return BrokerError(message, kind="refused")
+    if isinstance(exc, ccxt.RequestTimeout):
+        return BrokerError(message, kind="unavailable", maybe_sent=sending)
+    if isinstance(exc, (ccxt.NetworkError, ccxt.ExchangeNotAvailable)):
+        # Connection refused before sending is "not sent"; ccxt cannot always tell, so a send is unknown.
+        return BrokerError(message, kind="unavailable", maybe_sent=sending)
+    return BrokerError(message, kind="unavailable" if not sending else "refused")
+
+
+class CcxtBroker(Broker):
+    FILL_WAIT_SEC = 2.0
+    is_paper = False
+    ccxt_class: type = ccxt.Exchange
+    live_base_url = ""
+    demo_base_url = ""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.client = self.ccxt_class(self.client_config())
+        # Currencies are not needed (and are a private, slow call on some exchanges).
+        self.client.has = {**self.client.has, "fetchCurrencies": False}
+        self.setup_client()
+        base = self.base_url()
+        self.client.urls["api"] = {key: base for key in self.client.urls["api"]}
+        self._markets_lock = threading.Lock()
+
+    # --- configuration ---------------------------------------------------------------------
+    def client_config(self) -> dict:
+        return {"timeout": int(settings.BROKER_HTTP_TIMEOUT * 1000), "enableRateLimit": True}
+
+    def setup_client(self) -> None:
+        """Exchange-specific options (demo mode, market types)."""
+
+    def configured_base_url(self) -> str:
+        raise NotImplementedError
+
+    def base_url(self) -> str:
+        configured = self.configured_base_url().rstrip("/")
+        if self.mode == "demo" and configured == self.live_base_url and self.demo_base_url:
+            return self.demo_base_url
+        return configured
+
+    # --- markets ---------------------------------------------------------------------------
+    def market(self, symbol: str) -> dict:
+        with self._markets_lock:
+            try:
+                self.client.load_markets()
+            except ccxt.BaseError as exc:
+                raise translate(exc) from exc
+        for market in self.client.markets_by_id.get(symbol, []):
+            if market.get("swap") and market.get("linear"):
+                return market
+        raise EntryRefused(f"{symbol} is not a USDT-margined perpetual on {self.name}")
+
+    def entry_qty(self, *, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
+        market = self.market(symbol)
+        step = as_decimal(market["precision"]["amount"])
+        rounded = (qty / step).to_integral_value(rounding=ROUND_DOWN) * step if step else qty
+        minimum = as_decimal(market["limits"]["amount"].get("min"), Decimal("0"))
+        if rounded <= 0 or rounded < minimum:
+            raise EntryRefused(f"qty {qty} is below the minimum order size {minimum} of {symbol} on {self.name}")
+        min_cost = as_decimal((market["limits"].get("cost") or {}).get("min"), Decimal("0"))
+        if rounded * price < min_cost:
+            raise EntryRefused(f"order value {rounded * price} USDT is below the minimum {min_cost} USDT of "
+                               f"{symbol} on {self.name}")
+        if rounded * price > settings.LIVE_MAX_NOTIONAL_USDT:
+            raise EntryRefused(f"order value {rounded * price} USDT is above LIVE_MAX_NOTIONAL_USDT "
+                               f"{settings.LIVE_MAX_NOTIONAL_USDT}")
+        return rounded.normalize()
+
+    def price_str(self, symbol: str, price: Decimal) -> str:
+        market = self.market(symbol)
+        return self.client.price_to_precision(market["symbol"], float(price))
+
+    def settled(self, *, symbol: str, client_order_id: str) -> Fill:
+        """The order just sent, read back by its client id until it is no longer `submitted` (a
+        market order fills at once; this waits up to FILL_WAIT_SEC for the exchange to say so)."""
+        deadline = time.monotonic() + self.FILL_WAIT_SEC
+        while True:
+            fill = self.lookup(symbol=symbol, client_order_id=client_order_id)
+            if fill.status != "submitted" or time.monotonic() > deadline:
+                return fill
+            time.sleep(0.2)
+
+    def call(self, method: str, params: dict, *, sending: bool = False) -> dict:
+        try:
+            return getattr(self.client, method)(params)
+        except ccxt.BaseError as exc:
+            raise translate(exc, sending=sending) from exc

@@ -1,0 +1,566 @@
+"""Orders on the exchange (demo/live, issue #11): entry, close, reconciliation, flatten, preflight.
+
+The paper path never comes here. The exchange is called **outside** the OMS lock: the position and
+its entry order are committed first (status `submitted`, with the client order id derived from
+the position, itself unique per signal), so the risk caps count it while it is in flight and a
+process killed between sending and the answer leaves a row that names the order. Resolving an
+unknown outcome always means looking the order up by that id, never sending it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from lomsite.jsonlog import log_event
+from oms.brokers import get_broker
+from oms.brokers.base import Broker, BrokerError, EntryRefused, Fill, OrderNotFound
+from oms.exceptions import ExchangeCloseFailed, RiskLimitExceeded
+from oms.models import (
+    BrokerMode,
+    BrokerMonitor,
+    CloseReason,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+    Position,
+    PositionStatus,
+    Signal,
+    SignalOutcome,
+    SwitchSource,
+    TradeSide,
+)
+from oms.services.book import book_changed
+from oms.services.closing import CloseInstruction, close_positions
+from oms.services.switch import oms_switch_set, switch_state
+
+logger = logging.getLogger("loms.oms.broker")
+RATE_LIMIT_BACKOFF_SEC = (0.5, 1.0, 2.0)
+
+
+def broker_alert(message: str) -> None:
+    """THE call site for broker alerts (reconciliation mismatch, auth failure, unknown outcome).
+    Wire the notifications service (oms/services/notify.py) here; today it is a WARNING log line."""
+    log_event(logger, "broker_alert", logging.WARNING, alert=message)
+
+
+def switch_off(reason: str) -> None:
+    """Turn the OMS switch off on the broker's behalf (no new positions until a person re-arms it)."""
+    if switch_state().switch_on:
+        oms_switch_set(enabled=False, actor="broker", reason=reason, source=SwitchSource.AUTO)
+    broker_alert(reason)
+
+
+def client_order_id(position: Position, purpose: str, attempt: int = 1) -> str:
+    """`loms-<position>-o` for the entry, `loms-<position>-c<n>` for the n-th close attempt."""
+    return f"loms-{position.pk}-o" if purpose == "entry" else f"loms-{position.pk}-c{attempt}"
+
+
+def _trade_side(position_side: str, purpose: str) -> str:
+    opening = position_side == "long"
+    return TradeSide.BUY if opening == (purpose == OrderPurpose.ENTRY) else TradeSide.SELL
+
+
+def _with_backoff(call):
+    """Call; on a rate-limit answer wait and try again (nothing was accepted, so a retry is safe)."""
+    for delay in (*RATE_LIMIT_BACKOFF_SEC, None):
+        try:
+            return call()
+        except BrokerError as exc:
+            if exc.kind != "rate_limited" or delay is None:
+                raise
+            log_event(logger, "broker_rate_limited", logging.WARNING, retry_in_sec=delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+# --- entry ---------------------------------------------------------------------------------------
+def entry_qty(*, symbol: str, qty: Decimal, price: Decimal, broker: Broker | None = None) -> Decimal:
+    """Inside the OMS lock, before the risk check: the qty the exchange will get (lot size), or a
+    RiskLimitExceeded naming the market's minimum or LIVE_MAX_NOTIONAL_USDT."""
+    broker = broker or get_broker()
+    try:
+        return broker.entry_qty(symbol=symbol, qty=qty, price=price)
+    except EntryRefused as exc:
+        raise RiskLimitExceeded(exc.message, "exchange") from None
+    except BrokerError as exc:
+        raise RiskLimitExceeded(f"exchange markets unavailable: {exc.message}", "exchange") from None
+
+
+def pretrade_sanity(*, symbol: str, price: Decimal, timestamp: datetime, now: datetime | None = None) -> str:
+    """Why a signal must not trade ("" when it may): older than MAX_SIGNAL_AGE_SEC, or its price more
+    than MAX_SIGNAL_PRICE_DEVIATION_PCT away from the current quote (checked before the OMS lock)."""
+    now = now or timezone.now()
+    if settings.MAX_SIGNAL_AGE_SEC is not None:
+        age = (now - timestamp).total_seconds()
+        if age > settings.MAX_SIGNAL_AGE_SEC:
+            return f"signal is {age:.0f} s old (MAX_SIGNAL_AGE_SEC {settings.MAX_SIGNAL_AGE_SEC})"
+    if settings.MAX_SIGNAL_PRICE_DEVIATION_PCT is not None:
+        from oms.exceptions import PriceUnavailable
+        from oms.services.positions import market_price
+
+        try:
+            quote = market_price(symbol)
+        except PriceUnavailable as exc:
+            return f"no current price to check the signal against: {exc}"
+        deviation = abs(price - quote) / quote * 100
+        if deviation > settings.MAX_SIGNAL_PRICE_DEVIATION_PCT:
+            return (f"signal price {price} is {deviation:.2f} % away from the current price {quote} "
+                    f"(MAX_SIGNAL_PRICE_DEVIATION_PCT {settings.MAX_SIGNAL_PRICE_DEVIATION_PCT})")
+    return ""
+
+
+def mark_entry_submitted(order: Order) -> None:
+    """Inside the opening transaction: the entry order is to be sent (not filled yet)."""
+    position = order.position
+    position.broker_mode = settings.BROKER_MODE
+    position.save(update_fields=["broker_mode"])
+    order.status = OrderStatus.SUBMITTED
+    order.trade_side = _trade_side(position.side, OrderPurpose.ENTRY)
+    order.client_order_id = client_order_id(position, "entry")
+    order.price = None
+    order.save(update_fields=["status", "trade_side", "client_order_id", "price"])
+
+
+def _book_entry_fill(order: Order, fill: Fill) -> None:
+    """Write an entry order's outcome; the position takes the fill's price, qty and fee."""
+    now = timezone.now()
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
+            return  # already resolved (by the reconciliation, say)
+        position = Position.objects.select_for_update().get(pk=order.position_id)
+        order.status, order.updated_at = fill.status, now
+        order.exchange_order_id = fill.exchange_order_id or order.exchange_order_id
+        if fill.qty > 0 and fill.price:
+            order.filled_qty, order.price, order.fee = fill.qty, fill.price, fill.fee
+            position.qty, position.entry_price, position.fee = fill.qty, fill.price, fill.fee
+            position.save(update_fields=["qty", "entry_price", "fee"])
+            book_changed()
+        elif fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+            _cancel_position(position, order, "the exchange did not fill the entry order")
+        order.save(update_fields=["status", "updated_at", "exchange_order_id", "filled_qty", "price", "fee"])
+    log_event(logger, "entry_order_outcome", position_id=order.position_id, status=fill.status, qty=fill.qty,
+              price=fill.price, fee=fill.fee)
+
+
+def _cancel_position(position: Position, order: Order, error: str) -> None:
+    Position.objects.filter(pk=position.pk, status=PositionStatus.OPEN).update(status=PositionStatus.CANCELLED)
+    order.error = error[:2000]
+    book_changed()
+
+
+def _refuse_entry(order: Order, signal: Signal | None, reason: str) -> None:
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        order.status, order.updated_at = OrderStatus.REJECTED, timezone.now()
+        _cancel_position(order.position, order, reason)
+        order.save(update_fields=["status", "updated_at", "error"])
+        if signal is not None:
+            signal.outcome, signal.reason = SignalOutcome.BROKER_REJECTED, reason
+            signal.response = {"received": True, "oms_enabled": True, "risk_ok": False,
+                               "risk_reason": f"exchange refused the order: {reason}"}
+            signal.save(update_fields=["outcome", "reason", "response"])
+    log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason)
+
+
+def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
+    """After the opening transaction committed: send the entry order with its TP/SL and book the
+    outcome; the fill, or None when the order was refused or its outcome is unknown. Never sends
+    twice: an unknown outcome is looked up by the client order id; when even that fails the order
+    stays `submitted` for the reconciliation. `signal` (if any) is answered with a refusal."""
+    position = order.position
+    broker = get_broker()
+    try:
+        try:
+            fill = _with_backoff(lambda: broker.open(
+                symbol=position.symbol, side=position.side, qty=order.qty, price=position.entry_price,
+                client_order_id=order.client_order_id, tp_price=position.tp_price, sl_price=position.sl_price))
+        except (BrokerError, EntryRefused):
+            raise
+        except Exception as unexpected:  # an answer we could not read: the order may exist
+            logger.exception("entry order: unexpected error")
+            raise BrokerError(f"{type(unexpected).__name__}: {unexpected}", kind="unavailable",
+                              maybe_sent=True) from unexpected
+    except EntryRefused as exc:
+        _refuse_entry(order, signal, exc.message)
+        return None
+    except BrokerError as exc:
+        if exc.kind == "auth":
+            switch_off(f"exchange authentication failed: {exc.message}")
+        if not exc.maybe_sent:
+            _refuse_entry(order, signal, exc.message)
+            return None
+        try:
+            fill = broker.lookup(symbol=position.symbol, client_order_id=order.client_order_id)
+        except OrderNotFound:
+            _refuse_entry(order, signal, f"the order never reached the exchange ({exc.message})")
+            return None
+        except BrokerError as lookup_exc:
+            broker_alert(f"entry of position {position.pk}: outcome unknown ({lookup_exc.message}); "
+                         "the reconciliation will resolve it by its client order id")
+            return None
+    _book_entry_fill(order, fill)
+    if fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) and fill.qty == 0:
+        _refuse_entry(order, signal, "the exchange did not fill the entry order")
+        return None
+    return fill
+
+
+def entry_execute(signal: Signal) -> Signal:
+    """The signal path: send its position's entry order; its answer gains the exchange's fill."""
+    position = signal.position
+    fill = entry_send(position.orders.get(purpose=OrderPurpose.ENTRY), signal)
+    if fill is not None:
+        position.refresh_from_db()
+        signal.response = {**signal.response, "order_status": fill.status, "entry_price": float(position.entry_price),
+                           "qty": float(position.qty)}
+        signal.save(update_fields=["response"])
+    signal.refresh_from_db()
+    return signal
+
+
+# --- close ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExchangeCloseResult:
+    position: Position
+    closed_now: bool
+
+
+def _book_close(position: Position, *, price: Decimal, fee: Decimal, reason: str, order: Order,
+                now: datetime) -> bool:
+    """Book an exchange fill as the position's close, through the one close path (oms/services/closing.py)."""
+    outcome = close_positions([CloseInstruction(position.pk, price, reason, fill_fee=fee, exit_order=order)], now=now)
+    if outcome.failed:
+        raise ExchangeCloseFailed(f"the close of position {position.pk} could not be booked: "
+                                  f"{outcome.failed[position.pk]}")
+    if not outcome.closed:
+        return False
+    for name in ("status", "closed_at", "close_price", "fee", "pnl", "auto_close_reason"):
+        setattr(position, name, getattr(outcome.closed[0], name))
+    return True
+
+
+def exchange_position_close(*, position: Position, reason: str, now: datetime | None = None) -> ExchangeCloseResult:
+    """Close an exchange position with a reduce-only market order; its fill is the close.
+
+    The position row is locked while the order is out, so two closes never both send. A failed
+    close is recorded (a rejected exit order) and raised; the position stays open.
+    """
+    broker = get_broker()
+    with transaction.atomic():
+        locked = Position.objects.select_for_update().filter(pk=position.pk, status=PositionStatus.OPEN).first()
+        if locked is None:
+            position.refresh_from_db()
+            return ExchangeCloseResult(position=position, closed_now=False)
+        attempt = locked.orders.filter(purpose=OrderPurpose.EXIT).count() + 1
+        order = Order(position=locked, exchange=locked.exchange, symbol=locked.symbol, side=locked.side,
+                      qty=locked.qty, status=OrderStatus.SUBMITTED, purpose=OrderPurpose.EXIT,
+                      trade_side=_trade_side(locked.side, OrderPurpose.EXIT), reduce_only=True,
+                      client_order_id=client_order_id(locked, "exit", attempt), created_at=timezone.now())
+        failure = None
+        try:
+            fill = _with_backoff(lambda: broker.close(symbol=locked.symbol, side=locked.side, qty=locked.qty,
+                                                       price=None, client_order_id=order.client_order_id))
+        except BrokerError as exc:
+            fill, failure = None, exc
+            if exc.maybe_sent:
+                try:
+                    fill, failure = broker.lookup(symbol=locked.symbol, client_order_id=order.client_order_id), None
+                except BrokerError:
+                    pass
+        if fill is None or fill.qty <= 0 or fill.price is None:
+            order.status = OrderStatus.REJECTED if failure and not failure.maybe_sent else OrderStatus.SUBMITTED
+            order.error = failure.message if failure else f"close order {fill.status if fill else 'unknown'}"
+            order.save()
+        else:
+            order.status, order.price, order.filled_qty, order.fee = fill.status, fill.price, fill.qty, fill.fee
+            order.exchange_order_id, order.updated_at = fill.exchange_order_id, timezone.now()
+            _book_close(locked, price=fill.price, fee=fill.fee, reason=reason, order=order, now=now or timezone.now())
+            return ExchangeCloseResult(position=locked, closed_now=True)
+    if failure is not None and failure.kind == "auth":
+        switch_off(f"exchange authentication failed: {failure.message}")
+    message = failure.message if failure else f"close order {order.status}, not filled"
+    log_event(logger, "exchange_close_failed", logging.WARNING, position_id=position.pk, error=message)
+    raise ExchangeCloseFailed(f"the exchange did not close position {position.pk}: {message}")
+
+
+def sweep_exchange_positions(closes: list[CloseInstruction],
+                             updates: list[Position]) -> tuple[list[CloseInstruction], list[Position]]:
+    """The auto-close sweep's decisions for exchange positions, taken out of its paper batch.
+
+    TP and SL (static or trailing) are the exchange's own orders: the sweep does not race them. A
+    trailing stop that moved is moved on the exchange first (the new level is stored only if the
+    exchange took it). A timeout closes with a reduce-only market order. Returns what is left for
+    the paper batch.
+    """
+    ids = {close.position_id for close in closes} | {p.pk for p in updates}
+    exchange_ids = set(Position.objects.filter(pk__in=ids).exclude(broker_mode=BrokerMode.PAPER)
+                       .values_list("pk", flat=True))
+    if not exchange_ids:
+        return closes, updates
+    broker = get_broker()
+    kept_updates = []
+    for update in updates:
+        if update.pk not in exchange_ids:
+            kept_updates.append(update)
+            continue
+        position = Position.objects.get(pk=update.pk)
+        new_sl = getattr(update, "dynamic_sl_price", None)
+        if new_sl is not None and new_sl != position.dynamic_sl_price:
+            try:
+                broker.move_stop(symbol=position.symbol, side=position.side, sl_price=new_sl)
+            except BrokerError as exc:
+                log_event(logger, "exchange_stop_not_moved", logging.WARNING, position_id=position.pk,
+                          error=exc.message)
+                continue
+        kept_updates.append(update)
+    paper_closes = []
+    for close in closes:
+        if close.position_id not in exchange_ids:
+            paper_closes.append(close)
+            continue
+        if close.reason != CloseReason.TIMEOUT:
+            continue  # the exchange's TP/SL closes it; the reconciliation books it
+        try:
+            exchange_position_close(position=Position.objects.get(pk=close.position_id), reason=close.reason)
+        except (BrokerError, ExchangeCloseFailed) as exc:
+            log_event(logger, "exchange_timeout_close_failed", logging.WARNING, position_id=close.position_id,
+                      error=exc.message)
+    return paper_closes, kept_updates
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+@dataclass
+class ReconcileResult:
+    state: str = "ok"  # ok / mismatch / error
+    closed: list[int] = field(default_factory=list)  # positions closed because the exchange closed them
+    resolved_orders: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _exchange_reason(position: Position, price: Decimal) -> str:
+    long = position.side == "long"
+    if position.sl_price is not None and (price <= position.sl_price if long else price >= position.sl_price):
+        return CloseReason.EXCHANGE_SL
+    if position.tp_price is not None and (price >= position.tp_price if long else price <= position.tp_price):
+        return CloseReason.EXCHANGE_TP
+    return CloseReason.EXCHANGE_CLOSE
+
+
+def reconcile(*, now: datetime | None = None, broker: Broker | None = None) -> ReconcileResult:
+    """LOMS's exchange positions against the exchange's. What the exchange closed is closed here
+    with its price and fee; what cannot be explained turns the switch off with the reason."""
+    now = now or timezone.now()
+    broker = broker or get_broker()
+    result = ReconcileResult()
+    if broker.is_paper:
+        return result
+    try:
+        _resolve_submitted(broker, result, now)
+        _reconcile_positions(broker, result, now)
+    except BrokerError as exc:
+        result.state, result.problems = "error", [*result.problems, f"exchange unavailable: {exc.message}"]
+        if exc.kind == "auth":
+            switch_off(f"reconciliation: exchange authentication failed: {exc.message}")
+    if result.problems and result.state == "ok":
+        result.state = "mismatch"
+        switch_off("reconciliation: " + "; ".join(result.problems)[:900])
+    monitor = BrokerMonitor.load()
+    monitor.last_run_at, monitor.last_state = now, result.state
+    monitor.last_detail = "; ".join(result.problems)[:2000]
+    monitor.runs += 1
+    monitor.closed_by_exchange += len(result.closed)
+    monitor.save()
+    log_event(logger, "reconciliation", state=result.state, closed=result.closed, problems=result.problems)
+    return result
+
+
+def _resolve_submitted(broker: Broker, result: ReconcileResult, now: datetime) -> None:
+    """Orders still `submitted` (a timeout, a killed process): look them up by their client id."""
+    pending = (Order.objects.filter(status=OrderStatus.SUBMITTED).exclude(client_order_id=None)
+               .select_related("position"))
+    for order in pending:
+        try:
+            fill = broker.lookup(symbol=order.symbol, client_order_id=order.client_order_id)
+        except OrderNotFound:
+            if order.purpose == OrderPurpose.ENTRY:
+                _refuse_entry(order, order.position.signals.first(), "the order never reached the exchange")
+            else:
+                Order.objects.filter(pk=order.pk).update(status=OrderStatus.REJECTED, error="not on the exchange")
+            result.resolved_orders.append(order.pk)
+            continue
+        if order.purpose == OrderPurpose.ENTRY and fill.status != OrderStatus.SUBMITTED:
+            _book_entry_fill(order, fill)
+            result.resolved_orders.append(order.pk)
+        elif (now - order.created_at).total_seconds() > settings.RECONCILE_SUBMITTED_GRACE_SEC:
+            result.problems.append(f"order {order.client_order_id} stuck in submitted")
+
+
+def _reconcile_positions(broker: Broker, result: ReconcileResult, now: datetime) -> None:
+    on_exchange = {(p.symbol, p.side): p for p in broker.positions()}
+    ours = list(Position.objects.filter(status=PositionStatus.OPEN).exclude(broker_mode=BrokerMode.PAPER))
+    by_key: dict[tuple[str, str], list[Position]] = {}
+    for position in ours:
+        by_key.setdefault((position.symbol, position.side), []).append(position)
+    for key, positions in by_key.items():
+        held = on_exchange.pop(key, None)
+        expected = sum(p.qty for p in positions)
+        if held is not None:
+            if held.qty != expected:
+                result.problems.append(f"size mismatch on {key[0]} {key[1]}: LOMS {expected}, exchange {held.qty}")
+            continue
+        if any(p.orders.filter(status=OrderStatus.SUBMITTED).exists() for p in positions):
+            continue  # in flight: the next run decides
+        since_ms = int(min(p.created_at for p in positions).timestamp() * 1000)
+        closed = broker.last_close(symbol=key[0], side=key[1], since_ms=since_ms)
+        if closed is None:
+            result.problems.append(f"{key[0]} {key[1]} open in LOMS but not on the exchange, and no close found")
+            continue
+        for position in positions:
+            fee = closed.fee - position.fee if closed.fee >= position.fee else closed.fee
+            order = Order(position=position, exchange=position.exchange, symbol=position.symbol, side=position.side,
+                          qty=position.qty, price=closed.close_price, status=OrderStatus.FILLED,
+                          purpose=OrderPurpose.EXIT, trade_side=_trade_side(position.side, OrderPurpose.EXIT),
+                          reduce_only=True, filled_qty=position.qty, fee=fee, created_at=now)
+            try:
+                if _book_close(position, price=closed.close_price, fee=fee, order=order, now=now,
+                               reason=_exchange_reason(position, closed.close_price)):
+                    result.closed.append(position.pk)
+            except ExchangeCloseFailed as exc:  # this row cannot be booked: say so, book the others
+                result.problems.append(exc.message)
+    for symbol, side in on_exchange:
+        result.problems.append(f"unknown position on the exchange: {symbol} {side}")
+
+
+# --- flatten -------------------------------------------------------------------------------------
+@dataclass
+class FlattenResult:
+    flat: bool
+    closed: list[int] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # what → why
+    remaining_positions: list[str] = field(default_factory=list)
+    remaining_orders: int = 0
+    seconds: float = 0.0
+
+
+def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.COMMAND, user=None) -> FlattenResult:
+    """Switch off, cancel every open order, close every position reduce-only, read the exchange
+    back. `flat` only when the exchange confirms no position and no open order."""
+    started = time.perf_counter()
+    oms_switch_set(enabled=False, actor=actor, reason=f"flatten: {reason}", source=source, user=user)
+    broker = get_broker()
+    result = FlattenResult(flat=False)
+    if broker.is_paper:
+        from oms.services.positions import positions_close_all
+
+        closed = positions_close_all(reason=CloseReason.FLATTEN)
+        result.closed = [p.pk for p in closed.closed]
+        result.failed = {s: f"no price: {r}" for s, r in closed.failed.items()}
+        result.flat = not Position.objects.filter(status=PositionStatus.OPEN).exists()
+        result.seconds = time.perf_counter() - started
+        return result
+    try:
+        _with_backoff(broker.cancel_all)
+    except BrokerError as exc:
+        result.failed["cancel all orders"] = exc.message
+    for position in Position.objects.filter(status=PositionStatus.OPEN).exclude(broker_mode=BrokerMode.PAPER):
+        try:
+            if exchange_position_close(position=position, reason=CloseReason.FLATTEN).closed_now:
+                result.closed.append(position.pk)
+        except (BrokerError, ExchangeCloseFailed) as exc:
+            result.failed[f"position {position.pk}"] = exc.message
+    try:
+        # Anything the exchange still holds (unknown to LOMS, or a failed close) is closed too.
+        for held in broker.positions():
+            try:
+                _with_backoff(lambda held=held: broker.close(
+                    symbol=held.symbol, side=held.side, qty=held.qty, price=None,
+                    client_order_id=f"loms-flat-{int(time.time() * 1000) % 10**12}"))
+            except BrokerError as exc:
+                result.failed[f"{held.symbol} {held.side} on the exchange"] = exc.message
+        result.remaining_positions = [f"{p.symbol} {p.side} {p.qty}" for p in broker.positions()]
+        result.remaining_orders = len(broker.open_orders())
+        result.flat = not result.remaining_positions and result.remaining_orders == 0
+    except BrokerError as exc:
+        result.failed["reading the exchange back"] = exc.message
+    result.seconds = time.perf_counter() - started
+    log_event(logger, "flatten", flat=result.flat, closed=result.closed, failed=result.failed,
+              remaining=result.remaining_positions, seconds=round(result.seconds, 3))
+    if not result.flat:
+        broker_alert(f"flatten did not confirm flat: {result.remaining_positions or result.failed}")
+    return result
+
+
+# --- preflight -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PreflightCheck:
+    name: str
+    ok: bool
+    detail: str
+
+
+def preflight(*, broker: Broker | None = None) -> list[PreflightCheck]:
+    """Read-only checks before trading on an exchange (docs/LIVE.md). Never places an order."""
+    broker = broker or get_broker()
+    checks: list[PreflightCheck] = []
+    add = lambda name, ok, detail: checks.append(PreflightCheck(name, bool(ok), detail))  # noqa: E731
+    add("broker mode", not broker.is_paper, f"BROKER_MODE={settings.BROKER_MODE}, exchange {broker.name}")
+    if broker.is_paper:
+        return checks
+    symbols = list(settings.SYMBOL_ALLOWLIST)
+    add("symbol allowlist", symbols, ", ".join(symbols) or "SYMBOL_ALLOWLIST is empty")
+    try:
+        account = broker.account_check(symbols)
+    except BrokerError as exc:
+        add("keys work (balance read)", False, exc.message)
+        return checks
+    add("keys work (balance read)", True, f"equity {account.equity_usdt} USDT")
+    add("no withdraw permission", account.withdraw_permission is not True,
+        "key can withdraw: make a key without it" if account.withdraw_permission
+        else ("not reported by the exchange" if account.withdraw_permission is None else "no withdraw"))
+    add("account equity within LIVE_MAX_ACCOUNT_USDT",
+        account.equity_usdt is not None and account.equity_usdt <= settings.LIVE_MAX_ACCOUNT_USDT,
+        f"{account.equity_usdt} USDT (max {settings.LIVE_MAX_ACCOUNT_USDT}): use a dedicated sub-account")
+    add("one-way position mode", account.one_way_mode is not False,
+        "one-way" if account.one_way_mode is not False else "hedge mode: switch the account to one-way")
+    for symbol in symbols:
+        entry = account.symbols.get(symbol, {})
+        ok = entry.get("margin_mode") == settings.LIVE_MARGIN_MODE and entry.get("leverage") == settings.LIVE_LEVERAGE
+        add(f"{symbol} margin mode and leverage", ok,
+            f"{entry.get('margin_mode')} x{entry.get('leverage')} (want {settings.LIVE_MARGIN_MODE} "
+            f"x{settings.LIVE_LEVERAGE})")
+        try:
+            broker.market(symbol) if hasattr(broker, "market") else None
+        except (EntryRefused, BrokerError) as exc:
+            add(f"{symbol} market", False, getattr(exc, "message", str(exc)))
+    try:
+        known = {(p.symbol, p.side) for p in Position.objects.filter(status=PositionStatus.OPEN)
+                 .exclude(broker_mode=BrokerMode.PAPER)}
+        unknown = [f"{p.symbol} {p.side}" for p in broker.positions() if (p.symbol, p.side) not in known]
+        ours = set(Order.objects.exclude(client_order_id=None).values_list("client_order_id", flat=True))
+        stray = [o["client_order_id"] or o["exchange_order_id"] for o in broker.open_orders()
+                 if o.get("client_order_id") not in ours]
+    except BrokerError as exc:
+        add("no unknown position or order", False, exc.message)
+    else:
+        add("no unknown position or order", not unknown and not stray,
+            "none" if not unknown and not stray else f"positions: {unknown}, orders: {stray}")
+    return checks
+
+
+def reconcile_report() -> dict:
+    monitor = BrokerMonitor.load()
+    age = (timezone.now() - monitor.last_run_at).total_seconds() if monitor.last_run_at else None
+    return {"last_run_at": monitor.last_run_at.isoformat() if monitor.last_run_at else None,
+            "last_run_age_sec": round(age, 1) if age is not None else None, "state": monitor.last_state or "never",
+            "detail": monitor.last_detail, "runs": monitor.runs, "closed_by_exchange": monitor.closed_by_exchange,
+            "stale": age is None or age > 3 * settings.RECONCILE_INTERVAL_SEC + 30}
+
