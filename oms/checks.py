@@ -11,6 +11,17 @@ def auto_close_interval_check(app_configs, **kwargs):
     return []
 
 
+@register()
+def notify_urls_check(app_configs, **kwargs):
+    """Every NOTIFY_URLS entry must be an apprise URL (the entries hold secrets: named by position)."""
+    if not settings.NOTIFY_URLS:
+        return []
+    from oms.services.notify import notify_url_problems
+
+    return [Warning(f"NOTIFY_URLS entry #{number} is not a valid apprise URL: alerts never reach it.",
+                    hint="See https://github.com/caronc/apprise/wiki for the URL of each service.", id="oms.W002")
+            for number in notify_url_problems()]
+
 
 @register()
 def deprecated_setting_names_check(app_configs, **kwargs):

@@ -50,7 +50,8 @@ REASON_FIELDS = {CloseReason.TP: "tp_count", CloseReason.SL: "sl_count", CloseRe
                  CloseReason.PANIC: "panic_count",
                  # An exchange-side TP or SL (demo/live) counts as one (oms.models TAKE_PROFIT/STOP_LOSS_REASONS).
                  CloseReason.EXCHANGE_TP: "tp_count", CloseReason.EXCHANGE_SL: "sl_count"}
-COUNTS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_FIELDS.values(), "pnl", "fees",
+REASON_COUNTS = list(dict.fromkeys(REASON_FIELDS.values()))  # each counter once
+COUNTS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "pnl", "fees",
           "gross_win", "gross_loss"]
 UPDATE_FIELDS = [*COUNTS, "peak", "trough", "drawdown", "first_created_at", "last_created_at", "last_closed_at",
                  "last_id"]
@@ -453,7 +454,7 @@ def figures_can_serve(filters: dict, group_by: str | None = None) -> bool:
     return True
 
 
-READ_FIELDS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_FIELDS.values(), "pnl", "fees",
+READ_FIELDS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "pnl", "fees",
                "gross_win", "gross_loss", "drawdown", "first_created_at", "last_created_at", "last_closed_at"]
 
 
@@ -463,7 +464,7 @@ def _figures(row: dict, *, day_row: bool = False) -> dict:
         total_positions=row["trades"] if day_row else row["positions"],
         open_positions=0 if day_row else row["open_positions"],
         closed_positions=row["trades"], winning_trades=row["wins"], losing_trades=row["losses"],
-        **{field: row[field] for field in REASON_FIELDS.values()},
+        **{field: row[field] for field in REASON_COUNTS},
         total_pnl=money(row["pnl"]), total_fees=money(row["fees"]), gross_win=money(row["gross_win"]),
         gross_loss=money(row["gross_loss"]), first_trade_at=row["first_created_at"],
         last_trade_at=row["last_created_at"], last_close_at=row["last_closed_at"],

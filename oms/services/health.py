@@ -136,6 +136,25 @@ def check_audit_spool(ctx: HealthContext) -> Iterable[Reason]:
                      f"{settings.AUDIT_LOG_PATH}")
 
 
+def check_alerts(ctx: HealthContext) -> Iterable[Reason]:
+    """Alerts must be able to reach someone: every NOTIFY_URLS entry valid, and the newest alert
+    that finished sending was sent (a failed one means the channel is broken)."""
+    from oms.models import Notification, NotificationStatus
+    from oms.services.notify import notify_url_problems
+
+    if not settings.NOTIFY_URLS:
+        return
+    if problems := notify_url_problems():
+        yield Reason("alerts_misconfigured", f"NOTIFY_URLS has {len(problems)} entry(ies) apprise does not understand",
+                     "entries #" + ", #".join(map(str, problems)))
+    # The newest alert a sender tried: a failed attempt (waiting for its retry, or given up) means
+    # the channel is broken right now.
+    last = (Notification.objects.filter(attempts__gt=0).exclude(status=NotificationStatus.SENDING)
+            .order_by("-updated_at", "-id").values("status", "error", "title").first())
+    if last and last["status"] != NotificationStatus.SENT:
+        yield Reason("alerts_failing", "the last alert could not be sent", f"{last['title']}: {last['error'][:300]}")
+
+
 def check_reconciliation(ctx: HealthContext) -> Iterable[Reason]:
     """Demo/live: the last reconciliation with the exchange must be recent and clean."""
     if settings.BROKER_MODE == "paper":
@@ -169,6 +188,7 @@ HEALTH_CHECKS: list[HealthCheck] = [
     check_audit_spool,
     check_close_failures,
     check_reconciliation,
+    check_alerts,
 ]  # the ops app appends its backup-age check (ops/health.py)
 
 

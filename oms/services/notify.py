@@ -104,16 +104,30 @@ def scrub(text: str, urls: str | None = None) -> str:
     return text
 
 
+def notify_url_entries(urls: str | None = None) -> list[str]:
+    urls = settings.NOTIFY_URLS if urls is None else urls
+    return [url for url in re.split(r"[\s,]+", urls) if url]
+
+
+def notify_url_problems(urls: str | None = None) -> list[int]:
+    """The positions (1-based) of the NOTIFY_URLS entries apprise does not understand. Never the
+    entries themselves: they hold tokens and passwords."""
+    import apprise
+
+    return [number for number, url in enumerate(notify_url_entries(urls), start=1) if not apprise.Apprise().add(url)]
+
+
 def apprise_send(*, title: str, body: str, level: str = "warning", urls: str | None = None) -> tuple[bool, str]:
-    """Send through apprise to every NOTIFY_URLS target. Returns (ok, error without secrets)."""
+    """Send through apprise to every valid NOTIFY_URLS target (an entry apprise does not understand
+    never silences the others; /health names it). Returns (ok, error without secrets)."""
     import apprise
 
     urls = settings.NOTIFY_URLS if urls is None else urls
     sender = apprise.Apprise()
-    if not urls.strip() or not sender.add(urls):
+    for url in notify_url_entries(urls):
+        sender.add(url)
+    if not len(sender):
         return False, "NOTIFY_URLS holds no valid apprise URL"
-    if len(sender) != len([u for u in re.split(r"[\s,]+", urls) if u]):
-        return False, "NOTIFY_URLS holds an apprise URL that apprise does not understand"
     with apprise.LogCapture(level=logging.WARNING) as captured:
         try:
             ok = sender.notify(title=title, body=body or title, notify_type=apprise.NotifyType(level))

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.django_db
 
 T0 = datetime(2025, 6, 1, 22, 0, tzinfo=UTC)
 REASONS = [CloseReason.TP, CloseReason.SL, CloseReason.TRAILING_SL, CloseReason.TIMEOUT, CloseReason.MANUAL,
-           CloseReason.PANIC]
+           CloseReason.PANIC, CloseReason.EXCHANGE_TP, CloseReason.EXCHANGE_SL, CloseReason.EXCHANGE_CLOSE]
 GROUPS = [None, "symbol", "strategy", "exchange", "day"]
 
 
@@ -59,8 +59,8 @@ def reference(filters: dict, group_by: str | None):
             open_positions=0 if day else sum(p.status == PositionStatus.OPEN for p in items),
             closed_positions=len(closed), winning_trades=sum(x > 0 for x in pnls),
             losing_trades=sum(x < 0 for x in pnls),
-            tp_count=sum(p.auto_close_reason == "tp" for p in closed),
-            sl_count=sum(p.auto_close_reason == "sl" for p in closed),
+            tp_count=sum(p.auto_close_reason in ("tp", "exchange_tp") for p in closed),
+            sl_count=sum(p.auto_close_reason in ("sl", "exchange_sl") for p in closed),
             trailing_sl_count=sum(p.auto_close_reason == "trailing_sl" for p in closed),
             manual_count=sum(p.auto_close_reason == "manual" for p in closed),
             timeout_count=sum(p.auto_close_reason == "timeout" for p in closed),

@@ -14,8 +14,10 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from oms import tasks
+from oms.checks import notify_urls_check
 from oms.models import AutoCloseMonitor, HealthReasonSeen, Notification, NotificationStatus, Position
 from oms.services import notify as notify_service
+from oms.services.health import health_report
 from oms.services.notify import (
     daily_summary_check,
     health_reasons_check,
@@ -286,6 +288,24 @@ def test_notify_test_exits_1_when_the_target_fails_and_2_without_urls(settings, 
     assert code == 1 and "was not sent" in out
     settings.NOTIFY_URLS = ""
     assert run_notify_test()[0] == 2
+
+
+def test_one_bad_notify_url_never_silences_the_good_ones_and_health_names_it(settings, hook):
+    settings.NOTIFY_URLS = f"{hook.url}, tgram://bad"
+    code, out = run_notify_test("--message", "still delivered")
+    assert code == 0 and [post["message"] for post in hook.posts] == ["still delivered"]
+    reasons = {reason["code"]: reason for reason in health_report()["reasons"]}
+    assert reasons["alerts_misconfigured"]["detail"] == "entries #2" and "tgram" not in str(reasons)
+    assert [warning.id for warning in notify_urls_check(None)] == ["oms.W002"]
+
+
+def test_health_says_so_when_the_last_alert_could_not_be_sent(settings, hook):
+    hook.status = 500
+    assert run_notify_test()[0] == 1
+    assert "alerts_failing" in [reason["code"] for reason in health_report()["reasons"]]
+    hook.status = 200
+    assert run_notify_test()[0] == 0
+    assert "alerts_failing" not in [reason["code"] for reason in health_report()["reasons"]]
 
 
 def test_notify_test_queue_leaves_the_sending_to_the_cluster(hook):
