@@ -120,3 +120,17 @@ def test_a_killed_serve_takes_its_web_server_down_with_it(tmp_path):
             return
         time.sleep(0.3)
     raise AssertionError("the web server outlived its killed `serve`")
+
+
+def test_serve_refuses_an_unmigrated_database_and_a_busy_address(tmp_path, served):
+    """Nothing starts (no cluster, no recovery) on a database that is not migrated or on a port in use."""
+    from tests.support import sqlite_process_env
+
+    unmigrated = subprocess.run([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"],
+                                cwd=ROOT, env=sqlite_process_env(tmp_path / "new.sqlite3"), capture_output=True,
+                                text=True, timeout=60)
+    assert unmigrated.returncode == 1 and "manage.py migrate" in unmigrated.stderr
+    base, _ = served  # its port is taken
+    busy = subprocess.run([sys.executable, "manage.py", "serve", "--bind", base.removeprefix("http://")], cwd=ROOT,
+                          env=migrated_sqlite_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert busy.returncode == 1 and "cannot listen on" in busy.stderr

@@ -161,12 +161,24 @@ def test_an_audit_path_under_a_file_is_degraded(settings, tmp_path):
     assert codes() == ["audit_not_writable"]
 
 
-def make_backup(directory, hours_ago: float) -> None:
-    from ops.backups import backup_name
+def make_backup(directory, hours_ago: float, *, damaged: bool = False) -> None:
+    """A backup file as `backup_create` names it: its manifest first (or, damaged, a few bytes)."""
+    import io
+    import json
+    import tarfile
+
+    from ops.backups import FORMAT_VERSION, backup_name
 
     directory.mkdir(parents=True, exist_ok=True)
-    name = backup_name(now=timezone.now() - timedelta(hours=hours_ago), environment="dev", vendor="sqlite")
-    (directory / name).write_bytes(b"x")
+    path = directory / backup_name(now=timezone.now() - timedelta(hours=hours_ago), environment="dev", vendor="sqlite")
+    if damaged:
+        path.write_bytes(b"x")
+        return
+    with tarfile.open(path, "w:gz") as archive:
+        body = json.dumps({"format": FORMAT_VERSION}).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        archive.addfile(info, io.BytesIO(body))
 
 
 def test_the_last_backup_older_than_backup_max_age_hours_is_degraded(settings):
@@ -180,6 +192,13 @@ def test_the_last_backup_older_than_backup_max_age_hours_is_degraded(settings):
     assert codes() == ["backup_old"]
     settings.BACKUP_MAX_AGE_HOURS = 0  # not checked
     assert codes() == []
+
+
+def test_a_damaged_or_empty_newer_file_does_not_count_as_a_good_backup(settings):
+    settings.BACKUP_MAX_AGE_HOURS = 26
+    make_backup(settings.BACKUP_DIR, hours_ago=30)
+    make_backup(settings.BACKUP_DIR, hours_ago=0.1, damaged=True)
+    assert codes() == ["backup_old"]
 
 
 def test_no_backup_at_all_is_degraded_only_once_the_installation_is_older_than_the_limit(settings):

@@ -2,6 +2,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +35,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, bind, no_cluster, **options):
         base = Path(settings.BASE_DIR)
-        if settings.BROKER_MODE != "paper":  # BROKER (#11): refuse to start on a failed preflight, naming it
+        self._refuse_unless_ready(bind)
+        if settings.BROKER_MODE != "paper":  # refuse to start on a failed preflight, naming it
             from django.core.management import call_command
             from django.core.management.base import CommandError
 
@@ -83,6 +85,27 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         sys.exit(exit_code)
+
+    def _refuse_unless_ready(self, bind: str) -> None:
+        """Exit 1, saying why, on a database that is not migrated or an address already in use
+        (before the cluster or the audit recovery touch anything)."""
+        from django.db import connection
+        from django.db.migrations.executor import MigrationExecutor
+
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if pending:
+            self.stderr.write(f"serve: the database is not migrated ({len(pending)} migration(s) pending): "
+                              "run `python manage.py migrate` first.")
+            sys.exit(1)
+        host, _, port = bind.rpartition(":")
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host.strip("[]") or "0.0.0.0", int(port)))
+            except (OSError, ValueError) as exc:
+                self.stderr.write(f"serve: cannot listen on {bind}: {exc}")
+                sys.exit(1)
 
     def _complete_audit_trail(self) -> None:
         """Before anything serves: the audit lines a killed process owed (see `audit_recover`)."""
