@@ -48,7 +48,7 @@ def measure_flatten(*, positions: int = 20, exchange: str = "bitget", latency_ms
     django.setup()
     from django.core.management import call_command
 
-    from oms.models import Position, PositionStatus
+    from oms.models import Position
     from oms.services.execution import flatten
     from oms.services.signals import signal_ingest
 
@@ -57,7 +57,7 @@ def measure_flatten(*, positions: int = 20, exchange: str = "bitget", latency_ms
         answer = signal_ingest(payload={"symbol": symbol, "side": "BUY" if i % 2 else "SELL", "price": 10, "qty": 5,
                                         "timestamp": datetime.now(UTC).isoformat()}).body
         assert answer["risk_ok"], answer
-    assert Position.objects.filter(status=PositionStatus.OPEN).count() == positions == len(standin.positions)
+    assert Position.objects.open().count() == positions == len(standin.positions)
     standin.delay_sec = latency_ms / 1000
     requests_before = len(standin.requests)
     started = time.perf_counter()

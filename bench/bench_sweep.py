@@ -63,7 +63,7 @@ def _reset_book() -> None:
 
     Order.objects.filter(position__account_label=BENCH_ACCOUNT).delete()
     Position.objects.filter(account_label=BENCH_ACCOUNT).delete()
-    Position.objects.filter(status=PositionStatus.OPEN).update(
+    Position.objects.open().update(
         status=PositionStatus.CLOSED, closed_at=timezone.now(), close_price=F("entry_price"), pnl=Decimal("0"),
         auto_close_reason="manual")
 

@@ -84,7 +84,7 @@ def close_all_open(*, reason: str = CloseReason.MANUAL) -> int:
 
     now = timezone.now()
     with transaction.atomic():
-        closed = Position.objects.filter(status=PositionStatus.OPEN).update(
+        closed = Position.objects.open().update(
             status=PositionStatus.CLOSED, closed_at=now, close_price=F("entry_price"), pnl=Decimal("0"),
             auto_close_reason=reason,
         )

@@ -210,9 +210,9 @@ def drawdown_summaries(queryset: QuerySet, group_sql: str = "0") -> dict[str, Dr
     `group_sql`, computed in the database: running sum of pnl over (closed_at, id) in a window,
     its running peak, then one row per group. The number of queries does not grow with the rows.
     """
-    from oms.models import Position, PositionStatus
+    from oms.models import Position
 
-    inner_sql, params = queryset.filter(status=PositionStatus.CLOSED).values("id").query.sql_with_params()
+    inner_sql, params = queryset.closed().values("id").query.sql_with_params()
     table = connection.ops.quote_name(Position._meta.db_table)
     sql = f"""
         SELECT grp, COUNT(*), SUM(pnl), MAX(equity), MIN(equity), MAX(peak - equity) FROM (

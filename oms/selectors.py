@@ -10,11 +10,22 @@ from typing import TypeVar
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, DecimalField, Max, Min, Q, QuerySet, Sum
+from django.db.models import Count, DecimalField, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
 from oms.metrics import Sums, db_decimal, downsample, drawdown_summaries, equity_curve, stats_figures
-from oms.models import STOP_LOSS_REASONS, TAKE_PROFIT_REASONS, BookVersion, CloseReason, Position, PositionStatus
+from oms.models import (
+    STOP_LOSS_REASONS,
+    TAKE_PROFIT_REASONS,
+    BookVersion,
+    CloseReason,
+    Notification,
+    OmsSwitchChange,
+    Order,
+    Position,
+    PositionStatus,
+    Signal,
+)
 
 GROUP_FIELDS = {"symbol": "symbol", "strategy": "strategy", "exchange": "exchange", "day": "day"}
 ZERO = Decimal("0")
@@ -102,7 +113,7 @@ def position_stats_grouped(queryset: QuerySet[Position], group_by: str) -> list[
         raise ValueError(f"group_by must be one of {', '.join(GROUP_FIELDS)}")
     if group_by == "day":
         # A day groups the trades closed that day; open positions have no closing day.
-        queryset = queryset.filter(status=PositionStatus.CLOSED).annotate(day=TruncDate("closed_at"))
+        queryset = queryset.closed().annotate(day=TruncDate("closed_at"))
     rows = queryset.order_by().values(group_by).annotate(**_metric_aggregates()).order_by(group_by)
     drawdowns = _drawdowns(queryset, group_by)
     results = []
@@ -130,7 +141,7 @@ def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tupl
     most `max_points` of them (a small query), else at the last close of each closing day, from the
     maintained figures (a few hundred rows however many trades), downsampled to `max_points`."""
     if closed_trades <= max_points:  # in Python (oms.metrics), exact on SQLite too, where SQL sums floats
-        trades = (Position.objects.filter(status=PositionStatus.CLOSED).order_by("closed_at", "id")
+        trades = (Position.objects.closed().order_by("closed_at", "id")
                   .values_list("closed_at", "pnl")[:max_points + 1])
         return downsample(equity_curve(trades), max_points)
     from oms.services.figures import figures_equity_days
@@ -148,3 +159,45 @@ def cached_over_book(name: str, compute: Callable[[], T], *extra: object, timeou
     the full statistics take about a second, and pages and bots ask for them every few seconds."""
     digest = hashlib.sha256(repr((book_version(), *extra)).encode()).hexdigest()[:32]
     return cache.get_or_set(f"loms:book:{name}:{digest}", compute, timeout)
+
+
+# --- lists and single rows read by the API, the console and the commands -----------------------------
+
+def position_list() -> QuerySet[Position]:
+    """Every position, newest first, with the signals that opened it (the API's list)."""
+    return Position.objects.prefetch_related("signals").order_by("-created_at", "-id")
+
+
+def position_get(position_id: int) -> Position:
+    """One position; raises Position.DoesNotExist."""
+    return Position.objects.get(pk=position_id)
+
+
+def open_book() -> dict:
+    """How many positions are open and their notional at entry (the close-all confirmation)."""
+    return Position.objects.open().aggregate(count=Count("id"), notional=Sum(F("entry_price") * F("qty")))
+
+
+def order_list(*, symbol: str = "") -> QuerySet[Order]:
+    queryset = Order.objects.order_by("-created_at", "-id")
+    return queryset.filter(symbol=symbol) if symbol else queryset
+
+
+def signal_list(*, outcome: str = "", symbol: str = "") -> QuerySet[Signal]:
+    queryset = Signal.objects.select_related("position").order_by("-received_at", "-id")
+    if outcome:
+        queryset = queryset.filter(outcome=outcome)
+    return queryset.filter(symbol=symbol) if symbol else queryset
+
+
+def switch_history(limit: int = 50) -> QuerySet[OmsSwitchChange]:
+    return OmsSwitchChange.objects.select_related("user").order_by("-changed_at", "-id")[:limit]
+
+
+def switch_last_change() -> OmsSwitchChange | None:
+    return OmsSwitchChange.objects.order_by("-changed_at", "-id").first()
+
+
+def notification_list(*, status: str = "") -> QuerySet[Notification]:
+    queryset = Notification.objects.order_by("-created_at", "-id")
+    return queryset.filter(status=status) if status else queryset

@@ -29,8 +29,8 @@ from oms.api.serializers import (
     SwitchSetSerializer,
 )
 from oms.exceptions import PositionNotFound
-from oms.models import Order, Position, Signal, SwitchSource
-from oms.selectors import book_stats, cached_over_book
+from oms.models import SwitchSource
+from oms.selectors import book_stats, cached_over_book, order_list, position_list, signal_list
 from oms.services.health import health_report
 from oms.services.positions import (
     PositionRequest,
@@ -112,7 +112,7 @@ class PositionListApi(generics.ListAPIView):
     serializer_class = PositionSerializer
     filterset_class = PositionFilter
     pagination_class = StandardPagination
-    queryset = Position.objects.prefetch_related("signals").order_by("-created_at", "-id")
+    queryset = position_list()
 
 
 class PositionCloseApi(APIView):
@@ -145,7 +145,7 @@ class OrderListCreateApi(generics.ListAPIView):
     serializer_class = OrderSerializer
     filterset_class = OrderFilter
     pagination_class = StandardPagination
-    queryset = Order.objects.order_by("-created_at", "-id")
+    queryset = order_list()
     write_permission = "oms.create_order"  # operators only; the bot sends signals (`oms.trade`)
 
     @extend_schema(request=OrderCreateSerializer, responses={201: OrderSerializer})
@@ -172,7 +172,7 @@ class SignalListApi(generics.ListAPIView):
     serializer_class = SignalSerializer
     filterset_class = SignalFilter
     pagination_class = StandardPagination
-    queryset = Signal.objects.order_by("-received_at", "-id")
+    queryset = signal_list()
 
 
 class MarketApi(APIView):

@@ -9,7 +9,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import F, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,8 +29,20 @@ from oms.console.forms import (
 )
 from oms.console.templatetags import money, price
 from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable
-from oms.models import CloseReason, OmsSwitchChange, Order, Position, PositionStatus, Signal, SwitchSource
-from oms.selectors import book_equity_curve, book_stats, cached_over_book, positions_filtered
+from oms.models import CloseReason, NotificationStatus, OmsSwitchChange, Position, SwitchSource
+from oms.selectors import (
+    book_equity_curve,
+    book_stats,
+    cached_over_book,
+    notification_list,
+    open_book,
+    order_list,
+    position_get,
+    positions_filtered,
+    signal_list,
+    switch_history,
+    switch_last_change,
+)
 from oms.services.health import health_report
 from oms.services.marks import positions_marks
 from oms.services.positions import position_close_at_market, positions_close_all
@@ -71,10 +82,6 @@ def _safe_next(request: HttpRequest, default: str) -> str:
     return default
 
 
-def _last_switch_change() -> OmsSwitchChange | None:
-    return OmsSwitchChange.objects.order_by("-changed_at", "-id").first()
-
-
 def _book_cached(name: str, compute: Callable[[], object], *extra: object) -> object:
     return cached_over_book(f"console:{name}", compute, *extra)
 
@@ -96,13 +103,13 @@ def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -
 @console_view
 def overview(request: HttpRequest) -> HttpResponse:
     limits = TripLimits.from_settings()
-    last_change = _last_switch_change()
+    last_change = switch_last_change()
     context = {
         "health": health_report(),
         "switch": switch_state(),
         "last_change": last_change,
         **_overview_figures(limits, last_change),
-        "latest_signals": Signal.objects.select_related("position")[:10],
+        "latest_signals": signal_list()[:10],
         "trip_limits": limits,
         "switch_form": SwitchForm(),
     }
@@ -129,14 +136,14 @@ def positions(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": [(position, marks.get(position.pk)) for position in rows],
         "sort": sort,
-        "open_count": Position.objects.filter(status=PositionStatus.OPEN).count(),
+        "open_count": open_book()["count"],
     }
     return _live_or_page(request, "oms/positions.html", "oms/_positions_table.html", context)
 
 
 def _position_context(position_id: int) -> dict:
     try:
-        position = Position.objects.get(pk=position_id)
+        position = position_get(position_id)
     except Position.DoesNotExist:
         raise Http404(f"position {position_id} does not exist") from None
     return {
@@ -192,13 +199,8 @@ def positions_close_all_view(request: HttpRequest) -> HttpResponse:
         for position_id, why in result.failed_positions.items():
             messages.error(request, f"Position #{position_id} stays open: {why}")
         return redirect(f"{reverse('oms:positions')}?status=open")
-    open_positions = Position.objects.filter(status=PositionStatus.OPEN)
-    context = {
-        "form": form,
-        "phrase": CLOSE_ALL_PHRASE,
-        "open_count": open_positions.count(),
-        "open_notional": open_positions.aggregate(total=Sum(F("entry_price") * F("qty")))["total"],
-    }
+    book = open_book()
+    context = {"form": form, "phrase": CLOSE_ALL_PHRASE, "open_count": book["count"], "open_notional": book["notional"]}
     return render(request, "oms/close_all.html", context, status=400 if form.is_bound else 200)
 
 
@@ -225,8 +227,8 @@ def switch(request: HttpRequest) -> HttpResponse:
     context = {
         "form": form,
         "switch": switch_state(),
-        "last_change": _last_switch_change(),
-        "history": OmsSwitchChange.objects.select_related("user").order_by("-changed_at", "-id")[:50],
+        "last_change": switch_last_change(),
+        "history": switch_history(),
         "trip_limits": TripLimits.from_settings(),
     }
     return render(request, "oms/switch.html", context, status=400 if form.is_bound else 200)
@@ -251,23 +253,16 @@ def _switch_off_and_flatten(request: HttpRequest, reason: str) -> HttpResponse:
 @console_view
 def orders(request: HttpRequest) -> HttpResponse:
     form = OrderFilterForm(request.GET or None)
-    queryset = Order.objects.order_by("-created_at", "-id")
     symbol = form.cleaned_data["symbol"].strip().upper() if form.is_bound and form.is_valid() else ""
-    if symbol:
-        queryset = queryset.filter(symbol=symbol)
-    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(order_list(symbol=symbol), PAGE_SIZE).get_page(request.GET.get("page"))
     return _live_or_page(request, "oms/orders.html", "oms/_orders_table.html", {"page": page, "symbol": symbol})
 
 
 @console_view
 def signals(request: HttpRequest) -> HttpResponse:
     form = SignalFilterForm(request.GET or None)
-    queryset = Signal.objects.select_related("position").order_by("-received_at", "-id")
-    if form.is_bound and form.is_valid():
-        if form.cleaned_data.get("outcome"):
-            queryset = queryset.filter(outcome=form.cleaned_data["outcome"])
-        if form.cleaned_data.get("symbol"):
-            queryset = queryset.filter(symbol=form.cleaned_data["symbol"].strip().upper())
+    chosen = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    queryset = signal_list(outcome=chosen.get("outcome") or "", symbol=(chosen.get("symbol") or "").strip().upper())
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     return _live_or_page(request, "oms/signals.html", "oms/_signals_table.html", {"form": form, "page": page})
 
@@ -295,15 +290,10 @@ def statistics(request: HttpRequest) -> HttpResponse:
 @console_view
 def notifications(request: HttpRequest) -> HttpResponse:
     """The notification log: every alert, sent, failed, suppressed or not configured (viewers may read it)."""
-    from oms.models import Notification, NotificationStatus
-
     status = request.GET.get("status", "")
-    queryset = Notification.objects.order_by("-created_at", "-id")
-    if status in NotificationStatus.values:
-        queryset = queryset.filter(status=status)
-    else:
+    if status not in NotificationStatus.values:
         status = ""
-    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(notification_list(status=status), PAGE_SIZE).get_page(request.GET.get("page"))
     context = {"page": page, "status": status, "statuses": NotificationStatus.choices,
                "configured": bool(settings.NOTIFY_URLS.strip()), "repeat_min": settings.NOTIFY_REPEAT_MIN}
     return render(request, "oms/notifications.html", context)

@@ -152,7 +152,7 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
     fields = set(CLOSE_FIELDS)
     # Lock the rows that are still open (on SQLite the IMMEDIATE transaction holds the database
     # lock already): a close that got there first is not selected; a later one waits for our commit.
-    locked = Position.objects.select_for_update().filter(pk__in=ids, status=PositionStatus.OPEN)
+    locked = Position.objects.select_for_update().open().filter(pk__in=ids)
     for position in locked:
         instruction = by_id[position.pk]
         try:

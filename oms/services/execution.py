@@ -256,7 +256,7 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
     """
     broker = get_broker()
     with transaction.atomic():
-        locked = Position.objects.select_for_update().filter(pk=position.pk, status=PositionStatus.OPEN).first()
+        locked = Position.objects.select_for_update().open().filter(pk=position.pk).first()
         if locked is None:
             position.refresh_from_db()
             return ExchangeCloseResult(position=position, closed_now=False)
@@ -406,7 +406,7 @@ def _resolve_submitted(broker: Broker, result: ReconcileResult, now: datetime) -
 
 def _reconcile_positions(broker: Broker, result: ReconcileResult, now: datetime) -> None:
     on_exchange = {(p.symbol, p.side): p for p in broker.positions()}
-    ours = list(Position.objects.filter(status=PositionStatus.OPEN).exclude(broker_mode=BrokerMode.PAPER))
+    ours = list(Position.objects.open().exclude(broker_mode=BrokerMode.PAPER))
     by_key: dict[tuple[str, str], list[Position]] = {}
     for position in ours:
         by_key.setdefault((position.symbol, position.side), []).append(position)
@@ -464,14 +464,14 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
         closed = positions_close_all(reason=CloseReason.FLATTEN)
         result.closed = [p.pk for p in closed.closed]
         result.failed = {s: f"no price: {r}" for s, r in closed.failed.items()}
-        result.flat = not Position.objects.filter(status=PositionStatus.OPEN).exists()
+        result.flat = not Position.objects.open().exists()
         result.seconds = time.perf_counter() - started
         return result
     try:
         _with_backoff(broker.cancel_all)
     except BrokerError as exc:
         result.failed["cancel all orders"] = exc.message
-    for position in Position.objects.filter(status=PositionStatus.OPEN).exclude(broker_mode=BrokerMode.PAPER):
+    for position in Position.objects.open().exclude(broker_mode=BrokerMode.PAPER):
         try:
             if exchange_position_close(position=position, reason=CloseReason.FLATTEN).closed_now:
                 result.closed.append(position.pk)
@@ -542,7 +542,7 @@ def preflight(*, broker: Broker | None = None) -> list[PreflightCheck]:
         except (EntryRefused, BrokerError) as exc:
             add(f"{symbol} market", False, getattr(exc, "message", str(exc)))
     try:
-        known = {(p.symbol, p.side) for p in Position.objects.filter(status=PositionStatus.OPEN)
+        known = {(p.symbol, p.side) for p in Position.objects.open()
                  .exclude(broker_mode=BrokerMode.PAPER)}
         unknown = [f"{p.symbol} {p.side}" for p in broker.positions() if (p.symbol, p.side) not in known]
         ours = set(Order.objects.exclude(client_order_id=None).values_list("client_order_id", flat=True))

@@ -189,7 +189,7 @@ def _locked_rows(keys: dict[str, tuple[str, dict, date]]) -> dict[str, BookFigur
 
 def _closes_of(row: BookFigure, *, day: date | None) -> Iterable[tuple[Decimal, datetime, int]]:
     """(pnl, closed_at, id) of the closed positions a row counts, in closing order, from the positions."""
-    query = Position.objects.filter(status=PositionStatus.CLOSED,
+    query = Position.objects.closed().filter(
                                     **{name: getattr(row, name) for name in _dims_of(row.kind)})
     if day is not None:
         start = datetime.combine(day, time.min, tzinfo=UTC)
@@ -395,7 +395,7 @@ def _rebuilt_rows(positions) -> dict[str, BookFigure]:
             state[3] = state[1] - total
 
     not_closed = positions.exclude(status=PositionStatus.CLOSED).order_by("id")
-    closed = positions.filter(status=PositionStatus.CLOSED).order_by("closed_at", "id")
+    closed = positions.filter(status=PositionStatus.CLOSED).order_by("closed_at", "id")  # also a migration's model
     for query in (not_closed, closed):
         for values in query.values_list(*FACT_FIELDS).iterator(chunk_size=5000):
             fact = Fact(*values)
@@ -508,7 +508,7 @@ def figures_drawdown_since(since: datetime | None) -> Drawdown:
         row = rows.filter(day=ALL_TIME).first()
         return _summary(row) if row is not None else Drawdown()
     next_day = datetime.combine(_day(since) + timedelta(days=1), time.min, tzinfo=UTC)
-    first = Drawdown.of(Position.objects.filter(status=PositionStatus.CLOSED, closed_at__gt=since,
+    first = Drawdown.of(Position.objects.closed().filter(closed_at__gt=since,
                                                 closed_at__lt=next_day)
                         .order_by("closed_at", "id").values_list("pnl", flat=True))
     return first.then(Drawdown.chain(_summary(row) for row in rows.filter(day__gt=_day(since)).order_by("day")))

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from lomsite.config import redact_url_password
-from oms.models import AutoCloseMonitor, Position, PositionStatus, SweepRun
+from oms.models import AutoCloseMonitor, Position, SweepRun
 from oms.services.audit import audit_spool_pending
 from oms.services.switch import SwitchState, switch_state
 
@@ -96,7 +96,7 @@ def check_quotes(ctx: HealthContext) -> Iterable[Reason]:
     failing = set(ctx.monitor.last_sweep_failed_symbols or [])
     if not failing:
         return
-    open_symbols = set(Position.objects.filter(status=PositionStatus.OPEN, symbol__in=failing)
+    open_symbols = set(Position.objects.open().filter(symbol__in=failing)
                        .values_list("symbol", flat=True).distinct())
     limit = settings.PRICE_ALERT_AFTER_SEC
     late = {}

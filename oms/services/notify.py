@@ -263,7 +263,7 @@ def _money(value) -> str:
 
 def daily_summary_text(day: date) -> tuple[str, str]:
     """The title and body of the summary of one UTC day: its figures and the shadow verdict."""
-    from oms.models import Position, PositionStatus, Signal
+    from oms.models import Position, Signal
     from oms.services.shadow import shadow_report
 
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -272,7 +272,7 @@ def daily_summary_text(day: date) -> tuple[str, str]:
     overall = shadow_report(now=end)
     signals = Signal.objects.filter(received_at__gte=start, received_at__lt=end)
     opened = Position.objects.filter(created_at__gte=start, created_at__lt=end).count()
-    still_open = Position.objects.filter(status=PositionStatus.OPEN).count()
+    still_open = Position.objects.open().count()
     counts = {row["outcome"]: row["n"] for row in signals.values("outcome").annotate(n=Count("id"))}
     winrate = f"{metrics['winrate_pct']}%" if metrics["winrate_pct"] is not None else "-"
     lines = [

@@ -271,4 +271,4 @@ def positions_close_at_market(*, positions: list[Position], reason: str) -> Clos
 
 def positions_close_all(*, reason: str = CloseReason.PANIC) -> CloseAllResult:
     """Panic: close every open position at the current price."""
-    return positions_close_at_market(positions=list(Position.objects.filter(status=PositionStatus.OPEN)), reason=reason)
+    return positions_close_at_market(positions=list(Position.objects.open()), reason=reason)

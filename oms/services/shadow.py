@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from oms import metrics
 from oms.console.charts import equity_chart
-from oms.models import STOP_LOSS_REASONS, TAKE_PROFIT_REASONS, AutoCloseMonitor, Position, PositionStatus
+from oms.models import STOP_LOSS_REASONS, TAKE_PROFIT_REASONS, AutoCloseMonitor, Position
 
 Z_95 = 1.959963984540054
 ZERO = Decimal("0")
@@ -176,7 +176,7 @@ def shadow_verdict(metrics: dict, thresholds: Thresholds, *, stale_open_ids: lis
 
 
 def _trades(*, since: datetime | None, until: datetime | None, epoch: str | None) -> list[Trade]:
-    queryset = Position.objects.filter(status=PositionStatus.CLOSED)
+    queryset = Position.objects.closed()
     if since:
         queryset = queryset.filter(closed_at__gte=since)
     if until:
@@ -206,7 +206,7 @@ def shadow_report(*, since: datetime | None = None, until: datetime | None = Non
     trades = _trades(since=since, until=until, epoch=epoch)
     period_days = ((until or now) - since).total_seconds() / 86400 if since else None
     metrics = trade_metrics(trades, period_days=period_days)
-    open_positions = Position.objects.filter(status=PositionStatus.OPEN,
+    open_positions = Position.objects.open().filter(
                                              created_at__lt=now - timedelta(hours=thresholds.max_open_age_hours))
     if epoch:
         open_positions = open_positions.filter(account_label=epoch)

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from lomsite.jsonlog import log_event
 from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
-from oms.models import AutoCloseMonitor, ExitStrategy, Position, PositionStatus, SweepRun
+from oms.models import AutoCloseMonitor, ExitStrategy, Position, SweepRun
 from oms.services.closing import CHUNK, CloseInstruction, close_positions
 from pricing.quotes import PriceMode
 from pricing.sources import fetch_prices, get_price_source
@@ -180,7 +180,7 @@ def _sweep(
 def _update_levels(updates: list[Position], result: SweepResult) -> int:
     """Write the moved exit levels (skipping positions closed meanwhile, by a manual close, say);
     a batch the database refuses is retried row by row so only the row at fault is skipped."""
-    still_open = Position.objects.filter(status=PositionStatus.OPEN)
+    still_open = Position.objects.open()
     written = 0
     for start in range(0, len(updates), CHUNK):
         batch = updates[start:start + CHUNK]
@@ -202,7 +202,7 @@ def _update_levels(updates: list[Position], result: SweepResult) -> int:
 def _load_candidates(cutoff: datetime, *, with_created_at: bool) -> list[_Candidate]:
     """Open positions old enough to check. Static ones without the columns they do not need:
     converting 10 000 JSON and datetime values is most of a quiet sweep's cost."""
-    ripe = Position.objects.filter(status=PositionStatus.OPEN, created_at__lte=cutoff).order_by()
+    ripe = Position.objects.open().filter(created_at__lte=cutoff).order_by()
     trailing = ExitStrategy.TP_SL_TRAILING_V1
     static_fields = EVAL_FIELDS[:8] if with_created_at else EVAL_FIELDS[:7]
     candidates = [_Candidate(*row) for row in ripe.exclude(exit_strategy=trailing).values_list(*static_fields)]

@@ -26,7 +26,6 @@ from oms.models import (
     OmsControl,
     OmsSwitchChange,
     Position,
-    PositionStatus,
     SwitchSource,
 )
 from oms.services.switch import oms_switch_set
@@ -73,7 +72,7 @@ def armed_at() -> datetime | None:
 
 
 def _closed_since(since: datetime | None):
-    closed = Position.objects.filter(status=PositionStatus.CLOSED)
+    closed = Position.objects.closed()
     return closed.filter(closed_at__gt=since) if since else closed
 
 

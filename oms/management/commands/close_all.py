@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from oms.models import CloseReason, Position, PositionStatus
+from oms.models import CloseReason, Position
 from oms.services.positions import positions_close_all
 
 
@@ -15,7 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true", help="really close them all")
 
     def handle(self, *args, yes, **options):
-        open_count = Position.objects.filter(status=PositionStatus.OPEN).count()
+        open_count = Position.objects.open().count()
         if not yes:
             raise CommandError(f"{open_count} open position(s). Nothing was closed: run again with --yes to close "
                                "them all at market.")
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.ERROR(f"NOT closed: {symbol}: {why}"))
         for position_id, why in sorted(result.failed_positions.items()):
             self.stdout.write(self.style.ERROR(f"NOT closed: #{position_id}: {why}"))
-        still_open = Position.objects.filter(status=PositionStatus.OPEN).count()
+        still_open = Position.objects.open().count()
         summary = f"Closed {len(result.closed)}; {still_open} still open."
         if still_open:
             self.stdout.write(self.style.ERROR(summary + " Retry, or close them from the console when prices return."))

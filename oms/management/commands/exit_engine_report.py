@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from oms.exits import POLICIES
-from oms.models import Position, PositionStatus
+from oms.models import Position
 from oms.services.exit_report import ReplayOutcome, exit_engine_summary, exit_replay, exit_replay_walk
 from pricing.quotes import PriceMode
 from pricing.sources import get_price_source
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                               f"pnl {_num(row['pnl'])}")
 
     def _replay(self, *, hit_tp, hit_sl, quotes, at, walk, policy, symbols, limit) -> None:
-        positions = Position.objects.filter(status=PositionStatus.OPEN).order_by("id")
+        positions = Position.objects.open().order_by("id")
         if symbols:
             positions = positions.filter(symbol__in=symbols)
         positions = list(positions[:limit])
