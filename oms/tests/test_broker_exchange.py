@@ -351,13 +351,15 @@ def test_manage_broker_preflight_prints_a_table_and_fails_naming_the_check(excha
         call_command("broker_preflight", stdout=io.StringIO())
 
 
-def test_health_shows_the_broker_and_the_last_reconciliation(exchange, anon_client, signal_body):
-    body = anon_client.get("/health").json()
+def test_health_shows_the_broker_and_the_last_reconciliation(exchange, operator_client, anon_client, signal_body):
+    body = operator_client.get("/health").json()
     assert body["broker_mode"] == "demo" and body["reconciliation"]["state"] == "never"
+    assert "reconciliation_stale" in [reason["code"] for reason in anon_client.get("/health").json()["reasons"]]
     reconcile()
-    body = anon_client.get("/health").json()
+    body = operator_client.get("/health").json()
     assert body["reconciliation"]["state"] == "ok" and body["reconciliation"]["runs"] == 1
     assert body["broker_exchange"] == exchange.exchange
+    assert not [reason for reason in body["reasons"] if reason["code"].startswith("reconciliation")]
 
 
 def test_the_console_turns_off_and_flattens_and_every_page_shows_the_mode_banner(exchange, anon_client, signal_body,
@@ -480,8 +482,9 @@ def test_a_close_the_exchange_refuses_is_a_clear_api_error_and_the_position_stay
     from oms.services.positions import positions_close_all
 
     result = positions_close_all()
-    assert len(result.closed) == 1 and len(result.failed) == 1
-    (refused,) = result.failed
+    assert len(result.closed) == 1 and len(result.failed_positions) == 1
+    (refused_id,) = result.failed_positions
+    refused = Position.objects.get(pk=refused_id).symbol
     assert refused in exchange.positions and result.closed[0].symbol not in exchange.positions
     assert Position.objects.get(status=PositionStatus.OPEN).symbol == refused
 
