@@ -326,7 +326,7 @@ def _facts(ids: list[int]) -> list[Fact]:
     return facts
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def book_figures_record_open(positions: Position | Iterable[Position]) -> None:
     """Count newly inserted positions (open, or already closed when inserted closed) in the figures.
     Call in the transaction that inserts them."""
@@ -334,7 +334,7 @@ def book_figures_record_open(positions: Position | Iterable[Position]) -> None:
     _record(_facts([p.pk for p in items]), new=True, closing=False)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def book_figures_record_closes(positions: Iterable[Position]) -> None:
     """Move positions that this transaction closed (each exactly once: open → closed) into the
     closed-trade figures. Bulk-friendly: a sweep's 10 000 closes touch a few hundred rows."""
@@ -488,12 +488,17 @@ def figures_stats(filters: dict, group_by: str | None = None) -> dict | list[dic
 
 
 def figures_equity_days(*, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
-    """The whole book's equity at the last close of each closing day (at most about `max_points`)."""
+    """The whole book's equity at the end of each closing day (at most about `max_points` points),
+    each point dated at the start of its UTC day except the last, at the book's last close (dates
+    are cheaper to read than 366 timestamps; the chart only labels the first and the last)."""
+    rows = BookFigure.objects.filter(kind="", trades__gt=0)
     equity, points = ZERO, []
-    for pnl, last_closed_at in (BookFigure.objects.filter(kind="", trades__gt=0).exclude(day=ALL_TIME)
-                                .order_by("day").values_list("pnl", "last_closed_at")):
+    for day, pnl in rows.exclude(day=ALL_TIME).order_by("day").values_list("day", "pnl"):
         equity += money(pnl)
-        points.append((last_closed_at, equity))
+        points.append((datetime.combine(day, time.min, tzinfo=UTC), equity))
+    if points:
+        last_at = rows.filter(day=ALL_TIME).values_list("last_closed_at", flat=True).first()
+        points[-1] = (last_at or points[-1][0], points[-1][1])
     return downsample(points, max_points)
 
 
