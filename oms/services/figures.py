@@ -15,9 +15,10 @@ A close appends to a row's drawdown summary when it comes after the row's last c
 (closed_at, id) order — the usual case, closed_at = max(now, created_at). A close that sorts
 earlier (a position created in the future, two transactions committing out of order) makes the
 row recompute its summary exactly: a day row from that day's closes, an ALL_TIME row from its
-day rows or, for the kinds without day rows, from its own closes. Rows are locked in `rid`
-order (SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers), so concurrent opens and
-closes cannot lose an update or deadlock on them. Money is kept in integer units of 1e-10 USDT
+day rows or, for the kinds without day rows, from its own closes. Missing rows are created first
+(INSERT … ON CONFLICT DO NOTHING, holding no row lock), then all are locked in `rid` order
+(SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers), so concurrent opens and closes
+cannot lose an update or deadlock on them. Money is kept in integer units of 1e-10 USDT
 (the positions' own precision), exact on SQLite and PostgreSQL.
 
 `figures_stats(filters, group_by)` answers /stats from a few rows when `figures_can_serve`:
@@ -44,7 +45,6 @@ DIMS = ("account_label", "symbol", "strategy", "exchange")
 KINDS = tuple(",".join(c) for n in range(len(DIMS) + 1) for c in combinations(DIMS, n))
 DAY_KINDS = ("", "account_label")
 ALL_TIME = BookFigure.ALL_TIME
-SCALE = 10**10
 REASON_FIELDS = {CloseReason.TP: "tp_count", CloseReason.SL: "sl_count", CloseReason.TRAILING_SL: "trailing_sl_count",
                  CloseReason.MANUAL: "manual_count", CloseReason.TIMEOUT: "timeout_count",
                  CloseReason.PANIC: "panic_count"}
@@ -175,13 +175,14 @@ def _locked_rows(keys: dict[str, tuple[str, dict, date]]) -> dict[str, BookFigur
             found.update((row.rid, row) for row in query)
         return found
 
-    rows = load(rids)
-    missing = [rid for rid in rids if rid not in rows]
-    if missing:  # new rows (a new symbol, a new day); a concurrent creator of the same row wins, then we lock it
+    existing: set[str] = set()
+    for start in range(0, len(rids), CHUNK):  # not locked yet: creating a row never waits while holding one
+        existing.update(BookFigure.objects.filter(rid__in=rids[start:start + CHUNK]).values_list("rid", flat=True))
+    missing = [rid for rid in rids if rid not in existing]
+    if missing:  # new rows (a new symbol, a new day); a concurrent creator of the same row wins
         BookFigure.objects.bulk_create([BookFigure(rid=rid, kind=keys[rid][0], day=keys[rid][2], **keys[rid][1])
                                         for rid in missing], ignore_conflicts=True)
-        rows.update(load(missing))
-    return rows
+    return load(rids)
 
 
 def _closes_of(row: BookFigure, *, day: date | None) -> Iterable[tuple[Decimal, datetime, int]]:
