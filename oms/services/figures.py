@@ -15,9 +15,10 @@ A close appends to a row's drawdown summary when it comes after the row's last c
 (closed_at, id) order — the usual case, closed_at = max(now, created_at). A close that sorts
 earlier (a position created in the future, two transactions committing out of order) makes the
 row recompute its summary exactly: a day row from that day's closes, an ALL_TIME row from its
-day rows or, for the kinds without day rows, from its own closes. Rows are locked in `rid`
-order (SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers), so concurrent opens and
-closes cannot lose an update or deadlock on them. Money is kept in integer units of 1e-10 USDT
+day rows or, for the kinds without day rows, from its own closes. Missing rows are created first
+(INSERT … ON CONFLICT DO NOTHING, holding no row lock), then all are locked in `rid` order
+(SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers), so concurrent opens and closes
+cannot lose an update or deadlock on them. Money is kept in integer units of 1e-10 USDT
 (the positions' own precision), exact on SQLite and PostgreSQL.
 
 `figures_stats(filters, group_by)` answers /stats from a few rows when `figures_can_serve`:
@@ -44,7 +45,6 @@ DIMS = ("account_label", "symbol", "strategy", "exchange")
 KINDS = tuple(",".join(c) for n in range(len(DIMS) + 1) for c in combinations(DIMS, n))
 DAY_KINDS = ("", "account_label")
 ALL_TIME = BookFigure.ALL_TIME
-SCALE = 10**10
 REASON_FIELDS = {CloseReason.TP: "tp_count", CloseReason.SL: "sl_count", CloseReason.TRAILING_SL: "trailing_sl_count",
                  CloseReason.MANUAL: "manual_count", CloseReason.TIMEOUT: "timeout_count",
                  CloseReason.PANIC: "panic_count",
@@ -178,13 +178,14 @@ def _locked_rows(keys: dict[str, tuple[str, dict, date]]) -> dict[str, BookFigur
             found.update((row.rid, row) for row in query)
         return found
 
-    rows = load(rids)
-    missing = [rid for rid in rids if rid not in rows]
-    if missing:  # new rows (a new symbol, a new day); a concurrent creator of the same row wins, then we lock it
+    existing: set[str] = set()
+    for start in range(0, len(rids), CHUNK):  # not locked yet: creating a row never waits while holding one
+        existing.update(BookFigure.objects.filter(rid__in=rids[start:start + CHUNK]).values_list("rid", flat=True))
+    missing = [rid for rid in rids if rid not in existing]
+    if missing:  # new rows (a new symbol, a new day); a concurrent creator of the same row wins
         BookFigure.objects.bulk_create([BookFigure(rid=rid, kind=keys[rid][0], day=keys[rid][2], **keys[rid][1])
                                         for rid in missing], ignore_conflicts=True)
-        rows.update(load(missing))
-    return rows
+    return load(rids)
 
 
 def _closes_of(row: BookFigure, *, day: date | None) -> Iterable[tuple[Decimal, datetime, int]]:
@@ -329,7 +330,7 @@ def _facts(ids: list[int]) -> list[Fact]:
     return facts
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def book_figures_record_open(positions: Position | Iterable[Position]) -> None:
     """Count newly inserted positions (open, or already closed when inserted closed) in the figures.
     Call in the transaction that inserts them."""
@@ -337,7 +338,7 @@ def book_figures_record_open(positions: Position | Iterable[Position]) -> None:
     _record(_facts([p.pk for p in items]), new=True, closing=False)
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def book_figures_record_closes(positions: Iterable[Position]) -> None:
     """Move positions that this transaction closed (each exactly once: open → closed) into the
     closed-trade figures. Bulk-friendly: a sweep's 10 000 closes touch a few hundred rows."""
@@ -491,12 +492,17 @@ def figures_stats(filters: dict, group_by: str | None = None) -> dict | list[dic
 
 
 def figures_equity_days(*, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
-    """The whole book's equity at the last close of each closing day (at most about `max_points`)."""
+    """The whole book's equity at the end of each closing day (at most about `max_points` points),
+    each point dated at the start of its UTC day except the last, at the book's last close (dates
+    are cheaper to read than 366 timestamps; the chart only labels the first and the last)."""
+    rows = BookFigure.objects.filter(kind="", trades__gt=0)
     equity, points = ZERO, []
-    for pnl, last_closed_at in (BookFigure.objects.filter(kind="", trades__gt=0).exclude(day=ALL_TIME)
-                                .order_by("day").values_list("pnl", "last_closed_at")):
+    for day, pnl in rows.exclude(day=ALL_TIME).order_by("day").values_list("day", "pnl"):
         equity += money(pnl)
-        points.append((last_closed_at, equity))
+        points.append((datetime.combine(day, time.min, tzinfo=UTC), equity))
+    if points:
+        last_at = rows.filter(day=ALL_TIME).values_list("last_closed_at", flat=True).first()
+        points[-1] = (last_at or points[-1][0], points[-1][1])
     return downsample(points, max_points)
 
 

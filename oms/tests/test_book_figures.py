@@ -320,3 +320,18 @@ def test_a_restore_rebuilds_the_figures_from_the_restored_positions(settings, tm
     stats = figures_stats({})
     assert (stats["closed_positions"], stats["total_pnl"], stats["max_drawdown"]) == (2, Decimal("4"), Decimal("3"))
     check_everything()
+
+
+def test_a_large_book_draws_its_equity_curve_per_closing_day_from_the_figures():
+    from oms.selectors import book_equity_curve
+
+    for i in range(250):
+        closed_position(pnl=str((i % 7) - 3), closed_at=T0 + timedelta(hours=i // 5), symbol=f"S{i % 3}USDT")
+    expected = reference({}, "day")
+    curve = book_equity_curve(250)
+    assert len(curve) == len(expected) == 3  # 50 hours from 22:00 UTC: three closing days
+    running = Decimal(0)
+    for (_at, equity), day in zip(curve, expected, strict=True):
+        running += day["total_pnl"]
+        assert equity == running
+    assert curve[-1] == (Position.objects.latest("closed_at", "id").closed_at, reference({}, None)["total_pnl"])
