@@ -90,8 +90,10 @@ def test_serve_in_demo_mode_trades_on_the_exchange_reconciles_an_sl_hit_and_flat
             time.sleep(1)
         status, reason, close_price = query(db, "SELECT status, auto_close_reason, close_price FROM oms_position")[0]
         assert (status, reason, Decimal(str(close_price))) == ("closed", "exchange_sl", Decimal("59400"))
-        health = json.loads(urllib.request.urlopen(f"{base}/health", timeout=5).read())
+        health_request = urllib.request.Request(f"{base}/health", headers={"Authorization": f"Token {token}"})
+        health = json.loads(urllib.request.urlopen(health_request, timeout=5).read())  # details: authenticated
         assert health["broker_mode"] == "demo" and health["reconciliation"]["state"] == "ok"
+        assert not [reason for reason in health["reasons"] if reason["code"].startswith("reconciliation")]
 
         body = json.dumps({"symbol": "BTCUSDT", "side": "SELL", "price": 60000, "qty": 0.001,
                            "timestamp": datetime.now(UTC).isoformat()}).encode()
