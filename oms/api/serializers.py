@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from oms.amounts import position_amount_errors
+from oms.amounts import level_distance_errors, level_distance_pct, position_amount_errors
 from oms.models import Order, Position, Side, Signal
 from oms.selectors import GROUP_FIELDS
 from oms.signal_input import SideField, StrictCharField, StrictNumberField, SymbolField
@@ -68,6 +68,11 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"tp_price": "Must be on the profit side of entry_price."})
         if sl is not None and (entry - sl) * sign <= 0:
             raise serializers.ValidationError({"sl_price": "Must be on the loss side of entry_price."})
+        errors = level_distance_errors(tp_pct=level_distance_pct(entry_price=entry, level=tp),
+                                       sl_pct=level_distance_pct(entry_price=entry, level=sl),
+                                       names={"tp_pct": "tp_price", "sl_pct": "sl_price"})
+        if errors:  # value sanity (issue #12 §3): the same distances as a signal's tp_pct/sl_pct
+            raise serializers.ValidationError(errors)
         return data
 
 
