@@ -21,6 +21,7 @@ from oms.models import (
     CloseReason,
     Notification,
     OmsSwitchChange,
+    OperatorAction,
     Order,
     Position,
     PositionStatus,
@@ -196,6 +197,29 @@ def switch_history(limit: int = 50) -> QuerySet[OmsSwitchChange]:
 
 def switch_last_change() -> OmsSwitchChange | None:
     return OmsSwitchChange.objects.order_by("-changed_at", "-id").first()
+
+
+# The operator actions that close a position: who closed it is the latest of these on it.
+CLOSING_ACTIONS = ("close", "settle_price", "void")
+
+
+def operator_action_list(*, position_id: int | None = None, actor: str = "", action: str = ""
+                         ) -> QuerySet[OperatorAction]:
+    """The operator audit, newest first, filtered by position, actor (exact) and action."""
+    queryset = OperatorAction.objects.select_related("position").order_by("-at", "-id")
+    if position_id is not None:
+        queryset = queryset.filter(position_id=position_id)
+    if actor:
+        queryset = queryset.filter(actor=actor)
+    if action:
+        queryset = queryset.filter(action=action)
+    return queryset
+
+
+def position_closed_by(position_id: int) -> OperatorAction | None:
+    """The operator action that closed (or settled, or voided) this position; None when the sweep did."""
+    return (OperatorAction.objects.filter(position_id=position_id, action__in=CLOSING_ACTIONS)
+            .order_by("-at", "-id").first())
 
 
 def notification_list(*, status: str = "") -> QuerySet[Notification]:

@@ -93,6 +93,8 @@ class SwitchSetSerializer(serializers.Serializer):
 
 class CloseAllSerializer(serializers.Serializer):
     confirm = serializers.CharField()
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000,
+                                   help_text="why (recorded in the operator audit)")
 
     def validate_confirm(self, value: str) -> str:
         if value != "CLOSE ALL":

@@ -29,9 +29,10 @@ from oms.api.serializers import (
     SwitchSetSerializer,
 )
 from oms.exceptions import PositionNotFound
-from oms.models import SwitchSource
+from oms.models import OperatorSource, SwitchSource
 from oms.selectors import book_stats, cached_over_book, order_list, position_list, signal_list
 from oms.services.health import health_report
+from oms.services.operator_audit import Operator
 from oms.services.positions import (
     PositionRequest,
     position_close_at_market,
@@ -124,7 +125,9 @@ class PositionCloseApi(APIView):
         # ASCII digits only: str.isdigit() accepts "²" (int() then fails: a 500) and int() reads "١٠" as 10.
         if not ASCII_ID.fullmatch(position_id) or int(position_id) > MAX_ID:
             raise PositionNotFound(f"position {position_id[:30]} does not exist")
-        result = position_close_at_market(position_id=int(position_id))
+        reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
+        operator = Operator.from_request(request, OperatorSource.API, reason if isinstance(reason, str) else "")
+        result = position_close_at_market(position_id=int(position_id), operator=operator)
         return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
 
 
@@ -135,8 +138,10 @@ class PositionCloseAllApi(APIView):
 
     @extend_schema(request=CloseAllSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
-        CloseAllSerializer(data=request.data).is_valid(raise_exception=True)
-        result = positions_close_all()
+        form = CloseAllSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        operator = Operator.from_request(request, OperatorSource.API, form.validated_data.get("reason", ""))
+        result = positions_close_all(operator=operator)
         return Response({"closed": len(result.closed), "closed_ids": [p.pk for p in result.closed],
                          "failed": result.failed, "failed_positions": result.failed_positions})
 

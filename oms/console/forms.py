@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from django import forms
 from django.utils import timezone
 
-from oms.models import PositionStatus, Side, SignalOutcome
+from oms.models import OperatorActionKind, PositionStatus, Side, SignalOutcome
 
 CLOSE_ALL_PHRASE = "CLOSE ALL"
 POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
@@ -102,6 +102,12 @@ class SignalFilterForm(forms.Form):
     symbol = _text("Symbol", 30)
 
 
+class AuditFilterForm(forms.Form):
+    position = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    actor = _text("Actor", 150)
+    action = forms.ChoiceField(choices=_choices(OperatorActionKind.choices), required=False)
+
+
 class OrderFilterForm(forms.Form):
     symbol = _text("Symbol", 30)
 
@@ -129,3 +135,6 @@ class CloseAllForm(forms.Form):
         if value != CLOSE_ALL_PHRASE:
             raise forms.ValidationError(f'Type exactly "{CLOSE_ALL_PHRASE}" to close every open position.')
         return value
+
+    reason = forms.CharField(label="Why (recorded in the operator audit)", max_length=1000, required=False,
+                             strip=True)

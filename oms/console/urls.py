@@ -17,4 +17,5 @@ urlpatterns = [
     path("console/stats", views.statistics, name="stats"),
     path("console/switch", views.switch, name="switch"),
     path("console/notifications", views.notifications, name="notifications"),
+    path("console/audit", views.audit, name="audit"),
 ]
