@@ -47,6 +47,11 @@ class CloseReason(models.TextChoices):
     EXCHANGE_SL = "exchange_sl", "Stop loss on the exchange"
     EXCHANGE_CLOSE = "exchange_close", "Closed on the exchange (liquidation, app)"
     FLATTEN = "flatten", "Flatten"
+    # A stuck position (no usable price for its symbol: delisted, exchange gone), issue #12 §7: closed
+    # by an operator at a price they enter (a trade, counted apart), or voided (status cancelled, no
+    # PnL, no trade: counted as voided only).
+    MANUAL_PRICE = "manual_price", "Closed at an operator's price"
+    VOID = "void", "Voided"
 
 
 # A stop loss (or take profit) is one whether LOMS or the exchange executed it (issue #11): the
@@ -455,6 +460,8 @@ class BookFigure(models.Model):
     manual_count = models.BigIntegerField(default=0)
     timeout_count = models.BigIntegerField(default=0)
     panic_count = models.BigIntegerField(default=0)
+    manual_price_count = models.BigIntegerField(default=0)
+    voided_count = models.BigIntegerField(default=0)  # voided positions (no trade): ALL_TIME rows only
     pnl = models.BigIntegerField(default=0)
     fees = models.BigIntegerField(default=0)
     gross_win = models.BigIntegerField(default=0)

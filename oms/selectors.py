@@ -75,6 +75,8 @@ def _metric_aggregates() -> dict:
         "manual_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.MANUAL)),
         "timeout_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.TIMEOUT)),
         "panic_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.PANIC)),
+        "manual_price_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.MANUAL_PRICE)),
+        "voided_count": Count("id", filter=Q(status=PositionStatus.CANCELLED, auto_close_reason=CloseReason.VOID)),
         "total_pnl": Coalesce(Sum("pnl", filter=closed), ZERO, output_field=money),
         "total_fees": Coalesce(Sum("fee", filter=closed), ZERO, output_field=money),
         "gross_win": Coalesce(Sum("pnl", filter=win), ZERO, output_field=money),

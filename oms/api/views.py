@@ -24,6 +24,7 @@ from oms.api.serializers import (
     OrderCreateSerializer,
     OrderSerializer,
     PositionSerializer,
+    PositionSettleSerializer,
     SignalSerializer,
     StatsQuerySerializer,
     SwitchSetSerializer,
@@ -38,6 +39,7 @@ from oms.services.positions import (
     position_close_at_market,
     positions_close_all,
 )
+from oms.services.settle import position_settle
 from oms.services.signals import order_open, signal_ingest, signal_reject_unreadable
 from oms.services.switch import oms_switch_set, switch_state
 from oms.signal_input import BounceSignalSerializer
@@ -128,6 +130,26 @@ class PositionCloseApi(APIView):
         reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
         operator = Operator.from_request(request, OperatorSource.API, reason if isinstance(reason, str) else "")
         result = position_close_at_market(position_id=int(position_id), operator=operator)
+        return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
+
+
+class PositionSettleApi(APIView):
+    """A stuck position (no usable price for its symbol): close it at a given price or void it."""
+
+    write_permission = "oms.close_position"
+
+    @extend_schema(request=PositionSettleSerializer, parameters=[OpenApiParameter("position_id", int,
+                                                                                  OpenApiParameter.PATH)],
+                   responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    def post(self, request, position_id: str):
+        if not ASCII_ID.fullmatch(position_id) or int(position_id) > MAX_ID:
+            raise PositionNotFound(f"position {position_id[:30]} does not exist")
+        form = PositionSettleSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        operator = Operator.from_request(request, OperatorSource.API, data["reason"])
+        result = position_settle(position_id=int(position_id), price=data.get("price"), void=data["void"],
+                                 operator=operator)
         return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.utils import timezone
@@ -121,6 +122,26 @@ class SwitchForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "Why? (recorded with your name)", "autocomplete": "off"}),
         error_messages={"required": "Give a reason: it is recorded with your name in the switch history."},
     )
+
+
+class SettleForm(forms.Form):
+    """A stuck position: close at a given price, or void (issue #12 §7)."""
+
+    price = forms.DecimalField(required=False, min_value=Decimal("0"), max_digits=28, decimal_places=10,
+                               label="Close price")
+    void = forms.BooleanField(required=False, label="Void it instead (no price, no PnL, not a trade)")
+    reason = forms.CharField(max_length=1000, strip=True, label="Why (recorded in the operator audit)")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        price, void = data.get("price"), data.get("void")
+        if "price" in self.errors:
+            return data
+        if void and price is not None:
+            raise forms.ValidationError("Give either a close price or void, not both.")
+        if not void and (price is None or price <= 0):
+            raise forms.ValidationError("Give a close price greater than 0, or tick void.")
+        return data
 
 
 class CloseAllForm(forms.Form):

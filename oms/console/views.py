@@ -24,12 +24,13 @@ from oms.console.forms import (
     CloseAllForm,
     OrderFilterForm,
     PositionFilterForm,
+    SettleForm,
     SignalFilterForm,
     StatsFilterForm,
     SwitchForm,
 )
 from oms.console.templatetags import money, price
-from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable
+from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable, SettleRefused
 from oms.models import (
     CloseReason,
     NotificationStatus,
@@ -57,6 +58,7 @@ from oms.services.health import health_report
 from oms.services.marks import positions_marks
 from oms.services.operator_audit import Operator
 from oms.services.positions import position_close_at_market, positions_close_all
+from oms.services.settle import SettleInvalid, position_settle
 from oms.services.switch import oms_switch_set, switch_state
 from oms.services.trips import TripLimits, trip_figures
 
@@ -164,6 +166,7 @@ def _position_context(position_id: int) -> dict:
         "signals": position.signals.order_by("received_at", "id"),
         "price_mode": settings.PRICE_MODE,
         "closed_by": None if position.is_open else position_closed_by(position.pk),
+        "settle_form": SettleForm(),
     }
 
 
@@ -196,6 +199,39 @@ def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
     else:
         messages.info(request, f"Position was already closed: {summary}.")
     return redirect(_safe_next(request, reverse("oms:positions")))
+
+
+@operator_action("oms.close_position")
+@require_http_methods(["POST"])
+def position_settle_view(request: HttpRequest, position_id: int) -> HttpResponse:
+    """A stuck position (no usable price): close it at the operator's price, or void it."""
+    form = SettleForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(" ".join(errors) for errors in form.errors.values())
+        messages.error(request, f"Position #{position_id} was not settled: {problems}")
+        return redirect("oms:position-detail", position_id=position_id)
+    data = form.cleaned_data
+    operator = Operator.from_request(request, OperatorSource.CONSOLE, data["reason"])
+    try:
+        result = position_settle(position_id=position_id, price=None if data["void"] else data["price"],
+                                 void=data["void"], operator=operator)
+    except PositionNotFound:
+        raise Http404(f"position {position_id} does not exist") from None
+    except (SettleRefused, PositionCloseFailed) as exc:
+        messages.error(request, f"Position #{position_id} was not settled: {exc.message}")
+        return redirect("oms:position-detail", position_id=position_id)
+    except SettleInvalid as exc:
+        messages.error(request, f"Position #{position_id} was not settled: {exc}")
+        return redirect("oms:position-detail", position_id=position_id)
+    p = result.position
+    if not result.closed_now:
+        messages.info(request, f"Position #{p.pk} was already {p.status}: nothing settled.")
+    elif data["void"]:
+        messages.success(request, f"Voided position #{p.pk} {p.symbol} {p.side}: no PnL, not a trade.")
+    else:
+        messages.success(request, f"Closed position #{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, "
+                                  f"PnL {money(p.pnl)} USDT (operator's price).")
+    return redirect("oms:position-detail", position_id=position_id)
 
 
 @operator_action("oms.close_position")
