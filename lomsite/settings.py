@@ -209,6 +209,17 @@ if DEFAULT_QTY <= 0:
 for _key, _value in (("DEFAULT_TP_PCT", DEFAULT_TP_PCT), ("DEFAULT_SL_PCT", DEFAULT_SL_PCT)):
     if not Decimal("0") < _value < Decimal("100"):
         raise ImproperlyConfigured(f"{_key}: must be greater than 0 and less than 100")
+# Value sanity at intake (issue #12 §3), in percent of the entry price. Defaults fit a 5-minute bounce:
+# a TP/SL nearer than MIN_TP_SL_PCT is eaten by fees (taker ~0.06 % a side) and spread; one farther than
+# MAX_TP_PCT / MAX_SL_PCT is not a 5-minute bounce level (a typo, or percent sent as a price).
+MIN_TP_SL_PCT = env.decimal("MIN_TP_SL_PCT", Decimal("0.2"), minimum=Decimal("0"))
+MAX_TP_PCT = env.decimal("MAX_TP_PCT", Decimal("20"), minimum=Decimal("0"))
+MAX_SL_PCT = env.decimal("MAX_SL_PCT", Decimal("10"), minimum=Decimal("0"))
+for _key, _value, _max in (("DEFAULT_TP_PCT", DEFAULT_TP_PCT, MAX_TP_PCT),
+                           ("DEFAULT_SL_PCT", DEFAULT_SL_PCT, MAX_SL_PCT)):
+    if not MIN_TP_SL_PCT <= _value <= _max:
+        raise ImproperlyConfigured(f"{_key}: must be between MIN_TP_SL_PCT ({MIN_TP_SL_PCT}) and "
+                                   f"{'MAX_TP_PCT' if _key == 'DEFAULT_TP_PCT' else 'MAX_SL_PCT'} ({_max})")
 DEFAULT_EXIT_STRATEGY = env.str("DEFAULT_EXIT_STRATEGY", "tp_sl_static", choices=("tp_sl_static", "tp_sl_trailing_v1"))
 PAPER_FEE_RATE = env.decimal("PAPER_FEE_RATE", Decimal("0"), minimum=Decimal("0"))
 PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Decimal("0"))

@@ -16,12 +16,15 @@ from oms.models import (
     CloseReason,
     OmsControl,
     OmsSwitchChange,
+    OperatorAction,
+    OperatorSource,
     Order,
     Position,
     PositionStatus,
     Signal,
     SwitchSource,
 )
+from oms.services.operator_audit import Operator
 from oms.services.positions import positions_close_at_market
 from oms.services.switch import oms_switch_set, switch_state
 
@@ -122,7 +125,9 @@ class PositionAdmin(ReadOnlyAdmin):
         """The same close service as the API and the console: one quote per symbol, reason manual."""
         chosen = list(queryset)
         already = sum(1 for p in chosen if p.status != PositionStatus.OPEN)
-        result = positions_close_at_market(positions=chosen, reason=CloseReason.MANUAL)
+        operator = Operator.from_request(request, OperatorSource.ADMIN)
+        result = positions_close_at_market(positions=chosen, reason=CloseReason.MANUAL, operator=operator,
+                                           via="admin_action")
         if result.closed:
             total = sum((p.pnl for p in result.closed), start=0)
             self.message_user(request, f"Closed {len(result.closed)} position(s), PnL {money(total)} USDT.",
@@ -150,6 +155,16 @@ class OrderAdmin(ReadOnlyAdmin):
         if not obj.position_id:
             return "—"
         return format_html('<a href="../position/{}/change/">#{}</a>', obj.position_id, obj.position_id)
+
+
+@admin.register(OperatorAction)
+class OperatorActionAdmin(ReadOnlyAdmin):
+    """The operator audit (issue #12 §6): written by the services of each manual action only."""
+
+    list_display = ("id", "at", "actor", "source", "action", "position", "reason")
+    list_filter = ("action", "source", "at")
+    search_fields = ("=id", "actor", "reason", "=position__id")
+    date_hierarchy = "at"
 
 
 @admin.register(Signal)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
+
 from oms.pnl import levels_from_pct
 
 QUANT = Decimal("1e-10")  # 10 decimal places
@@ -86,3 +88,31 @@ def levels_for_storage(*, side: str, price: Decimal, tp_pct: Decimal, sl_pct: De
     elif (price - sl) * sign <= 0:
         errors["sl_pct"] = ["Too small for this price: the stop-loss level rounds onto the entry price."]
     return (tp, sl), errors
+
+
+def level_distance_errors(*, tp_pct: Decimal | None, sl_pct: Decimal | None,
+                          names: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Value sanity (issue #12 §3): a TP/SL distance from the entry, in percent, nearer than
+    `MIN_TP_SL_PCT` (fees and spread would eat it) or farther than `MAX_TP_PCT` / `MAX_SL_PCT`
+    is refused; errors keyed `tp_pct`/`sl_pct` unless `names` renames them."""
+    names = {"tp_pct": "tp_pct", "sl_pct": "sl_pct", **(names or {})}
+    errors: dict[str, list[str]] = {}
+    minimum = settings.MIN_TP_SL_PCT
+    for field, pct, maximum, setting, what in (("tp_pct", tp_pct, settings.MAX_TP_PCT, "MAX_TP_PCT", "take-profit"),
+                                                ("sl_pct", sl_pct, settings.MAX_SL_PCT, "MAX_SL_PCT", "stop-loss")):
+        if pct is None:
+            continue
+        if pct < minimum:
+            errors[names[field]] = [f"The {what} is {pct:.4f} % from the entry, nearer than MIN_TP_SL_PCT "
+                                    f"({minimum} %): fees and spread would eat it."]
+        elif pct > maximum:
+            errors[names[field]] = [f"The {what} is {pct:.4f} % from the entry, farther than {setting} "
+                                    f"({maximum} %)."]
+    return errors
+
+
+def level_distance_pct(*, entry_price: Decimal, level: Decimal | None) -> Decimal | None:
+    """How far `level` is from `entry_price`, in percent of the entry (None without a level)."""
+    if level is None:
+        return None
+    return abs(level - entry_price) * 100 / entry_price

@@ -55,3 +55,14 @@ class PositionCloseFailed(OmsError):
 
     status_code = 409
     code = "close_failed"
+
+
+class SettleRefused(OmsError):
+    """A stuck-position settle (issue #12 §7) that must not happen: the symbol has a usable price
+    (use the normal close), or the position lives on an exchange (the exchange is the truth)."""
+
+    status_code = 409
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -154,6 +154,8 @@ class Sums:
     manual_count: int = 0
     timeout_count: int = 0
     panic_count: int = 0
+    manual_price_count: int = 0  # closed at an operator's price (a stuck position, issue #12 §7)
+    voided_count: int = 0  # voided positions: counted here only, never a trade
     total_pnl: Decimal = ZERO
     total_fees: Decimal = ZERO
     gross_win: Decimal = ZERO  # sum of the winning trades' pnl (>= 0)
@@ -178,6 +180,8 @@ def stats_figures(sums: Sums, drawdown: Decimal) -> dict:
         "manual_count": sums.manual_count,
         "timeout_count": sums.timeout_count,
         "panic_count": sums.panic_count,
+        "manual_price_count": sums.manual_price_count,
+        "voided_count": sums.voided_count,
         "total_pnl": sums.total_pnl,
         "total_fees": sums.total_fees,
         "avg_pnl_per_trade": average(sums.total_pnl, closed),

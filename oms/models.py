@@ -47,6 +47,11 @@ class CloseReason(models.TextChoices):
     EXCHANGE_SL = "exchange_sl", "Stop loss on the exchange"
     EXCHANGE_CLOSE = "exchange_close", "Closed on the exchange (liquidation, app)"
     FLATTEN = "flatten", "Flatten"
+    # A stuck position (no usable price for its symbol: delisted, exchange gone), issue #12 §7: closed
+    # by an operator at a price they enter (a trade, counted apart), or voided (status cancelled, no
+    # PnL, no trade: counted as voided only).
+    MANUAL_PRICE = "manual_price", "Closed at an operator's price"
+    VOID = "void", "Voided"
 
 
 # A stop loss (or take profit) is one whether LOMS or the exchange executed it (issue #11): the
@@ -455,6 +460,8 @@ class BookFigure(models.Model):
     manual_count = models.BigIntegerField(default=0)
     timeout_count = models.BigIntegerField(default=0)
     panic_count = models.BigIntegerField(default=0)
+    manual_price_count = models.BigIntegerField(default=0)
+    voided_count = models.BigIntegerField(default=0)  # voided positions (no trade): ALL_TIME rows only
     pnl = models.BigIntegerField(default=0)
     fees = models.BigIntegerField(default=0)
     gross_win = models.BigIntegerField(default=0)
@@ -493,3 +500,49 @@ class BrokerMonitor(models.Model):
     def load(cls) -> BrokerMonitor:
         monitor, _ = cls.objects.get_or_create(pk=1)
         return monitor
+
+
+class OperatorSource(models.TextChoices):
+    CONSOLE = "console", "Console"
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    COMMAND = "command", "Command"
+
+
+class OperatorActionKind(models.TextChoices):
+    CLOSE = "close", "Close"
+    CLOSE_ALL = "close_all", "Close all"
+    FLATTEN = "flatten", "Flatten"
+    SWITCH = "switch", "Switch"
+    STOP_MOVE = "stop_move", "Stop move"  # the hook for moving a stop by hand (not built yet)
+    ROLE_CHANGE = "role_change", "Role change"
+    TOKEN_CREATED = "token_created", "API token created"
+    TOKEN_ROTATED = "token_rotated", "API token rotated"
+    RESTORE = "restore", "Restore"
+    EPOCH = "epoch", "New epoch"
+    SETTLE_PRICE = "settle_price", "Closed at a given price"
+    VOID = "void", "Voided"
+
+
+class OperatorAction(models.Model):
+    """One manual action by an operator: who, when, from where, what, on which position and why (issue #12 §6)."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.CharField(max_length=150)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                             related_name="+")
+    source = models.CharField(max_length=10, choices=OperatorSource.choices)
+    action = models.CharField(max_length=16, choices=OperatorActionKind.choices)
+    position = models.ForeignKey(Position, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="operator_actions")
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["action", "at"], name="operatoraction_action_at"),
+                   models.Index(fields=["actor", "at"], name="operatoraction_actor_at")]
+
+    def __str__(self) -> str:
+        return (f"{self.get_action_display()} by {self.actor} ({self.get_source_display()}) "
+                f"at {self.at:%Y-%m-%d %H:%M:%S}")

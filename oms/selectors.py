@@ -21,6 +21,7 @@ from oms.models import (
     CloseReason,
     Notification,
     OmsSwitchChange,
+    OperatorAction,
     Order,
     Position,
     PositionStatus,
@@ -74,6 +75,8 @@ def _metric_aggregates() -> dict:
         "manual_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.MANUAL)),
         "timeout_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.TIMEOUT)),
         "panic_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.PANIC)),
+        "manual_price_count": Count("id", filter=closed & Q(auto_close_reason=CloseReason.MANUAL_PRICE)),
+        "voided_count": Count("id", filter=Q(status=PositionStatus.CANCELLED, auto_close_reason=CloseReason.VOID)),
         "total_pnl": Coalesce(Sum("pnl", filter=closed), ZERO, output_field=money),
         "total_fees": Coalesce(Sum("fee", filter=closed), ZERO, output_field=money),
         "gross_win": Coalesce(Sum("pnl", filter=win), ZERO, output_field=money),
@@ -196,6 +199,29 @@ def switch_history(limit: int = 50) -> QuerySet[OmsSwitchChange]:
 
 def switch_last_change() -> OmsSwitchChange | None:
     return OmsSwitchChange.objects.order_by("-changed_at", "-id").first()
+
+
+# The operator actions that close a position: who closed it is the latest of these on it.
+CLOSING_ACTIONS = ("close", "settle_price", "void")
+
+
+def operator_action_list(*, position_id: int | None = None, actor: str = "", action: str = ""
+                         ) -> QuerySet[OperatorAction]:
+    """The operator audit, newest first, filtered by position, actor (exact) and action."""
+    queryset = OperatorAction.objects.select_related("position").order_by("-at", "-id")
+    if position_id is not None:
+        queryset = queryset.filter(position_id=position_id)
+    if actor:
+        queryset = queryset.filter(actor=actor)
+    if action:
+        queryset = queryset.filter(action=action)
+    return queryset
+
+
+def position_closed_by(position_id: int) -> OperatorAction | None:
+    """The operator action that closed (or settled, or voided) this position; None when the sweep did."""
+    return (OperatorAction.objects.filter(position_id=position_id, action__in=CLOSING_ACTIONS)
+            .order_by("-at", "-id").first())
 
 
 def notification_list(*, status: str = "") -> QuerySet[Notification]:

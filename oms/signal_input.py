@@ -15,7 +15,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from oms.amounts import MAX_PRICE, QUANT, amount_error, levels_for_storage, position_amount_errors
+from oms.amounts import (
+    MAX_PRICE,
+    QUANT,
+    amount_error,
+    level_distance_errors,
+    levels_for_storage,
+    position_amount_errors,
+)
 from oms.models import ExitStrategy, Position
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,30}$")
@@ -228,12 +235,16 @@ def parse_bounce_signal(payload: object, *, idempotency_key: str | None = None) 
 
 
 def amount_errors(signal: BounceSignal, *, qty_given: bool = True) -> dict[str, list[str]]:
-    """The book's amount rule (oms/amounts.py) applied to a signal: price, qty, notional, TP/SL levels."""
+    """The book's amount rule (oms/amounts.py) applied to a signal: price, qty, notional, TP/SL distances
+    (value sanity: MIN_TP_SL_PCT .. MAX_TP_PCT / MAX_SL_PCT) and levels."""
     if not qty_given and amount_error(signal.qty):
         return {"qty": [f"No qty given, and the default sizing gives {signal.qty} at this price, which the book "
                         "cannot hold: send a qty."]}
     errors = position_amount_errors(entry_price=signal.price, qty=signal.qty, tp_price=None,
                                     sl_price=None, names={"entry_price": "price"})
+    if errors:
+        return errors
+    errors = level_distance_errors(tp_pct=signal.tp_pct, sl_pct=signal.sl_pct)
     if errors:
         return errors
     (tp, sl), errors = levels_for_storage(side=signal.side, price=signal.price, tp_pct=signal.tp_pct,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from oms.amounts import position_amount_errors
+from oms.amounts import amount_error, level_distance_errors, level_distance_pct, position_amount_errors
 from oms.models import Order, Position, Side, Signal
 from oms.selectors import GROUP_FIELDS
 from oms.signal_input import SideField, StrictCharField, StrictNumberField, SymbolField
@@ -68,6 +68,11 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"tp_price": "Must be on the profit side of entry_price."})
         if sl is not None and (entry - sl) * sign <= 0:
             raise serializers.ValidationError({"sl_price": "Must be on the loss side of entry_price."})
+        errors = level_distance_errors(tp_pct=level_distance_pct(entry_price=entry, level=tp),
+                                       sl_pct=level_distance_pct(entry_price=entry, level=sl),
+                                       names={"tp_pct": "tp_price", "sl_pct": "sl_price"})
+        if errors:  # value sanity (issue #12 §3): the same distances as a signal's tp_pct/sl_pct
+            raise serializers.ValidationError(errors)
         return data
 
 
@@ -86,8 +91,36 @@ class SwitchSetSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
 
 
+class PositionSettleSerializer(serializers.Serializer):
+    """`POST /positions/{id}/settle`: close a stuck position at a price, or void it (issue #12 §7)."""
+
+    price = StrictNumberField(required=False, allow_null=True,
+                              help_text="the close price (reason manual_price); null or absent with void")
+    void = serializers.BooleanField(required=False, default=False,
+                                    help_text="true: cancel the position with no price and no PnL (reason void)")
+    reason = StrictCharField(max_length=1000, help_text="why (recorded in the operator audit)")
+
+    def to_internal_value(self, data):
+        # A JSON boolean only: DRF's BooleanField would read "yes", 1 or "true" as true.
+        if isinstance(data, dict) and "void" in data and not isinstance(data["void"], bool):
+            raise serializers.ValidationError({"void": ["Must be a JSON boolean."]})
+        return super().to_internal_value(data)
+
+    def validate(self, data: dict) -> dict:
+        price, void = data.get("price"), data.get("void", False)
+        if void and price is not None:
+            raise serializers.ValidationError({"price": "Give either a price or void, not both."})
+        if not void and price is None:
+            raise serializers.ValidationError({"price": "Give the close price, or void: true."})
+        if price is not None and (error := amount_error(price)):
+            raise serializers.ValidationError({"price": error})
+        return data
+
+
 class CloseAllSerializer(serializers.Serializer):
     confirm = serializers.CharField()
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000,
+                                   help_text="why (recorded in the operator audit)")
 
     def validate_confirm(self, value: str) -> str:
         if value != "CLOSE ALL":

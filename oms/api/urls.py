@@ -20,6 +20,7 @@ urlpatterns = [
     route("positions/close-all", views.PositionCloseAllApi, "position-close-all"),
     # Any id segment reaches the view, so a bad id is a JSON 404 like an unknown one (not an HTML page).
     route(r"positions/(?P<position_id>[^/]+)/close", views.PositionCloseApi, "position-close"),
+    route(r"positions/(?P<position_id>[^/]+)/settle", views.PositionSettleApi, "position-settle"),
     route("orders", views.OrderListCreateApi, "order-list"),
     route("market", views.MarketApi, "market"),
     route("oms/switch", views.SwitchApi, "switch"),

@@ -24,19 +24,22 @@ from oms.api.serializers import (
     OrderCreateSerializer,
     OrderSerializer,
     PositionSerializer,
+    PositionSettleSerializer,
     SignalSerializer,
     StatsQuerySerializer,
     SwitchSetSerializer,
 )
 from oms.exceptions import PositionNotFound
-from oms.models import SwitchSource
+from oms.models import OperatorSource, SwitchSource
 from oms.selectors import book_stats, cached_over_book, order_list, position_list, signal_list
 from oms.services.health import health_report
+from oms.services.operator_audit import Operator
 from oms.services.positions import (
     PositionRequest,
     position_close_at_market,
     positions_close_all,
 )
+from oms.services.settle import position_settle
 from oms.services.signals import order_open, signal_ingest, signal_reject_unreadable
 from oms.services.switch import oms_switch_set, switch_state
 from oms.signal_input import BounceSignalSerializer
@@ -124,7 +127,29 @@ class PositionCloseApi(APIView):
         # ASCII digits only: str.isdigit() accepts "²" (int() then fails: a 500) and int() reads "١٠" as 10.
         if not ASCII_ID.fullmatch(position_id) or int(position_id) > MAX_ID:
             raise PositionNotFound(f"position {position_id[:30]} does not exist")
-        result = position_close_at_market(position_id=int(position_id))
+        reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
+        operator = Operator.from_request(request, OperatorSource.API, reason if isinstance(reason, str) else "")
+        result = position_close_at_market(position_id=int(position_id), operator=operator)
+        return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
+
+
+class PositionSettleApi(APIView):
+    """A stuck position (no usable price for its symbol): close it at a given price or void it."""
+
+    write_permission = "oms.close_position"
+
+    @extend_schema(request=PositionSettleSerializer, parameters=[OpenApiParameter("position_id", int,
+                                                                                  OpenApiParameter.PATH)],
+                   responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    def post(self, request, position_id: str):
+        if not ASCII_ID.fullmatch(position_id) or int(position_id) > MAX_ID:
+            raise PositionNotFound(f"position {position_id[:30]} does not exist")
+        form = PositionSettleSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        operator = Operator.from_request(request, OperatorSource.API, data["reason"])
+        result = position_settle(position_id=int(position_id), price=data.get("price"), void=data["void"],
+                                 operator=operator)
         return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
 
 
@@ -135,8 +160,10 @@ class PositionCloseAllApi(APIView):
 
     @extend_schema(request=CloseAllSerializer, responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
-        CloseAllSerializer(data=request.data).is_valid(raise_exception=True)
-        result = positions_close_all()
+        form = CloseAllSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        operator = Operator.from_request(request, OperatorSource.API, form.validated_data.get("reason", ""))
+        result = positions_close_all(operator=operator)
         return Response({"closed": len(result.closed), "closed_ids": [p.pk for p in result.closed],
                          "failed": result.failed, "failed_positions": result.failed_positions})
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.utils import timezone
 
-from oms.models import PositionStatus, Side, SignalOutcome
+from oms.models import OperatorActionKind, PositionStatus, Side, SignalOutcome
 
 CLOSE_ALL_PHRASE = "CLOSE ALL"
 POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
@@ -102,6 +103,12 @@ class SignalFilterForm(forms.Form):
     symbol = _text("Symbol", 30)
 
 
+class AuditFilterForm(forms.Form):
+    position = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    actor = _text("Actor", 150)
+    action = forms.ChoiceField(choices=_choices(OperatorActionKind.choices), required=False)
+
+
 class OrderFilterForm(forms.Form):
     symbol = _text("Symbol", 30)
 
@@ -117,6 +124,26 @@ class SwitchForm(forms.Form):
     )
 
 
+class SettleForm(forms.Form):
+    """A stuck position: close at a given price, or void (issue #12 §7)."""
+
+    price = forms.DecimalField(required=False, min_value=Decimal("0"), max_digits=28, decimal_places=10,
+                               label="Close price")
+    void = forms.BooleanField(required=False, label="Void it instead (no price, no PnL, not a trade)")
+    reason = forms.CharField(max_length=1000, strip=True, label="Why (recorded in the operator audit)")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        price, void = data.get("price"), data.get("void")
+        if "price" in self.errors:
+            return data
+        if void and price is not None:
+            raise forms.ValidationError("Give either a close price or void, not both.")
+        if not void and (price is None or price <= 0):
+            raise forms.ValidationError("Give a close price greater than 0, or tick void.")
+        return data
+
+
 class CloseAllForm(forms.Form):
     confirm = forms.CharField(
         label=f'Type "{CLOSE_ALL_PHRASE}" to confirm', max_length=20, strip=True,
@@ -129,3 +156,6 @@ class CloseAllForm(forms.Form):
         if value != CLOSE_ALL_PHRASE:
             raise forms.ValidationError(f'Type exactly "{CLOSE_ALL_PHRASE}" to close every open position.')
         return value
+
+    reason = forms.CharField(label="Why (recorded in the operator audit)", max_length=1000, required=False,
+                             strip=True)

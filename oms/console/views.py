@@ -20,23 +20,34 @@ from oms.console.charts import equity_chart
 from oms.console.forms import (
     CLOSE_ALL_PHRASE,
     POSITION_SORTS,
+    AuditFilterForm,
     CloseAllForm,
     OrderFilterForm,
     PositionFilterForm,
+    SettleForm,
     SignalFilterForm,
     StatsFilterForm,
     SwitchForm,
 )
 from oms.console.templatetags import money, price
-from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable
-from oms.models import CloseReason, NotificationStatus, OmsSwitchChange, Position, SwitchSource
+from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable, SettleRefused
+from oms.models import (
+    CloseReason,
+    NotificationStatus,
+    OmsSwitchChange,
+    OperatorSource,
+    Position,
+    SwitchSource,
+)
 from oms.selectors import (
     book_equity_curve,
     book_stats,
     cached_over_book,
     notification_list,
     open_book,
+    operator_action_list,
     order_list,
+    position_closed_by,
     position_get,
     positions_filtered,
     signal_list,
@@ -45,7 +56,9 @@ from oms.selectors import (
 )
 from oms.services.health import health_report
 from oms.services.marks import positions_marks
+from oms.services.operator_audit import Operator
 from oms.services.positions import position_close_at_market, positions_close_all
+from oms.services.settle import SettleInvalid, position_settle
 from oms.services.switch import oms_switch_set, switch_state
 from oms.services.trips import TripLimits, trip_figures
 
@@ -152,6 +165,8 @@ def _position_context(position_id: int) -> dict:
         "orders": position.orders.order_by("created_at", "id"),
         "signals": position.signals.order_by("received_at", "id"),
         "price_mode": settings.PRICE_MODE,
+        "closed_by": None if position.is_open else position_closed_by(position.pk),
+        "settle_form": SettleForm(),
     }
 
 
@@ -169,7 +184,8 @@ def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
                    "next": _safe_next(request, reverse("oms:positions"))}
         return render(request, "oms/position_detail.html", context)
     try:
-        result = position_close_at_market(position_id=position_id, reason=CloseReason.MANUAL)
+        operator = Operator.from_request(request, OperatorSource.CONSOLE, request.POST.get("reason", ""))
+        result = position_close_at_market(position_id=position_id, reason=CloseReason.MANUAL, operator=operator)
     except PositionNotFound:
         raise Http404(f"position {position_id} does not exist") from None
     except (PriceUnavailable, PositionCloseFailed) as exc:
@@ -186,12 +202,46 @@ def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
 
 
 @operator_action("oms.close_position")
+@require_http_methods(["POST"])
+def position_settle_view(request: HttpRequest, position_id: int) -> HttpResponse:
+    """A stuck position (no usable price): close it at the operator's price, or void it."""
+    form = SettleForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(" ".join(errors) for errors in form.errors.values())
+        messages.error(request, f"Position #{position_id} was not settled: {problems}")
+        return redirect("oms:position-detail", position_id=position_id)
+    data = form.cleaned_data
+    operator = Operator.from_request(request, OperatorSource.CONSOLE, data["reason"])
+    try:
+        result = position_settle(position_id=position_id, price=None if data["void"] else data["price"],
+                                 void=data["void"], operator=operator)
+    except PositionNotFound:
+        raise Http404(f"position {position_id} does not exist") from None
+    except (SettleRefused, PositionCloseFailed) as exc:
+        messages.error(request, f"Position #{position_id} was not settled: {exc.message}")
+        return redirect("oms:position-detail", position_id=position_id)
+    except SettleInvalid as exc:
+        messages.error(request, f"Position #{position_id} was not settled: {exc}")
+        return redirect("oms:position-detail", position_id=position_id)
+    p = result.position
+    if not result.closed_now:
+        messages.info(request, f"Position #{p.pk} was already {p.status}: nothing settled.")
+    elif data["void"]:
+        messages.success(request, f"Voided position #{p.pk} {p.symbol} {p.side}: no PnL, not a trade.")
+    else:
+        messages.success(request, f"Closed position #{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, "
+                                  f"PnL {money(p.pnl)} USDT (operator's price).")
+    return redirect("oms:position-detail", position_id=position_id)
+
+
+@operator_action("oms.close_position")
 @require_http_methods(["GET", "POST"])
 def positions_close_all_view(request: HttpRequest) -> HttpResponse:
     """Panic: close every open position at market (reason `panic`) after typing the phrase."""
     form = CloseAllForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        result = positions_close_all(reason=CloseReason.PANIC)
+        operator = Operator.from_request(request, OperatorSource.CONSOLE, form.cleaned_data.get("reason", ""))
+        result = positions_close_all(reason=CloseReason.PANIC, operator=operator)
         total = sum((p.pnl for p in result.closed), start=0)
         messages.success(request, f"Close all: closed {len(result.closed)} position(s), PnL {money(total)} USDT.")
         for symbol, why in result.failed.items():
@@ -285,6 +335,17 @@ def statistics(request: HttpRequest) -> HttpResponse:
 
     figures = _book_cached("stats", compute, sorted(filters.items()))
     return render(request, "oms/statistics.html", {"form": form, **figures})
+
+
+@console_view
+def audit(request: HttpRequest) -> HttpResponse:
+    """The operator audit: every manual action, who, when, from where and why (viewers may read it)."""
+    form = AuditFilterForm(request.GET or None)
+    chosen = form.cleaned_data if form.is_bound and form.is_valid() else {}
+    queryset = operator_action_list(position_id=chosen.get("position"), actor=(chosen.get("actor") or "").strip(),
+                                    action=chosen.get("action") or "")
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "oms/audit.html", {"form": form, "page": page}, status=400 if form.errors else 200)
 
 
 @console_view

@@ -53,6 +53,9 @@ class CloseInstruction:
     # slippage or fee rate), and `exit_order` the exchange's exit order, saved with the close.
     fill_fee: Decimal | None = None
     exit_order: Order | None = None
+    # Void a stuck position (issue #12 §7): status cancelled, no price, no PnL, no exit order; the
+    # same lock and conditional UPDATE, so a void racing the sweep or a close books exactly one of them.
+    void: bool = False
 
 
 @dataclass
@@ -63,10 +66,14 @@ class CloseBatchResult:
 
 
 def close_values(*, position: Position, price: Decimal, reason: str, now: datetime,
-                 fill_fee: Decimal | None = None) -> dict:
+                 fill_fee: Decimal | None = None, void: bool = False) -> dict:
     """The column values that close `position`: at market `price` on paper (slippage, exit fee at
     PAPER_FEE_RATE), or at an exchange fill's `price` with its `fill_fee`; net PnL. Raises
-    `CloseRefused` when the row cannot be closed or the result does not fit its columns."""
+    `CloseRefused` when the row cannot be closed or the result does not fit its columns. `void`:
+    cancelled, with no close price and no PnL (not a trade)."""
+    if void:
+        return {"status": PositionStatus.CANCELLED, "closed_at": max(now, position.created_at), "close_price": None,
+                "fee": position.fee, "pnl": None, "auto_close_reason": reason}
     if position.qty <= 0 or position.entry_price <= 0:
         raise CloseRefused(f"qty {position.qty} and entry price {position.entry_price} must both be positive")
     if not price > 0:
@@ -157,7 +164,7 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
         instruction = by_id[position.pk]
         try:
             values = close_values(position=position, price=instruction.price, reason=instruction.reason, now=now,
-                                  fill_fee=instruction.fill_fee)
+                                  fill_fee=instruction.fill_fee, void=instruction.void)
         except CloseRefused as exc:
             failed[position.pk] = str(exc)
             continue
@@ -171,7 +178,8 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
         updated = _update_still_open(batch, sorted(fields))
         if updated not in (len(batch), -1):  # cannot happen under the lock; never book a close twice if it did
             raise RuntimeError(f"{len(batch) - updated} positions changed under the close's lock")
-        Order.objects.bulk_create([_exit_order(p, by_id[p.pk]) for p in batch], batch_size=CHUNK)
+        Order.objects.bulk_create([_exit_order(p, by_id[p.pk]) for p in batch if not by_id[p.pk].void],
+                                  batch_size=CHUNK)
     done = {p.pk for p in batch} | set(failed)
     result.closed.extend(batch)
     result.failed.update(failed)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from lomsite.jsonlog import log_event
 from oms.models import OmsControl, Position, PositionStatus
+from oms.services.operator_audit import operator_action_record
 
 logger = logging.getLogger("loms.oms")
 EPOCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -24,8 +25,8 @@ def epoch_current() -> str:
 
 
 @transaction.atomic
-def epoch_start(*, name: str, actor: str) -> tuple[str, str]:
-    """Book new positions under `name` from now on. Returns (previous, new)."""
+def epoch_start(*, name: str, actor: str, source: str = "command", user=None, reason: str = "") -> tuple[str, str]:
+    """Book new positions under `name` from now on (recorded in the operator audit). Returns (previous, new)."""
     name = name.strip()
     if not EPOCH_NAME.fullmatch(name):
         raise ValueError("an epoch name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
@@ -36,6 +37,8 @@ def epoch_start(*, name: str, actor: str) -> tuple[str, str]:
     control.epoch, control.epoch_started_at = name, timezone.now()
     control.save(update_fields=["epoch", "epoch_started_at"])
     log_event(logger, "epoch_started", epoch=name, previous=previous, actor=actor)
+    operator_action_record(actor=actor, source=source, user=user, action="epoch", reason=reason,
+                           details={"previous": previous, "epoch": name})
     return previous, name
 
 

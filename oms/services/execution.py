@@ -27,6 +27,7 @@ from oms.models import (
     BrokerMode,
     BrokerMonitor,
     CloseReason,
+    OperatorSource,
     Order,
     OrderPurpose,
     OrderStatus,
@@ -39,6 +40,7 @@ from oms.models import (
 )
 from oms.services.book import book_changed
 from oms.services.closing import CloseInstruction, close_positions
+from oms.services.operator_audit import SWITCH_TO_OPERATOR_SOURCE, Operator, position_close_details
 from oms.services.switch import oms_switch_set, switch_state
 
 logger = logging.getLogger("loms.oms.broker")
@@ -456,16 +458,19 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
     back. `flat` only when the exchange confirms no position and no open order."""
     started = time.perf_counter()
     oms_switch_set(enabled=False, actor=actor, reason=f"flatten: {reason}", source=source, user=user)
+    operator = Operator(actor=actor, source=SWITCH_TO_OPERATOR_SOURCE.get(source, OperatorSource.COMMAND), user=user,
+                        reason=reason)
     broker = get_broker()
     result = FlattenResult(flat=False)
     if broker.is_paper:
         from oms.services.positions import positions_close_all
 
-        closed = positions_close_all(reason=CloseReason.FLATTEN)
+        closed = positions_close_all(reason=CloseReason.FLATTEN, operator=operator, via="flatten")
         result.closed = [p.pk for p in closed.closed]
         result.failed = {s: f"no price: {r}" for s, r in closed.failed.items()}
         result.flat = not Position.objects.open().exists()
         result.seconds = time.perf_counter() - started
+        _flatten_record(operator, result)
         return result
     try:
         _with_backoff(broker.cancel_all)
@@ -473,8 +478,11 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
         result.failed["cancel all orders"] = exc.message
     for position in Position.objects.open().exclude(broker_mode=BrokerMode.PAPER):
         try:
-            if exchange_position_close(position=position, reason=CloseReason.FLATTEN).closed_now:
+            closed = exchange_position_close(position=position, reason=CloseReason.FLATTEN)
+            if closed.closed_now:
                 result.closed.append(position.pk)
+                operator.record("close", position=closed.position,
+                                details=position_close_details(closed.position, via="flatten"))
         except (BrokerError, ExchangeCloseFailed) as exc:
             result.failed[f"position {position.pk}"] = exc.message
     try:
@@ -496,7 +504,14 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
               remaining=result.remaining_positions, seconds=round(result.seconds, 3))
     if not result.flat:
         broker_alert(f"flatten did not confirm flat: {result.remaining_positions or result.failed}")
+    _flatten_record(operator, result)
     return result
+
+
+def _flatten_record(operator: Operator, result: FlattenResult) -> None:
+    operator.record("flatten", details={"flat": result.flat, "closed_ids": result.closed, "failed": result.failed,
+                                        "remaining_positions": result.remaining_positions,
+                                        "remaining_orders": result.remaining_orders})
 
 
 # --- preflight -----------------------------------------------------------------------------------

@@ -47,12 +47,12 @@ DAY_KINDS = ("", "account_label")
 ALL_TIME = BookFigure.ALL_TIME
 REASON_FIELDS = {CloseReason.TP: "tp_count", CloseReason.SL: "sl_count", CloseReason.TRAILING_SL: "trailing_sl_count",
                  CloseReason.MANUAL: "manual_count", CloseReason.TIMEOUT: "timeout_count",
-                 CloseReason.PANIC: "panic_count",
+                 CloseReason.PANIC: "panic_count", CloseReason.MANUAL_PRICE: "manual_price_count",
                  # An exchange-side TP or SL (demo/live) counts as one (oms.models TAKE_PROFIT/STOP_LOSS_REASONS).
                  CloseReason.EXCHANGE_TP: "tp_count", CloseReason.EXCHANGE_SL: "sl_count"}
 REASON_COUNTS = list(dict.fromkeys(REASON_FIELDS.values()))  # each counter once
-COUNTS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "pnl", "fees",
-          "gross_win", "gross_loss"]
+COUNTS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "voided_count", "pnl",
+          "fees", "gross_win", "gross_loss"]
 UPDATE_FIELDS = [*COUNTS, "peak", "trough", "drawdown", "first_created_at", "last_created_at", "last_closed_at",
                  "last_id"]
 FACT_FIELDS = ("id", "status", "created_at", "closed_at", "pnl", "fee", "auto_close_reason", *DIMS)
@@ -90,6 +90,11 @@ class Fact:
     @property
     def closed(self) -> bool:
         return self.status == PositionStatus.CLOSED
+
+    @property
+    def voided(self) -> bool:
+        """Voided by an operator (issue #12 §7): counted as a position and as voided, never as a trade."""
+        return self.status == PositionStatus.CANCELLED and self.auto_close_reason == CloseReason.VOID
 
 
 def _day(at: datetime) -> date:
@@ -288,6 +293,7 @@ def _record(facts: list[Fact], *, new: bool, closing: bool) -> None:
             delta.open_positions += fact.status == PositionStatus.OPEN
         if closing:
             delta.open_positions -= 1
+        delta.voided_count += fact.voided  # voided when inserted, or now (a void goes through the close path)
         if not fact.closed:
             continue
         _add_close(delta, fact)
@@ -359,8 +365,11 @@ def book_figures_rebuild(*, position_model=Position, figure_model=BookFigure, us
         figure_model.objects.using(using).all().delete()
         rows = _rebuilt_rows(position_model.objects.using(using))
         objects = []
+        # A migration's historical model may predate later counters (0014: manual_price_count, voided_count).
+        known = {field.name for field in figure_model._meta.get_fields()}
+        names = [f for f in ["rid", "kind", "day", *DIMS, *UPDATE_FIELDS] if f in known]
         for row in rows.values():
-            objects.append(figure_model(**{f: getattr(row, f) for f in ["rid", "kind", "day", *DIMS, *UPDATE_FIELDS]}))
+            objects.append(figure_model(**{f: getattr(row, f) for f in names}))
         figure_model.objects.using(using).bulk_create(objects, batch_size=1000)
     return len(rows)
 
@@ -405,6 +414,7 @@ def _rebuilt_rows(positions) -> dict[str, BookFigure]:
             row.positions += 1
             _add_created(row, fact.created_at)
             row.open_positions += fact.status == PositionStatus.OPEN
+            row.voided_count += fact.voided
             if not fact.closed:
                 continue
             _add_close(row, fact)
@@ -455,8 +465,8 @@ def figures_can_serve(filters: dict, group_by: str | None = None) -> bool:
     return True
 
 
-READ_FIELDS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "pnl", "fees",
-               "gross_win", "gross_loss", "drawdown", "first_created_at", "last_created_at", "last_closed_at"]
+READ_FIELDS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "voided_count", "pnl",
+               "fees", "gross_win", "gross_loss", "drawdown", "first_created_at", "last_created_at", "last_closed_at"]
 
 
 def _figures(row: dict, *, day_row: bool = False) -> dict:
@@ -465,7 +475,7 @@ def _figures(row: dict, *, day_row: bool = False) -> dict:
         total_positions=row["trades"] if day_row else row["positions"],
         open_positions=0 if day_row else row["open_positions"],
         closed_positions=row["trades"], winning_trades=row["wins"], losing_trades=row["losses"],
-        **{field: row[field] for field in REASON_COUNTS},
+        **{field: row[field] for field in REASON_COUNTS}, voided_count=0 if day_row else row["voided_count"],
         total_pnl=money(row["pnl"]), total_fees=money(row["fees"]), gross_win=money(row["gross_win"]),
         gross_loss=money(row["gross_loss"]), first_trade_at=row["first_created_at"],
         last_trade_at=row["last_created_at"], last_close_at=row["last_closed_at"],

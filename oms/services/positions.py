@@ -39,6 +39,7 @@ from oms.pnl import fee_for
 from oms.services.book import book_changed
 from oms.services.closing import CloseInstruction, close_positions
 from oms.services.figures import book_figures_record_open
+from oms.services.operator_audit import Operator, position_close_details
 from oms.services.switch import switch_state
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources import fetch_prices, get_price_source
@@ -224,8 +225,10 @@ def market_price(symbol: str) -> Decimal:
         raise PriceUnavailable(f"no usable price for {symbol}: {exc.reason}") from exc
 
 
-def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANUAL) -> CloseResult:
-    """Close one position at the current market price; an already closed one is returned as is."""
+def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANUAL,
+                             operator: Operator | None = None) -> CloseResult:
+    """Close one position at the current market price; an already closed one is returned as is.
+    With an `operator`, a close made now is recorded in the operator audit (action `close`)."""
     try:
         position = Position.objects.get(pk=position_id)
     except Position.DoesNotExist:
@@ -233,8 +236,13 @@ def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANU
     if not position.is_open:
         return CloseResult(position=position, closed_now=False)
     if position.broker_mode != BrokerMode.PAPER:  # the exchange fill is the price
-        return position_close(position=position, price=None, reason=reason)
-    return position_close(position=position, price=market_price(position.symbol), reason=reason)
+        result = position_close(position=position, price=None, reason=reason)
+    else:
+        result = position_close(position=position, price=market_price(position.symbol), reason=reason)
+    if operator and result.closed_now:
+        operator.record("close", position=result.position, details=position_close_details(result.position,
+                                                                                           via="close"))
+    return result
 
 
 @dataclass
@@ -244,9 +252,19 @@ class CloseAllResult:
     failed_positions: dict[int, str] = field(default_factory=dict)  # position id → why its close failed
 
 
-def positions_close_at_market(*, positions: list[Position], reason: str) -> CloseAllResult:
+def positions_close_at_market(*, positions: list[Position], reason: str, operator: Operator | None = None,
+                              via: str = "close") -> CloseAllResult:
     """Close the given positions at market: one quote per symbol; a bad quote leaves its symbol
-    open, a position that cannot be closed stays open alone."""
+    open, a position that cannot be closed stays open alone. With an `operator`, each position
+    closed now is recorded in the operator audit (action `close`, `via` what closed it)."""
+    result = _positions_close_at_market(positions=positions, reason=reason)
+    if operator:
+        for position in result.closed:
+            operator.record("close", position=position, details=position_close_details(position, via=via))
+    return result
+
+
+def _positions_close_at_market(*, positions: list[Position], reason: str) -> CloseAllResult:
     result = CloseAllResult()
     open_positions = [p for p in positions if p.is_open]
     if not open_positions:
@@ -269,6 +287,14 @@ def positions_close_at_market(*, positions: list[Position], reason: str) -> Clos
     return result
 
 
-def positions_close_all(*, reason: str = CloseReason.PANIC) -> CloseAllResult:
-    """Panic: close every open position at the current price."""
-    return positions_close_at_market(positions=list(Position.objects.open()), reason=reason)
+def positions_close_all(*, reason: str = CloseReason.PANIC, operator: Operator | None = None,
+                        via: str = "close_all") -> CloseAllResult:
+    """Panic: close every open position at the current price. With an `operator`, each close is
+    recorded in the operator audit, and (as `close_all`) the whole action with what stayed open."""
+    result = positions_close_at_market(positions=list(Position.objects.open()), reason=reason, operator=operator,
+                                       via=via)
+    if operator and via == "close_all":
+        operator.record("close_all", details={"closed_ids": [p.pk for p in result.closed], "failed": result.failed,
+                                              "failed_positions": {str(k): v for k, v in
+                                                                   result.failed_positions.items()}})
+    return result

@@ -42,7 +42,8 @@ pytestmark = pytest.mark.django_db
 
 T0 = datetime(2025, 6, 1, 22, 0, tzinfo=UTC)
 REASONS = [CloseReason.TP, CloseReason.SL, CloseReason.TRAILING_SL, CloseReason.TIMEOUT, CloseReason.MANUAL,
-           CloseReason.PANIC, CloseReason.EXCHANGE_TP, CloseReason.EXCHANGE_SL, CloseReason.EXCHANGE_CLOSE]
+           CloseReason.PANIC, CloseReason.EXCHANGE_TP, CloseReason.EXCHANGE_SL, CloseReason.EXCHANGE_CLOSE,
+           CloseReason.MANUAL_PRICE, CloseReason.VOID]  # void: cancelled, no PnL, counted as voided (issue #12 §7)
 GROUPS = [None, "symbol", "strategy", "exchange", "day"]
 
 
@@ -65,6 +66,9 @@ def reference(filters: dict, group_by: str | None):
             manual_count=sum(p.auto_close_reason == "manual" for p in closed),
             timeout_count=sum(p.auto_close_reason == "timeout" for p in closed),
             panic_count=sum(p.auto_close_reason == "panic" for p in closed),
+            manual_price_count=sum(p.auto_close_reason == "manual_price" for p in closed),
+            voided_count=0 if day else sum(p.status == PositionStatus.CANCELLED and p.auto_close_reason == "void"
+                                           for p in items),
             total_pnl=sum(pnls, Decimal(0)), total_fees=sum((p.fee for p in closed), Decimal(0)),
             gross_win=sum((x for x in pnls if x > 0), Decimal(0)),
             gross_loss=sum((x for x in pnls if x < 0), Decimal(0)),
@@ -208,6 +212,8 @@ def test_maintained_figures_equal_a_from_scratch_computation(book, close_order, 
             values = {"status": PositionStatus.CLOSED, "close_price": Decimal("100") + pnl, "pnl": pnl,
                       "auto_close_reason": reason,
                       "closed_at": created_at + timedelta(minutes=closed) if closed is not None else None}
+            if reason == CloseReason.VOID:  # voided: cancelled, no close price, no PnL, not a trade
+                values.update(status=PositionStatus.CANCELLED, close_price=None, pnl=None)
             if closed is not None and inserted_closed:
                 Position.objects.filter(pk=position.pk).update(**values)
                 book_figures_record_open(position)

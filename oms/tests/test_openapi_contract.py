@@ -6,7 +6,12 @@ docs/CONTRACT.md describes the wire contract; `/api/schema` is its machine-reada
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-from oms.api.serializers import CloseAllSerializer, OrderCreateSerializer, SwitchSetSerializer
+from oms.api.serializers import (
+    CloseAllSerializer,
+    OrderCreateSerializer,
+    PositionSettleSerializer,
+    SwitchSetSerializer,
+)
 from oms.signal_input import BounceSignalSerializer
 
 REQUEST_BODIES = [
@@ -14,6 +19,7 @@ REQUEST_BODIES = [
     ("/orders/", "post", OrderCreateSerializer),
     ("/oms/switch/", "post", SwitchSetSerializer),
     ("/positions/close-all/", "post", CloseAllSerializer),
+    ("/positions/{position_id}/settle/", "post", PositionSettleSerializer),
 ]
 
 

@@ -224,6 +224,16 @@ def test_restore_with_yes_brings_back_the_backup_and_keeps_a_safety_copy(setting
     assert backup_verify(safety[0]).manifest["tables"]["oms_position"] == 3
 
 
+def test_a_restore_is_recorded_in_the_restored_database(settings):
+    from oms.models import OperatorAction
+
+    backup = backup_create(now=timezone.now() - timedelta(seconds=5)).path
+    call_command("restore", str(backup), "--yes", "--actor", "olga", "--reason", "bad migration", stdout=io.StringIO())
+    [row] = OperatorAction.objects.all()
+    assert (row.action, row.actor, row.source, row.reason) == ("restore", "olga", "command", "bad migration")
+    assert row.details["file"] == backup.name and row.details["safety_backup"].endswith(".tar.gz")
+
+
 def touch_backup(directory: Path, taken: datetime, label: str = "") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{taken:%Y-%m-%d_%H%M%S}_loms_paper_sqlite{'_' + label if label else ''}.tar.gz"

@@ -39,7 +39,7 @@ WRITE_ROUTES = [r for r in api_routes if hasattr(r.callback.view_class, "post")]
 
 def test_the_write_routes_are_the_ones_we_expect_so_a_new_one_is_not_missed():
     names = sorted(r.name for r in WRITE_ROUTES)
-    assert names == ["order-list", "position-close", "position-close-all", "signal-bounce", "switch"]
+    assert names == ["order-list", "position-close", "position-close-all", "position-settle", "signal-bounce", "switch"]
 
 
 @pytest.mark.parametrize("route", WRITE_ROUTES, ids=lambda r: r.name)

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from oms.models import CloseReason, Position
+from oms.services.operator_audit import Operator
 from oms.services.positions import positions_close_all
 
 
@@ -13,8 +14,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--yes", action="store_true", help="really close them all")
+        parser.add_argument("--actor", default=None, help="who is closing (default: the OS user)")
+        parser.add_argument("--reason", default="", help="why (recorded in the operator audit)")
 
-    def handle(self, *args, yes, **options):
+    def handle(self, *args, yes, actor=None, reason="", **options):
         open_count = Position.objects.open().count()
         if not yes:
             raise CommandError(f"{open_count} open position(s). Nothing was closed: run again with --yes to close "
@@ -22,7 +25,7 @@ class Command(BaseCommand):
         if not open_count:
             self.stdout.write(self.style.SUCCESS("No open positions."))
             return
-        result = positions_close_all(reason=CloseReason.PANIC)
+        result = positions_close_all(reason=CloseReason.PANIC, operator=Operator.command(actor, reason))
         for position in result.closed:
             self.stdout.write(f"closed #{position.pk} {position.side} {position.qty} {position.symbol} "
                               f"@ {position.close_price}  PnL {position.pnl}")

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from oms.services.execution import flatten
+from oms.services.operator_audit import command_actor
 
 
 class Command(BaseCommand):
@@ -15,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, yes, reason, **options):
         if not yes:
             raise CommandError("flatten closes every position at market: run it again with --yes")
-        result = flatten(actor="command:flatten", reason=reason)
+        result = flatten(actor=command_actor(), reason=reason)
         self.stdout.write(f"closed {len(result.closed)} position(s) in {result.seconds:.1f} s")
         for what, why in result.failed.items():
             self.stderr.write(f"FAILED {what}: {why}")

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from oms.services.epochs import epoch_current, epoch_start, epochs_summary
+from oms.services.operator_audit import command_actor
 
 
 class Command(BaseCommand):
@@ -11,14 +12,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name", nargs="?", help="the new epoch, e.g. shadow-2025-07 (letters, digits, _ . -)")
-        parser.add_argument("--actor", default="command", help="who is starting it (recorded in the log)")
+        parser.add_argument("--actor", default=None, help="who is starting it (default: the OS user)")
+        parser.add_argument("--reason", default="", help="why (recorded in the operator audit)")
 
-    def handle(self, *args, name, actor, **options):
+    def handle(self, *args, name, actor, reason="", **options):
         if name:
             if name == epoch_current():
                 raise CommandError(f"{name!r} is already the current epoch")
             try:
-                previous, current = epoch_start(name=name, actor=actor)
+                previous, current = epoch_start(name=name, actor=command_actor(actor), reason=reason)
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
             self.stdout.write(self.style.SUCCESS(f"New positions now go to epoch {current!r} (was {previous!r})."))

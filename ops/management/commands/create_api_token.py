@@ -1,7 +1,9 @@
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError
 
-from apitokens.models import ApiToken
+from apitokens.models import PREFIX_LENGTH, ApiToken
+from oms.models import OperatorSource
+from oms.services.operator_audit import command_actor, operator_action_record
 
 ROLES = ("bot", "operator", "viewer")
 
@@ -16,8 +18,10 @@ class Command(BaseCommand):
                             help="bot: send signals and read (default); operator: also close, close all, "
                                  "POST /orders and the switch; viewer: read only")
         parser.add_argument("--rotate", action="store_true", help="replace an existing token with a new one")
+        parser.add_argument("--actor", default=None, help="who is issuing it (default: the OS user)")
+        parser.add_argument("--reason", default="", help="why (recorded in the operator audit)")
 
-    def handle(self, *args, name, role, rotate, **options):
+    def handle(self, *args, name, role, rotate, actor=None, reason="", **options):
         user, created = User.objects.get_or_create(username=name)
         if created:
             user.set_unusable_password()
@@ -31,5 +35,11 @@ class Command(BaseCommand):
             raise CommandError(f"{name} already has a token ({existing.prefix}…, created "
                                f"{existing.created:%Y-%m-%d %H:%M} UTC). Only its hash is stored, so it cannot be "
                                "shown again: use --rotate for a new one (the old one stops working).")
-        self.stdout.write(ApiToken.issue(user))
+        key = ApiToken.issue(user)
+        # The audit names the token by its prefix (as the admin shows it), never by the key itself.
+        operator_action_record(actor=command_actor(actor), source=OperatorSource.COMMAND,
+                               action="token_rotated" if existing else "token_created", reason=reason,
+                               details={"account": name, "role": role, "prefix": key[:PREFIX_LENGTH],
+                                        "account_created": created})
+        self.stdout.write(key)
         self.stderr.write("Shown once: only its hash is stored. Put it in the bot's configuration now.")

@@ -2,6 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from oms.models import OperatorSource
+from oms.services.operator_audit import command_actor, operator_action_record
 from ops.backups import BackupError, backup_read_manifest, backup_restore, cluster_activity
 
 
@@ -17,8 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true", help="really overwrite the current database")
         parser.add_argument("--force", action="store_true", help="restore even if the cluster looks alive")
         parser.add_argument("--no-audit", action="store_true", help="leave the audit log files as they are")
+        parser.add_argument("--actor", default=None, help="who is restoring (default: the OS user)")
+        parser.add_argument("--reason", default="", help="why (recorded in the operator audit)")
 
-    def handle(self, *args, file, yes, force, no_audit, **options):
+    def handle(self, *args, file, yes, force, no_audit, actor=None, reason="", **options):
         path = Path(file)
         if not path.is_file():
             raise CommandError(f"{path} does not exist")
@@ -44,6 +48,12 @@ class Command(BaseCommand):
             self.stdout.write(result.migrate_output.rstrip())
         if result.safety_backup:
             self.stdout.write(f"The database as it was before is in {result.safety_backup}")
+        # Recorded in the restored (and migrated) database: a row written before would be overwritten.
+        operator_action_record(actor=command_actor(actor), source=OperatorSource.COMMAND, action="restore",
+                               reason=reason, details={"file": path.name, "taken_at": manifest["created_at"],
+                                                       "environment": manifest["environment"],
+                                                       "safety_backup": str(result.safety_backup or ""),
+                                                       "rows": sum(result.tables.values())})
         self.stdout.write(self.style.SUCCESS(
             f"Restored {sum(result.tables.values())} rows in {len(result.tables)} tables into {result.target}; "
             "the counts match the manifest."))

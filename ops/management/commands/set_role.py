@@ -8,6 +8,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from oms.models import OperatorSource
+from oms.services.operator_audit import command_actor, operator_action_record
+
 ROLES = ("viewer", "operator")
 
 
@@ -23,8 +26,10 @@ class Command(BaseCommand):
         parser.add_argument("--random-password", action="store_true",
                             help="with --create: generate a password and print it once instead of prompting")
         parser.add_argument("--staff", action="store_true", help="also allow the Django admin (is_staff)")
+        parser.add_argument("--actor", default=None, help="who is changing it (default: the OS user)")
+        parser.add_argument("--reason", default="", help="why (recorded in the operator audit)")
 
-    def handle(self, *args, username, role, create, random_password, staff, **options):
+    def handle(self, *args, username, role, create, random_password, staff, actor=None, reason="", **options):
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         password = None
@@ -33,6 +38,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No user {username!r}; add --create to create it.")
             password = secrets.token_urlsafe(12) if random_password else self._prompt_password(username)
         with transaction.atomic():
+            created = user is None
             if user is None:
                 user = User.objects.create_user(username=username, password=password)
             if staff and not user.is_staff:
@@ -44,6 +50,9 @@ class Command(BaseCommand):
                 raise CommandError("The role groups are missing: run `manage.py migrate` first.") from None
             user.groups.remove(*[g for name, g in groups.items() if name != role])
             user.groups.add(groups[role])
+            operator_action_record(actor=command_actor(actor), source=OperatorSource.COMMAND, action="role_change",
+                                   reason=reason, details={"username": username, "role": role, "created": created,
+                                                           "staff": user.is_staff})
         self.stdout.write(self.style.SUCCESS(f"{username} is now {role}."))
         if password and random_password:
             self.stdout.write(f"  password: {password}\n  (shown once: change it after logging in)")
