@@ -65,6 +65,19 @@ class ExitStrategy(models.TextChoices):
     TP_SL_TRAILING_V1 = "tp_sl_trailing_v1", "Trailing stop v1"
 
 
+class SingleRow(models.Model):
+    """A table of exactly one row (pk=1): a switch, a monitor."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def load(cls):
+        """The row, created with its defaults if it is missing."""
+        row, _ = cls.objects.get_or_create(pk=1)
+        return row
+
+
 class PositionQuerySet(models.QuerySet):
     def open(self) -> PositionQuerySet:
         return self.filter(status=PositionStatus.OPEN)
@@ -237,7 +250,7 @@ class Signal(models.Model):
         return f"signal #{self.pk} {self.symbol} {self.side} → {self.outcome}"
 
 
-class OmsControl(models.Model):
+class OmsControl(SingleRow):
     """The runtime OMS switch: a single row (pk=1), also the lock that serialises position opens."""
 
     enabled = models.BooleanField(default=True)
@@ -255,11 +268,6 @@ class OmsControl(models.Model):
 
     def __str__(self) -> str:
         return f"OMS {'ON' if self.enabled else 'OFF'}"
-
-    @classmethod
-    def load(cls) -> OmsControl:
-        control, _ = cls.objects.get_or_create(pk=1)
-        return control
 
 
 class SwitchSource(models.TextChoices):
@@ -304,7 +312,7 @@ class BookVersion(models.Model):
         return f"book version {self.token}"
 
 
-class AutoCloseMonitor(models.Model):
+class AutoCloseMonitor(SingleRow):
     """Running figures of the auto-close sweeps (single row, pk=1), shown on /health."""
 
     last_sweep_at = models.DateTimeField(null=True, blank=True)
@@ -338,11 +346,6 @@ class AutoCloseMonitor(models.Model):
 
     def __str__(self) -> str:
         return f"auto-close: {self.sweeps} sweeps, {self.positions_closed} closed"
-
-    @classmethod
-    def load(cls) -> AutoCloseMonitor:
-        monitor, _ = cls.objects.get_or_create(pk=1)
-        return monitor
 
 
 class SweepRun(models.Model):
@@ -481,7 +484,7 @@ class BookFigure(models.Model):
         return f"book figure {self.rid!r}: {self.positions} positions, {self.trades} trades"
 
 
-class BrokerMonitor(models.Model):
+class BrokerMonitor(SingleRow):
     """The last reconciliation with the exchange (single row, pk=1), shown on /health (issue #11)."""
 
     last_run_at = models.DateTimeField(null=True, blank=True)
@@ -495,11 +498,6 @@ class BrokerMonitor(models.Model):
 
     def __str__(self) -> str:
         return f"reconciliation: {self.last_state or 'never'}"
-
-    @classmethod
-    def load(cls) -> BrokerMonitor:
-        monitor, _ = cls.objects.get_or_create(pk=1)
-        return monitor
 
 
 class OperatorSource(models.TextChoices):
