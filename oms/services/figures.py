@@ -37,6 +37,8 @@ from decimal import Decimal
 from itertools import combinations
 
 from django.db import connections, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest, Least
 
 from oms.metrics import ZERO, Drawdown, Sums, downsample, stats_figures
 from oms.models import BookFigure, CloseReason, Position, PositionStatus
@@ -334,6 +336,27 @@ def _facts(ids: list[int]) -> list[Fact]:
         facts += [Fact(*values) for values in
                   Position.objects.filter(pk__in=ids[start:start + CHUNK]).values_list(*FACT_FIELDS)]
     return facts
+
+
+def book_figures_record_one_open(position: Position) -> None:
+    """`book_figures_record_open` for the intake's one new open position: when its rows all exist,
+    one UPDATE of them (positions + 1, open + 1, first/last opening time) under their locks, taken
+    in rid order as `_locked_rows` does; otherwise (a new symbol, say) the general path, which
+    creates them. Call in the transaction that inserted it."""
+    if position.status != PositionStatus.OPEN:
+        book_figures_record_open(position)
+        return
+    fact = Fact(position.pk, position.status, position.created_at, None, None, position.fee, "",
+                *(getattr(position, name) for name in DIMS))
+    rids = sorted(rid for rid, *_ in _row_keys(fact))
+    rows = BookFigure.objects.filter(rid__in=rids)
+    if len(rows.select_for_update().order_by("rid").values_list("id", flat=True)) != len(rids):
+        book_figures_record_open(position)
+        return
+    created = Value(position.created_at, output_field=BookFigure._meta.get_field("first_created_at"))
+    rows.update(positions=F("positions") + 1, open_positions=F("open_positions") + 1,
+                first_created_at=Least(Coalesce("first_created_at", created), created),
+                last_created_at=Greatest(Coalesce("last_created_at", created), created))
 
 
 @transaction.atomic(savepoint=False)

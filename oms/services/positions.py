@@ -38,7 +38,7 @@ from oms.models import (
 from oms.pnl import fee_for
 from oms.services.book import book_changed
 from oms.services.closing import CloseInstruction, close_positions
-from oms.services.figures import book_figures_record_open
+from oms.services.figures import book_figures_record_one_open
 from oms.services.operator_audit import Operator, position_close_details
 from oms.services.switch import switch_state
 from pricing.quotes import PriceMode, QuoteError, select_price
@@ -169,7 +169,7 @@ def position_open_locked(
 
         mark_entry_submitted(order)
     book_changed()
-    book_figures_record_open(position)
+    book_figures_record_one_open(position)
     # Logged once the position is committed, never for one that is rolled back.
     transaction.on_commit(lambda: log_event(
         logger,

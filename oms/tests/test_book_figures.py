@@ -341,3 +341,23 @@ def test_a_large_book_draws_its_equity_curve_per_closing_day_from_the_figures():
         running += day["total_pnl"]
         assert equity == running
     assert curve[-1] == (Position.objects.latest("closed_at", "id").closed_at, reference({}, None)["total_pnl"])
+
+
+def test_an_intake_open_whose_rows_exist_is_one_update_of_them_and_stays_exact(anon_client, settings, signal_body):
+    """The intake's usual open (its symbol seen before) costs one UPDATE of its figure rows, not a
+    read-back of the position and a rewrite of every column of every row; the figures stay exact."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.MAX_OPEN_POSITIONS = settings.MAX_OPEN_POSITIONS_PER_SYMBOL = None
+    assert anon_client.post("/signals/bounce", signal_body(signal_id="first"), format="json").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert anon_client.post("/signals/bounce", signal_body(signal_id="second"), format="json").status_code == 200
+    figure_writes = [q["sql"] for q in queries if q["sql"].startswith("UPDATE") and "bookfigure" in q["sql"]]
+    assert len(figure_writes) == 1
+    maintained = {row.rid: row for row in BookFigure.objects.all()}
+    book_figures_rebuild()
+    fields = [f.name for f in BookFigure._meta.fields if f.name != "id"]
+    for row in BookFigure.objects.all():
+        assert [getattr(maintained[row.rid], f) for f in fields] == [getattr(row, f) for f in fields], row.rid
+    check_everything()
