@@ -88,6 +88,7 @@ def settings_audit(settings, tmp_path):
 def test_a_database_lock_held_past_the_timeout_is_a_json_503_with_retry_after_then_signals_open_again(
         anon_client, signal_body, settings_audit):
     """A real lock: another connection holds the switch row (PostgreSQL) or the write lock (SQLite)."""
+    OmsControl.load()  # an earlier transactional test's flush may have removed the row that migration made
     locked, release = threading.Event(), threading.Event()
 
     def hold_the_lock() -> None:
