@@ -171,6 +171,17 @@ def _refuse_entry(order: Order, signal: Signal | None, reason: str) -> None:
     log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason)
 
 
+def _entry_pending(order: Order, signal: Signal | None, error: str) -> None:
+    """The entry may be (or is) on the exchange but its outcome is unknown: the order stays
+    `submitted` (the position counts for the caps) and the reconciliation settles it by its client
+    order id. The bot is told the order is pending, not refused."""
+    broker_alert(f"entry of position {order.position_id}: outcome unknown ({error}); "
+                 "the reconciliation will resolve it by its client order id")
+    if signal is not None:
+        signal.response = {**signal.response, "order_status": OrderStatus.SUBMITTED, "pending": True}
+        signal.save(update_fields=["response"])
+
+
 def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
     """After the opening transaction committed: send the entry order with its TP/SL and book the
     outcome; the fill, or None when the order was refused or its outcome is unknown. Never sends
@@ -199,13 +210,16 @@ def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
             _refuse_entry(order, signal, exc.message)
             return None
         try:
-            fill = broker.lookup(symbol=position.symbol, client_order_id=order.client_order_id)
-        except OrderNotFound:
-            _refuse_entry(order, signal, f"the order never reached the exchange ({exc.message})")
+            # Only the read-back is retried after a rate limit, never the place request.
+            fill = _with_backoff(lambda: broker.lookup(symbol=position.symbol, client_order_id=order.client_order_id))
+        except OrderNotFound as lookup_exc:
+            if not exc.accepted:
+                _refuse_entry(order, signal, f"the order never reached the exchange ({exc.message})")
+                return None
+            _entry_pending(order, signal, lookup_exc.message)
             return None
         except BrokerError as lookup_exc:
-            broker_alert(f"entry of position {position.pk}: outcome unknown ({lookup_exc.message}); "
-                         "the reconciliation will resolve it by its client order id")
+            _entry_pending(order, signal, lookup_exc.message)
             return None
     _book_entry_fill(order, fill)
     if fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) and fill.qty == 0:
