@@ -412,13 +412,27 @@ class ReconcileResult:
     problems: list[str] = field(default_factory=list)
 
 
+# A stop-market fill slips past its trigger: a fill this close to a level (either side) counts as it.
+EXIT_LEVEL_TOLERANCE_PCT = Decimal("0.5")
+
+
 def _exchange_reason(position: Position, price: Decimal) -> str:
+    """Why the exchange closed a position, from where its fill is: at or beyond (with slippage
+    tolerance) the position's current stop (the trailed `dynamic_sl_price` when there is one, else
+    `sl_price`) → exchange_sl; at or beyond its take profit → exchange_tp; else exchange_close
+    (liquidation, a close in the exchange's app). When both match, the nearer level wins."""
     long = position.side == "long"
-    if position.sl_price is not None and (price <= position.sl_price if long else price >= position.sl_price):
-        return CloseReason.EXCHANGE_SL
-    if position.tp_price is not None and (price >= position.tp_price if long else price <= position.tp_price):
-        return CloseReason.EXCHANGE_TP
-    return CloseReason.EXCHANGE_CLOSE
+    stop = position.dynamic_sl_price if position.dynamic_sl_price is not None else position.sl_price
+    tolerance = price * EXIT_LEVEL_TOLERANCE_PCT / 100
+    candidates = []
+    if stop is not None and (price <= stop + tolerance if long else price >= stop - tolerance):
+        candidates.append((abs(price - stop), CloseReason.EXCHANGE_SL))
+    if position.tp_price is not None and (price >= position.tp_price - tolerance if long
+                                          else price <= position.tp_price + tolerance):
+        candidates.append((abs(price - position.tp_price), CloseReason.EXCHANGE_TP))
+    if not candidates:
+        return CloseReason.EXCHANGE_CLOSE
+    return min(candidates, key=lambda c: c[0])[1]
 
 
 def reconcile(*, now: datetime | None = None, broker: Broker | None = None) -> ReconcileResult:

@@ -237,3 +237,33 @@ def test_a_partial_exit_fill_is_not_booked_as_a_close_and_turns_the_switch_off(e
     assert (exit_order.status, exit_order.filled_qty) == (OrderStatus.PARTIALLY_FILLED, Decimal("0.01"))
     state = switch_state()
     assert not state.switch_on and "partial exit fill: 0.01 of 0.02" in state.reason
+
+
+# --- defect 7: the reason of an exchange-side close ----------------------------------------------
+def test_a_stop_that_slipped_past_its_level_is_booked_as_an_exchange_stop_loss(exchange, anon_client, signal_body):
+    send(anon_client, signal_body)
+    held = exchange.positions.pop("BTCUSDT")
+    exchange._record_close("BTCUSDT", held, Decimal("59410"), held.qty)  # the stop filled 10 above its level
+    reconcile()
+    assert Position.objects.get().auto_close_reason == "exchange_sl"
+    send(anon_client, signal_body, symbol="ETHUSDT", price=3000, qty=0.01)
+    held = exchange.positions.pop("ETHUSDT")
+    exchange._record_close("ETHUSDT", held, Decimal("3000"), held.qty)  # closed in the exchange's app
+    reconcile()
+    assert Position.objects.get(symbol="ETHUSDT").auto_close_reason == "exchange_close"
+
+
+def test_a_trailed_stop_hit_above_the_entry_is_booked_as_an_exchange_stop_loss(exchange, settings, anon_client,
+                                                                              signal_body):
+    from oms.services.sweep import auto_close_sweep
+    from oms.tests.test_broker_exchange import open_via_signal
+    from oms.tests.test_sweep import StubSource
+
+    settings.TRAILING_ACTIVATION_PCT, settings.TRAILING_DISTANCE_PCT = Decimal("1"), Decimal("0.5")
+    position = open_via_signal(anon_client, signal_body, exit_strategy="tp_sl_trailing_v1", tp_pct=10)
+    auto_close_sweep(source=StubSource({"BTCUSDT": "61000"}))
+    stop = exchange.trigger("BTCUSDT", "sl")
+    assert stop > Decimal("60000")  # the trailed stop, in profit
+    reconcile()
+    position.refresh_from_db()
+    assert (position.status, position.auto_close_reason) == ("closed", "exchange_sl")
