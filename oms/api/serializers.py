@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from rest_framework import serializers
 
 from oms.amounts import position_amount_errors
@@ -60,6 +61,11 @@ class OrderCreateSerializer(serializers.Serializer):
 
     def validate(self, data: dict) -> dict:
         entry, tp, sl = data["entry_price"], data.get("tp_price"), data.get("sl_price")
+        if settings.BROKER_MODE != "paper":  # issue #11: never a real position without an exchange-side stop
+            missing = {name: f"Required when BROKER_MODE={settings.BROKER_MODE} (the exchange-side TP/SL)."
+                       for name, value in (("sl_price", sl), ("tp_price", tp)) if value is None}
+            if missing:
+                raise serializers.ValidationError(missing)
         errors = position_amount_errors(entry_price=entry, qty=data["qty"], tp_price=tp, sl_price=sl)
         if errors:  # what the book's columns cannot hold exactly (oms/amounts.py)
             raise serializers.ValidationError(errors)

@@ -267,3 +267,16 @@ def test_a_trailed_stop_hit_above_the_entry_is_booked_as_an_exchange_stop_loss(e
     reconcile()
     position.refresh_from_db()
     assert (position.status, position.auto_close_reason) == ("closed", "exchange_sl")
+
+
+# --- defect 5: POST /orders without TP/SL in demo/live -------------------------------------------
+def test_an_api_order_without_tp_and_sl_is_refused_in_demo_and_live(exchange, operator_client):
+    response = operator_client.post("/orders", {"symbol": "BTCUSDT", "side": "long", "qty": 0.001,
+                                                "entry_price": 60000}, format="json")
+    assert response.status_code == 400, response.content
+    text = response.content.decode()
+    assert "sl_price" in text and "tp_price" in text
+    response = operator_client.post("/orders", {"symbol": "BTCUSDT", "side": "long", "qty": 0.001,
+                                                "entry_price": 60000, "tp_price": 61200}, format="json")
+    assert response.status_code == 400 and "sl_price" in response.content.decode()
+    assert not Position.objects.exists() and exchange.private_requests == []
