@@ -19,7 +19,8 @@ class PositionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Position
         fields = [
-            "id", "exchange", "market_type", "symbol", "side", "qty", "account_label", "strategy", "timeframe_min",
+            "id", "exchange", "market_type", "broker_mode", "symbol", "side", "qty", "account_label", "strategy",
+            "timeframe_min",
             "external_order_id", "external_position_ref", "entry_price", "tp_price", "sl_price", "status",
             "created_at", "closed_at", "close_price", "pnl", "fee", "auto_close_reason", "exit_strategy",
             "dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta", "signal_ids",

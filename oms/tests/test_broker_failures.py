@@ -280,3 +280,16 @@ def test_an_api_order_without_tp_and_sl_is_refused_in_demo_and_live(exchange, op
                                                 "entry_price": 60000, "tp_price": 61200}, format="json")
     assert response.status_code == 400 and "sl_price" in response.content.decode()
     assert not Position.objects.exists() and exchange.private_requests == []
+
+
+# --- defect 11: where an exchange position lives -------------------------------------------------
+def test_an_exchange_position_names_the_configured_exchange_and_the_api_shows_its_broker_mode(exchange, anon_client,
+                                                                                             signal_body,
+                                                                                             operator_client):
+    send(anon_client, signal_body, exchange="binance")
+    position = Position.objects.get()
+    assert (position.exchange, position.market_type, position.broker_mode) == (exchange.exchange, "linear_perp",
+                                                                               "demo")
+    row = operator_client.get("/positions").json()["results"][0]
+    assert (row["exchange"], row["market_type"], row["broker_mode"]) == (exchange.exchange, "linear_perp", "demo")
+    assert position.orders.get().exchange == exchange.exchange
