@@ -161,18 +161,35 @@ def _cancel_position(position: Position, order: Order, error: str) -> None:
     book_changed()
 
 
-def _refuse_entry(order: Order, signal: Signal | None, reason: str) -> None:
+def public_reason(exc: BrokerError) -> str:
+    """What the bot is told about a failed exchange call: short, never the exchange's URL or raw
+    answer (those go to the order's error and the log)."""
+    if exc.kind == "auth":
+        return "exchange authentication failed"
+    if exc.kind == "rate_limited":
+        return "exchange rate limit, try later"
+    if exc.kind == "refused":
+        if exc.message.startswith("insufficient balance"):
+            return "insufficient balance"
+        return f"the exchange refused the order ({exc.message.split(':', 1)[0][:40]})"
+    return "exchange unavailable"
+
+
+def _refuse_entry(order: Order, signal: Signal | None, reason: str, detail: str = "") -> None:
+    """Refuse an entry: `reason` is what the bot is told, `detail` (the exchange's answer) is
+    recorded on the order and in the log only."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         order.status, order.updated_at = OrderStatus.REJECTED, timezone.now()
-        _cancel_position(order.position, order, reason)
+        _cancel_position(order.position, order, f"{reason}: {detail}" if detail else reason)
         order.save(update_fields=["status", "updated_at", "error"])
         if signal is not None:
             signal.outcome, signal.reason = SignalOutcome.BROKER_REJECTED, reason
             signal.response = {"received": True, "oms_enabled": True, "risk_ok": False,
                                "risk_reason": f"exchange refused the order: {reason}"}
             signal.save(update_fields=["outcome", "reason", "response"])
-    log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason)
+    log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason,
+              detail=detail)
 
 
 def _entry_pending(order: Order, signal: Signal | None, error: str) -> None:
@@ -211,14 +228,14 @@ def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
         if exc.kind == "auth":
             switch_off(f"exchange authentication failed: {exc.message}")
         if not exc.maybe_sent:
-            _refuse_entry(order, signal, exc.message)
+            _refuse_entry(order, signal, public_reason(exc), exc.message)
             return None
         try:
             # Only the read-back is retried after a rate limit, never the place request.
             fill = _with_backoff(lambda: broker.lookup(symbol=position.symbol, client_order_id=order.client_order_id))
         except OrderNotFound as lookup_exc:
             if not exc.accepted:
-                _refuse_entry(order, signal, f"the order never reached the exchange ({exc.message})")
+                _refuse_entry(order, signal, "the order never reached the exchange", exc.message)
                 return None
             _entry_pending(order, signal, lookup_exc.message)
             return None

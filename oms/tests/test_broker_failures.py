@@ -293,3 +293,51 @@ def test_an_exchange_position_names_the_configured_exchange_and_the_api_shows_it
     row = operator_client.get("/positions").json()["results"][0]
     assert (row["exchange"], row["market_type"], row["broker_mode"]) == (exchange.exchange, "linear_perp", "demo")
     assert position.orders.get().exchange == exchange.exchange
+
+
+# --- defect 12: what operators and the bot are told ----------------------------------------------
+def test_health_says_the_broker_turned_the_switch_off(exchange, anon_client, signal_body, operator_client):
+    from tests.exchange_standin import Held
+
+    send(anon_client, signal_body)
+    exchange.positions["ETHUSDT"] = Held("short", Decimal("0.01"), Decimal("3000"))
+    reconcile()
+    reasons = {r["code"]: r for r in operator_client.get("/health").json()["reasons"]}
+    assert "by the broker" in reasons["switch_off"]["message"]
+
+
+def test_the_bot_is_told_a_short_reason_never_the_exchange_url_or_raw_answer(exchange, anon_client, signal_body):
+    exchange.fail_next(PLACE[exchange.exchange], "down")
+    body = send(anon_client, signal_body).json()
+    assert body["risk_ok"] is False
+    assert body["risk_reason"] == "exchange refused the order: the order never reached the exchange"
+    exchange.fail_next(PLACE[exchange.exchange], "insufficient")
+    body = send(anon_client, signal_body).json()
+    assert body["risk_reason"] == "exchange refused the order: insufficient balance"
+    detail = Order.objects.order_by("-id").first().error
+    assert "127.0.0.1" not in body["risk_reason"] and "insufficient balance" in detail and len(detail) > 40
+
+
+def test_paper_flatten_says_what_it_checked(settings):
+    import io
+
+    from django.core.management import call_command
+
+    settings.BROKER_MODE = "paper"
+    reset_brokers()
+    out = io.StringIO()
+    call_command("flatten", "--yes", stdout=out)
+    assert "FLAT" in out.getvalue() and "exchange confirms" not in out.getvalue()
+    assert "paper mode: no exchange" in out.getvalue()
+
+
+def test_the_mode_banner_is_on_admin_pages_and_the_404_page(exchange, settings, operator):
+    from django.test import Client
+
+    operator.is_staff = operator.is_superuser = True
+    operator.save()
+    console = Client()
+    console.force_login(operator)
+    for url in ["/admin/", "/admin/oms/position/", "/console/no-such-page"]:
+        response = console.get(url)
+        assert "DEMO: orders go to the exchange" in response.content.decode(), url
