@@ -4,7 +4,9 @@ The paper path never comes here. The exchange is called **outside** the OMS lock
 its entry order are committed first (status `submitted`, with the client order id derived from
 the position, itself unique per signal), so the risk caps count it while it is in flight and a
 process killed between sending and the answer leaves a row that names the order. Resolving an
-unknown outcome always means looking the order up by that id, never sending it again.
+unknown outcome always means looking the order up by that id, never sending it again; an order
+the exchange accepted is never cancelled in LOMS because its read-back failed. Closes follow the
+same rule: the exit order is committed `submitted` first, then sent outside any transaction.
 """
 
 from __future__ import annotations
