@@ -268,6 +268,11 @@ if BROKER_MODE != "paper":
     if MAX_OPEN_POSITIONS_PER_SYMBOL is None or MAX_OPEN_POSITIONS_PER_SYMBOL > 1:
         raise ImproperlyConfigured(f"MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1 when BROKER_MODE={BROKER_MODE} (the "
                                    "exchange nets a symbol into one position with one TP/SL)")
+    if PRICE_SOURCE != "exchange" or PRICE_EXCHANGE not in ("bybit", "bitget"):
+        # The pre-trade sanity check and the sweep would compare real signals with simulated prices.
+        raise ImproperlyConfigured(f"PRICE_SOURCE: must be exchange with PRICE_EXCHANGE=bybit or bitget when "
+                                   f"BROKER_MODE={BROKER_MODE} (got PRICE_SOURCE={PRICE_SOURCE}, "
+                                   f"PRICE_EXCHANGE={PRICE_EXCHANGE}): real signals are checked against real prices")
     if BROKER_MODE == "live" and LIVE_ACKNOWLEDGE != LIVE_ACKNOWLEDGE_PHRASE:
         raise ImproperlyConfigured(f"LIVE_ACKNOWLEDGE: BROKER_MODE=live trades real money; set it to exactly "
                                    f"{LIVE_ACKNOWLEDGE_PHRASE!r} to confirm")

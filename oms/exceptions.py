@@ -32,6 +32,14 @@ class ExchangeCloseFailed(PriceUnavailable):
     code = "exchange_close_failed"
 
 
+class ExchangePositionInPaperMode(ExchangeCloseFailed):
+    """A demo/live position while BROKER_MODE is paper: the paper path never closes it (it is on the
+    exchange); flatten before switching back to paper (docs/LIVE.md, rollback)."""
+
+    status_code = 409
+    code = "exchange_position_in_paper_mode"
+
+
 class OmsDisabled(OmsError):
     status_code = 409
     code = "oms_disabled"

@@ -33,6 +33,7 @@ def demo_env(tmp: Path, standin: StandIn, **extra: str) -> dict:
         BITGET_BASE_URL=standin.url, BYBIT_BASE_URL=standin.url, BITGET_API_KEY=standin.api_key,
         BITGET_API_SECRET=standin.api_secret, BITGET_API_PASSPHRASE=standin.passphrase,
         BYBIT_API_KEY=standin.api_key, BYBIT_API_SECRET=standin.api_secret, SYMBOL_ALLOWLIST="BTCUSDT",
+        PRICE_SOURCE="exchange", PRICE_EXCHANGE=standin.exchange,
         LIVE_MAX_NOTIONAL_USDT="100", MAX_SIGNAL_AGE_SEC="", MAX_SIGNAL_PRICE_DEVIATION_PCT="",
         RECONCILE_INTERVAL_SEC="10", GUNICORN_WORKERS="1", MIN_POSITION_AGE_SEC="3600", **extra)
 

@@ -98,18 +98,31 @@ def test_an_exchange_broker_mode_needs_a_symbol_allowlist():
     assert result.returncode != 0 and "SYMBOL_ALLOWLIST: must list the traded symbols" in result.stderr
 
 
+EXCHANGE_PRICES = {"PRICE_SOURCE": "exchange", "PRICE_EXCHANGE": "bybit"}
+
+
 def test_an_exchange_broker_mode_allows_one_position_per_symbol():
-    env = {**PAPER, "BROKER_MODE": "demo", "SYMBOL_ALLOWLIST": "BTCUSDT"}
+    env = {**PAPER, **EXCHANGE_PRICES, "BROKER_MODE": "demo", "SYMBOL_ALLOWLIST": "BTCUSDT"}
     result = manage("check", env={**env, "MAX_OPEN_POSITIONS_PER_SYMBOL": "2"})
     assert result.returncode != 0 and "MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1" in result.stderr
     assert manage("check", env=env).returncode == 0  # defaults to 1 in demo/live
 
 
 def test_live_needs_the_explicit_acknowledgement():
-    env = {**PAPER, "ENVIRONMENT": "live", "BROKER_MODE": "live", "SYMBOL_ALLOWLIST": "BTCUSDT"}
+    env = {**PAPER, **EXCHANGE_PRICES, "ENVIRONMENT": "live", "BROKER_MODE": "live", "SYMBOL_ALLOWLIST": "BTCUSDT"}
     result = manage("check", env=env)
     assert result.returncode != 0 and "LIVE_ACKNOWLEDGE" in result.stderr
     assert manage("check", env={**env, "LIVE_ACKNOWLEDGE": "I accept real losses"}).returncode == 0
+
+
+def test_an_exchange_broker_mode_refuses_simulated_prices_naming_the_key():
+    env = {**PAPER, "BROKER_MODE": "demo", "SYMBOL_ALLOWLIST": "BTCUSDT"}
+    result = manage("check", env={**env, "PRICE_SOURCE": "simulator"})
+    assert result.returncode != 0
+    assert "PRICE_SOURCE: must be exchange with PRICE_EXCHANGE=bybit or bitget" in result.stderr
+    result = manage("check", env={**env, "PRICE_SOURCE": "exchange", "PRICE_EXCHANGE": "dummy"})
+    assert result.returncode != 0 and "PRICE_SOURCE: must be exchange" in result.stderr
+    assert manage("check", env={**env, **EXCHANGE_PRICES}).returncode == 0
 
 
 def test_show_config_says_set_or_unset_for_exchange_keys_and_never_shows_them():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from rest_framework import serializers
 
 from oms.amounts import amount_error, level_distance_errors, level_distance_pct, position_amount_errors
@@ -18,7 +19,8 @@ class PositionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Position
         fields = [
-            "id", "exchange", "market_type", "symbol", "side", "qty", "account_label", "strategy", "timeframe_min",
+            "id", "exchange", "market_type", "broker_mode", "symbol", "side", "qty", "account_label", "strategy",
+            "timeframe_min",
             "external_order_id", "external_position_ref", "entry_price", "tp_price", "sl_price", "status",
             "created_at", "closed_at", "close_price", "pnl", "fee", "auto_close_reason", "exit_strategy",
             "dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta", "signal_ids",
@@ -60,6 +62,11 @@ class OrderCreateSerializer(serializers.Serializer):
 
     def validate(self, data: dict) -> dict:
         entry, tp, sl = data["entry_price"], data.get("tp_price"), data.get("sl_price")
+        if settings.BROKER_MODE != "paper":  # issue #11: never a real position without an exchange-side stop
+            missing = {name: f"Required when BROKER_MODE={settings.BROKER_MODE} (the exchange-side TP/SL)."
+                       for name, value in (("sl_price", sl), ("tp_price", tp)) if value is None}
+            if missing:
+                raise serializers.ValidationError(missing)
         errors = position_amount_errors(entry_price=entry, qty=data["qty"], tp_price=tp, sl_price=sl)
         if errors:  # what the book's columns cannot hold exactly (oms/amounts.py)
             raise serializers.ValidationError(errors)

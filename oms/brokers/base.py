@@ -21,13 +21,17 @@ class BrokerError(Exception):
     - `unavailable`: the exchange is down or did not answer; whether an order arrived is unknown
       when `maybe_sent` is true (resolved by looking it up by its client order id, never by
       sending it again).
+
+    `accepted` is true when the exchange took the order and only reading it back failed: the order
+    exists (or is about to); it is never sent again and never given up on (issue #11, defect 1).
     """
 
-    def __init__(self, message: str, *, kind: str, maybe_sent: bool = False) -> None:
+    def __init__(self, message: str, *, kind: str, maybe_sent: bool = False, accepted: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind
-        self.maybe_sent = maybe_sent
+        self.maybe_sent = maybe_sent or accepted
+        self.accepted = accepted
 
 
 class OrderNotFound(BrokerError):

@@ -48,8 +48,7 @@ class BitgetBroker(CcxtBroker):
             body["presetStopSurplusPrice"] = self.price_str(symbol, tp_price)
         if sl_price is not None:
             body["presetStopLossPrice"] = self.price_str(symbol, sl_price)
-        self.call("privateMixPostV2MixOrderPlaceOrder", body, sending=True)
-        return self.settled(symbol=symbol, client_order_id=client_order_id)
+        return self.place("privateMixPostV2MixOrderPlaceOrder", body, symbol=symbol, client_order_id=client_order_id)
 
     def open(self, *, symbol, side, qty, price, client_order_id, tp_price, sl_price) -> Fill:
         return self._order(symbol=symbol, side="buy" if side == "long" else "sell", qty=qty,

@@ -39,8 +39,7 @@ class BybitBroker(CcxtBroker):
             body.update(takeProfit=self.price_str(symbol, tp_price), tpTriggerBy="MarkPrice")
         if sl_price is not None:
             body.update(stopLoss=self.price_str(symbol, sl_price), slTriggerBy="MarkPrice")
-        self.call("privatePostV5OrderCreate", body, sending=True)
-        return self.settled(symbol=symbol, client_order_id=client_order_id)
+        return self.place("privatePostV5OrderCreate", body, symbol=symbol, client_order_id=client_order_id)
 
     def open(self, *, symbol, side, qty, price, client_order_id, tp_price, sl_price) -> Fill:
         return self._order(symbol=symbol, side="Buy" if side == "long" else "Sell", qty=qty,

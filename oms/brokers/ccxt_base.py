@@ -120,6 +120,17 @@ class CcxtBroker(Broker):
                 return fill
             time.sleep(0.2)
 
+    def place(self, method: str, body: dict, *, symbol: str, client_order_id: str) -> Fill:
+        """Send an order, then read it back. Once the exchange accepted it, a failed read-back (down,
+        rate limited, not indexed yet) is an `accepted` BrokerError of kind `unavailable`: the caller
+        looks it up again by its client id and never sends it a second time."""
+        self.call(method, body, sending=True)
+        try:
+            return self.settled(symbol=symbol, client_order_id=client_order_id)
+        except BrokerError as exc:
+            raise BrokerError(f"order {client_order_id} accepted, read-back failed: {exc.message}",
+                              kind="unavailable", accepted=True) from exc
+
     def call(self, method: str, params: dict, *, sending: bool = False) -> dict:
         try:
             return getattr(self.client, method)(params)

@@ -178,8 +178,11 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
         updated = _update_still_open(batch, sorted(fields))
         if updated not in (len(batch), -1):  # cannot happen under the lock; never book a close twice if it did
             raise RuntimeError(f"{len(batch) - updated} positions changed under the close's lock")
-        Order.objects.bulk_create([_exit_order(p, by_id[p.pk]) for p in batch if not by_id[p.pk].void],
-                                  batch_size=CHUNK)
+        orders = [_exit_order(p, by_id[p.pk]) for p in batch if not by_id[p.pk].void]
+        Order.objects.bulk_create([o for o in orders if o.pk is None], batch_size=CHUNK)
+        for order in orders:  # an exchange exit order recorded `submitted` before it was sent
+            if order.pk is not None:
+                order.save()
     done = {p.pk for p in batch} | set(failed)
     result.closed.extend(batch)
     result.failed.update(failed)

@@ -4,7 +4,9 @@ The paper path never comes here. The exchange is called **outside** the OMS lock
 its entry order are committed first (status `submitted`, with the client order id derived from
 the position, itself unique per signal), so the risk caps count it while it is in flight and a
 process killed between sending and the answer leaves a row that names the order. Resolving an
-unknown outcome always means looking the order up by that id, never sending it again.
+unknown outcome always means looking the order up by that id, never sending it again; an order
+the exchange accepted is never cancelled in LOMS because its read-back failed. Closes follow the
+same rule: the exit order is committed `submitted` first, then sent outside any transaction.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -22,7 +24,7 @@ from django.utils import timezone
 from lomsite.jsonlog import log_event
 from oms.brokers import get_broker
 from oms.brokers.base import Broker, BrokerError, EntryRefused, Fill, OrderNotFound
-from oms.exceptions import ExchangeCloseFailed, RiskLimitExceeded
+from oms.exceptions import ExchangeCloseFailed, ExchangePositionInPaperMode, RiskLimitExceeded
 from oms.models import (
     BrokerMode,
     BrokerMonitor,
@@ -137,6 +139,10 @@ def _book_entry_fill(order: Order, fill: Fill) -> None:
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
+            if order.status == OrderStatus.REJECTED and fill.qty > 0:  # never silently ignored
+                transaction.on_commit(lambda: switch_off(
+                    f"late fill of entry order {order.client_order_id} already marked rejected: {fill.qty} at "
+                    f"{fill.price} on the exchange (position {order.position_id} is cancelled in LOMS)"))
             return  # already resolved (by the reconciliation, say)
         position = Position.objects.select_for_update().get(pk=order.position_id)
         order.status, order.updated_at = fill.status, now
@@ -159,18 +165,46 @@ def _cancel_position(position: Position, order: Order, error: str) -> None:
     book_changed()
 
 
-def _refuse_entry(order: Order, signal: Signal | None, reason: str) -> None:
+def public_reason(exc: BrokerError) -> str:
+    """What the bot is told about a failed exchange call: short, never the exchange's URL or raw
+    answer (those go to the order's error and the log)."""
+    if exc.kind == "auth":
+        return "exchange authentication failed"
+    if exc.kind == "rate_limited":
+        return "exchange rate limit, try later"
+    if exc.kind == "refused":
+        if exc.message.startswith("insufficient balance"):
+            return "insufficient balance"
+        return f"the exchange refused the order ({exc.message.split(':', 1)[0][:40]})"
+    return "exchange unavailable"
+
+
+def _refuse_entry(order: Order, signal: Signal | None, reason: str, detail: str = "") -> None:
+    """Refuse an entry: `reason` is what the bot is told, `detail` (the exchange's answer) is
+    recorded on the order and in the log only."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
         order.status, order.updated_at = OrderStatus.REJECTED, timezone.now()
-        _cancel_position(order.position, order, reason)
+        _cancel_position(order.position, order, f"{reason}: {detail}" if detail else reason)
         order.save(update_fields=["status", "updated_at", "error"])
         if signal is not None:
             signal.outcome, signal.reason = SignalOutcome.BROKER_REJECTED, reason
             signal.response = {"received": True, "oms_enabled": True, "risk_ok": False,
                                "risk_reason": f"exchange refused the order: {reason}"}
             signal.save(update_fields=["outcome", "reason", "response"])
-    log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason)
+    log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason,
+              detail=detail)
+
+
+def _entry_pending(order: Order, signal: Signal | None, error: str) -> None:
+    """The entry may be (or is) on the exchange but its outcome is unknown: the order stays
+    `submitted` (the position counts for the caps) and the reconciliation settles it by its client
+    order id. The bot is told the order is pending, not refused."""
+    broker_alert(f"entry of position {order.position_id}: outcome unknown ({error}); "
+                 "the reconciliation will resolve it by its client order id")
+    if signal is not None:
+        signal.response = {**signal.response, "order_status": OrderStatus.SUBMITTED, "pending": True}
+        signal.save(update_fields=["response"])
 
 
 def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
@@ -198,16 +232,19 @@ def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
         if exc.kind == "auth":
             switch_off(f"exchange authentication failed: {exc.message}")
         if not exc.maybe_sent:
-            _refuse_entry(order, signal, exc.message)
+            _refuse_entry(order, signal, public_reason(exc), exc.message)
             return None
         try:
-            fill = broker.lookup(symbol=position.symbol, client_order_id=order.client_order_id)
-        except OrderNotFound:
-            _refuse_entry(order, signal, f"the order never reached the exchange ({exc.message})")
+            # Only the read-back is retried after a rate limit, never the place request.
+            fill = _with_backoff(lambda: broker.lookup(symbol=position.symbol, client_order_id=order.client_order_id))
+        except OrderNotFound as lookup_exc:
+            if not exc.accepted:
+                _refuse_entry(order, signal, "the order never reached the exchange", exc.message)
+                return None
+            _entry_pending(order, signal, lookup_exc.message)
             return None
         except BrokerError as lookup_exc:
-            broker_alert(f"entry of position {position.pk}: outcome unknown ({lookup_exc.message}); "
-                         "the reconciliation will resolve it by its client order id")
+            _entry_pending(order, signal, lookup_exc.message)
             return None
     _book_entry_fill(order, fill)
     if fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED) and fill.qty == 0:
@@ -250,48 +287,86 @@ def _book_close(position: Position, *, price: Decimal, fee: Decimal, reason: str
     return True
 
 
+def _in_paper_mode(position: Position) -> ExchangePositionInPaperMode:
+    return ExchangePositionInPaperMode(
+        f"position {position.pk} is a {position.broker_mode} position on the exchange and BROKER_MODE is paper: "
+        "LOMS cannot close it; set BROKER_MODE back, flatten, then switch to paper (docs/LIVE.md, rollback)")
+
+
 def exchange_position_close(*, position: Position, reason: str, now: datetime | None = None) -> ExchangeCloseResult:
     """Close an exchange position with a reduce-only market order; its fill is the close.
 
-    The position row is locked while the order is out, so two closes never both send. A failed
-    close is recorded (a rejected exit order) and raised; the position stays open.
+    Three steps, the HTTP call outside any write transaction (SQLite holds its write lock for a
+    whole transaction): (1) under the position's row lock, record the exit order `submitted`; a
+    close finding an exit order already `submitted` sends nothing (two closes never both send);
+    (2) send; (3) book the fill through close_positions. A failed close is recorded (a rejected
+    exit order) and raised; the position stays open. An outcome that is unknown leaves the exit
+    order `submitted` for the reconciliation, which resolves it by its client id.
     """
     broker = get_broker()
+    if broker.is_paper:
+        raise _in_paper_mode(position)
     with transaction.atomic():
         locked = Position.objects.select_for_update().open().filter(pk=position.pk).first()
         if locked is None:
             position.refresh_from_db()
             return ExchangeCloseResult(position=position, closed_now=False)
+        in_flight = locked.orders.filter(purpose=OrderPurpose.EXIT, status=OrderStatus.SUBMITTED).first()
+        if in_flight is not None:
+            raise ExchangeCloseFailed(f"a close order of position {locked.pk} ({in_flight.client_order_id}) is "
+                                      "already in flight; the reconciliation resolves it by its client id")
         attempt = locked.orders.filter(purpose=OrderPurpose.EXIT).count() + 1
-        order = Order(position=locked, exchange=locked.exchange, symbol=locked.symbol, side=locked.side,
-                      qty=locked.qty, status=OrderStatus.SUBMITTED, purpose=OrderPurpose.EXIT,
-                      trade_side=_trade_side(locked.side, OrderPurpose.EXIT), reduce_only=True,
-                      client_order_id=client_order_id(locked, "exit", attempt), created_at=timezone.now())
-        failure = None
-        try:
-            fill = _with_backoff(lambda: broker.close(symbol=locked.symbol, side=locked.side, qty=locked.qty,
-                                                       price=None, client_order_id=order.client_order_id))
-        except BrokerError as exc:
-            fill, failure = None, exc
-            if exc.maybe_sent:
-                try:
-                    fill, failure = broker.lookup(symbol=locked.symbol, client_order_id=order.client_order_id), None
-                except BrokerError:
-                    pass
-        if fill is None or fill.qty <= 0 or fill.price is None:
-            order.status = OrderStatus.REJECTED if failure and not failure.maybe_sent else OrderStatus.SUBMITTED
-            order.error = failure.message if failure else f"close order {fill.status if fill else 'unknown'}"
-            order.save()
-        else:
-            order.status, order.price, order.filled_qty, order.fee = fill.status, fill.price, fill.qty, fill.fee
-            order.exchange_order_id, order.updated_at = fill.exchange_order_id, timezone.now()
-            _book_close(locked, price=fill.price, fee=fill.fee, reason=reason, order=order, now=now or timezone.now())
-            return ExchangeCloseResult(position=locked, closed_now=True)
+        order = Order.objects.create(
+            position=locked, exchange=locked.exchange, symbol=locked.symbol, side=locked.side, qty=locked.qty,
+            status=OrderStatus.SUBMITTED, purpose=OrderPurpose.EXIT,
+            trade_side=_trade_side(locked.side, OrderPurpose.EXIT), reduce_only=True,
+            client_order_id=client_order_id(locked, "exit", attempt), created_at=timezone.now())
+    failure = None
+    try:
+        fill = _with_backoff(lambda: broker.close(symbol=locked.symbol, side=locked.side, qty=locked.qty,
+                                                   price=None, client_order_id=order.client_order_id))
+    except BrokerError as exc:
+        fill, failure = None, exc
+        if exc.maybe_sent:
+            try:
+                fill = _with_backoff(lambda: broker.lookup(symbol=locked.symbol,
+                                                           client_order_id=order.client_order_id))
+                failure = None
+            except BrokerError:
+                pass
     if failure is not None and failure.kind == "auth":
         switch_off(f"exchange authentication failed: {failure.message}")
-    message = failure.message if failure else f"close order {order.status}, not filled"
-    log_event(logger, "exchange_close_failed", logging.WARNING, position_id=position.pk, error=message)
-    raise ExchangeCloseFailed(f"the exchange did not close position {position.pk}: {message}")
+    closed = _book_exit_fill(locked, order, fill, failure=failure, reason=reason, now=now or timezone.now())
+    return ExchangeCloseResult(position=locked, closed_now=closed)
+
+
+def _book_exit_fill(position: Position, order: Order, fill: Fill | None, *, failure: BrokerError | None,
+                    reason: str, now: datetime) -> bool:
+    """Write an exit order's outcome. Only a full fill is the close (booked through close_positions
+    with the fill's price and fee). A partial fill is recorded on the order, the position stays open
+    and the switch goes off for an operator; anything else raises ExchangeCloseFailed."""
+    order.updated_at = timezone.now()
+    if fill is None or fill.qty <= 0 or fill.price is None:
+        refused = (failure is not None and not failure.maybe_sent) or (
+            fill is not None and fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED))
+        order.status = OrderStatus.REJECTED if refused else OrderStatus.SUBMITTED
+        order.error = failure.message if failure else f"close order {fill.status if fill else 'unknown'}, not filled"
+        order.save(update_fields=["status", "error", "updated_at"])
+        log_event(logger, "exchange_close_failed", logging.WARNING, position_id=position.pk, error=order.error)
+        raise ExchangeCloseFailed(f"the exchange did not close position {position.pk}: {order.error}")
+    order.price, order.filled_qty, order.fee = fill.price, fill.qty, fill.fee
+    order.exchange_order_id = fill.exchange_order_id or order.exchange_order_id
+    if fill.qty < order.qty:
+        done = fill.status not in (OrderStatus.SUBMITTED,)
+        order.status = OrderStatus.PARTIALLY_FILLED if done else OrderStatus.SUBMITTED
+        order.error = f"partial exit fill: {fill.qty} of {order.qty}"
+        order.save(update_fields=["status", "price", "filled_qty", "fee", "exchange_order_id", "error",
+                                  "updated_at"])
+        message = f"position {position.pk}: partial exit fill: {fill.qty} of {order.qty} (still open in LOMS)"
+        switch_off(message)
+        raise ExchangeCloseFailed(message)
+    order.status = OrderStatus.FILLED
+    return _book_close(position, price=fill.price, fee=fill.fee, reason=reason, order=order, now=now)
 
 
 def sweep_exchange_positions(closes: list[CloseInstruction],
@@ -304,11 +379,21 @@ def sweep_exchange_positions(closes: list[CloseInstruction],
     the paper batch.
     """
     ids = {close.position_id for close in closes} | {p.pk for p in updates}
-    exchange_ids = set(Position.objects.filter(pk__in=ids).exclude(broker_mode=BrokerMode.PAPER)
-                       .values_list("pk", flat=True))
+    if not ids:
+        return closes, updates
+    exchange_ids = ids & set(Position.objects.open().exclude(broker_mode=BrokerMode.PAPER)
+                             .values_list("pk", flat=True))
     if not exchange_ids:
         return closes, updates
     broker = get_broker()
+    if broker.is_paper:  # never closed (nor moved) at a simulated price: reported, left for a flatten
+        for position_id in sorted(exchange_ids):
+            log_event(logger, "exchange_position_skipped", logging.WARNING, position_id=position_id,
+                      reason="BROKER_MODE is paper")
+        broker_alert(f"exchange positions {sorted(exchange_ids)} are open while BROKER_MODE is paper: the sweep "
+                     "skips them; flatten them in demo/live mode (docs/LIVE.md, rollback)")
+        return ([c for c in closes if c.position_id not in exchange_ids],
+                [u for u in updates if u.pk not in exchange_ids])
     kept_updates = []
     for update in updates:
         if update.pk not in exchange_ids:
@@ -348,13 +433,27 @@ class ReconcileResult:
     problems: list[str] = field(default_factory=list)
 
 
+# A stop-market fill slips past its trigger: a fill this close to a level (either side) counts as it.
+EXIT_LEVEL_TOLERANCE_PCT = Decimal("0.5")
+
+
 def _exchange_reason(position: Position, price: Decimal) -> str:
+    """Why the exchange closed a position, from where its fill is: at or beyond (with slippage
+    tolerance) the position's current stop (the trailed `dynamic_sl_price` when there is one, else
+    `sl_price`) → exchange_sl; at or beyond its take profit → exchange_tp; else exchange_close
+    (liquidation, a close in the exchange's app). When both match, the nearer level wins."""
     long = position.side == "long"
-    if position.sl_price is not None and (price <= position.sl_price if long else price >= position.sl_price):
-        return CloseReason.EXCHANGE_SL
-    if position.tp_price is not None and (price >= position.tp_price if long else price <= position.tp_price):
-        return CloseReason.EXCHANGE_TP
-    return CloseReason.EXCHANGE_CLOSE
+    stop = position.dynamic_sl_price if position.dynamic_sl_price is not None else position.sl_price
+    tolerance = price * EXIT_LEVEL_TOLERANCE_PCT / 100
+    candidates = []
+    if stop is not None and (price <= stop + tolerance if long else price >= stop - tolerance):
+        candidates.append((abs(price - stop), CloseReason.EXCHANGE_SL))
+    if position.tp_price is not None and (price >= position.tp_price - tolerance if long
+                                          else price <= position.tp_price + tolerance):
+        candidates.append((abs(price - position.tp_price), CloseReason.EXCHANGE_TP))
+    if not candidates:
+        return CloseReason.EXCHANGE_CLOSE
+    return min(candidates, key=lambda c: c[0])[1]
 
 
 def reconcile(*, now: datetime | None = None, broker: Broker | None = None) -> ReconcileResult:
@@ -386,23 +485,40 @@ def reconcile(*, now: datetime | None = None, broker: Broker | None = None) -> R
 
 
 def _resolve_submitted(broker: Broker, result: ReconcileResult, now: datetime) -> None:
-    """Orders still `submitted` (a timeout, a killed process): look them up by their client id."""
+    """Orders still `submitted` (a timeout, a killed process, a failed read-back): look them up by
+    their client id. "Not found" means never placed only after RECONCILE_SUBMITTED_GRACE_SEC (an
+    order just sent may not be visible yet). Entries and exits alike."""
     pending = (Order.objects.filter(status=OrderStatus.SUBMITTED).exclude(client_order_id=None)
                .select_related("position"))
     for order in pending:
+        young = (now - order.created_at).total_seconds() <= settings.RECONCILE_SUBMITTED_GRACE_SEC
         try:
             fill = broker.lookup(symbol=order.symbol, client_order_id=order.client_order_id)
         except OrderNotFound:
+            if young:
+                continue  # may still be in flight: the next run decides
             if order.purpose == OrderPurpose.ENTRY:
                 _refuse_entry(order, order.position.signals.first(), "the order never reached the exchange")
-            else:
-                Order.objects.filter(pk=order.pk).update(status=OrderStatus.REJECTED, error="not on the exchange")
+            else:  # a new close may be sent
+                Order.objects.filter(pk=order.pk).update(status=OrderStatus.REJECTED, error="not on the exchange",
+                                                         updated_at=now)
             result.resolved_orders.append(order.pk)
             continue
-        if order.purpose == OrderPurpose.ENTRY and fill.status != OrderStatus.SUBMITTED:
+        if fill.status != OrderStatus.SUBMITTED and order.purpose == OrderPurpose.ENTRY:
             _book_entry_fill(order, fill)
             result.resolved_orders.append(order.pk)
-        elif (now - order.created_at).total_seconds() > settings.RECONCILE_SUBMITTED_GRACE_SEC:
+        elif fill.status != OrderStatus.SUBMITTED and order.position is not None:
+            try:
+                if fill.qty > 0 and fill.price is not None:
+                    reason = _exchange_reason(order.position, fill.price)
+                else:
+                    reason = CloseReason.EXCHANGE_CLOSE
+                if _book_exit_fill(order.position, order, fill, failure=None, reason=reason, now=now):
+                    result.closed.append(order.position_id)
+            except ExchangeCloseFailed as exc:
+                log_event(logger, "exit_order_resolved", logging.WARNING, order_id=order.pk, outcome=exc.message)
+            result.resolved_orders.append(order.pk)
+        elif not young:
             result.problems.append(f"order {order.client_order_id} stuck in submitted")
 
 
@@ -439,7 +555,23 @@ def _reconcile_positions(broker: Broker, result: ReconcileResult, now: datetime)
             except ExchangeCloseFailed as exc:  # this row cannot be booked: say so, book the others
                 result.problems.append(exc.message)
     for symbol, side in on_exchange:
-        result.problems.append(f"unknown position on the exchange: {symbol} {side}")
+        result.problems.append(f"unknown position on the exchange: {symbol} {side}{_late_fills(broker, symbol, side)}")
+
+
+def _late_fills(broker: Broker, symbol: str, side: str) -> str:
+    """An unknown position may be an entry LOMS marked rejected that filled after all: name it."""
+    since = timezone.now() - timedelta(days=1)
+    late = []
+    for order in Order.objects.filter(purpose=OrderPurpose.ENTRY, status=OrderStatus.REJECTED, symbol=symbol,
+                                      side=side, created_at__gte=since).exclude(client_order_id=None)[:5]:
+        try:
+            fill = broker.lookup(symbol=symbol, client_order_id=order.client_order_id)
+        except BrokerError:
+            continue
+        if fill.qty > 0:
+            late.append(f"late fill of entry order {order.client_order_id} already marked rejected: "
+                        f"{fill.qty} at {fill.price}")
+    return f" ({'; '.join(late)})" if late else ""
 
 
 # --- flatten -------------------------------------------------------------------------------------
@@ -450,12 +582,24 @@ class FlattenResult:
     failed: dict[str, str] = field(default_factory=dict)  # what → why
     remaining_positions: list[str] = field(default_factory=list)
     remaining_orders: int = 0
+    remaining_in_loms: list[str] = field(default_factory=list)  # positions / orders LOMS still shows open
     seconds: float = 0.0
+    checked: str = "the exchange and LOMS"
+
+
+def _open_in_loms() -> list[str]:
+    """What LOMS still shows open after a flatten: positions and orders in flight."""
+    open_positions = [f"position {p.pk} {p.symbol} {p.side} {p.qty} ({p.broker_mode})"
+                      for p in Position.objects.open().order_by("pk")]
+    in_flight = [f"order {o.client_order_id} {o.status}" for o in
+                 Order.objects.filter(status=OrderStatus.SUBMITTED, position__status=PositionStatus.OPEN)]
+    return open_positions + in_flight
 
 
 def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.COMMAND, user=None) -> FlattenResult:
     """Switch off, cancel every open order, close every position reduce-only, read the exchange
-    back. `flat` only when the exchange confirms no position and no open order."""
+    back. `flat` only when the exchange confirms no position and no open order AND LOMS shows no
+    open position and no order in flight (a close that failed in LOMS is not flat)."""
     started = time.perf_counter()
     oms_switch_set(enabled=False, actor=actor, reason=f"flatten: {reason}", source=source, user=user)
     operator = Operator(actor=actor, source=SWITCH_TO_OPERATOR_SOURCE.get(source, OperatorSource.COMMAND), user=user,
@@ -468,7 +612,10 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
         closed = positions_close_all(reason=CloseReason.FLATTEN, operator=operator, via="flatten")
         result.closed = [p.pk for p in closed.closed]
         result.failed = {s: f"no price: {r}" for s, r in closed.failed.items()}
-        result.flat = not Position.objects.open().exists()
+        result.failed.update({f"position {pk}": why for pk, why in closed.failed_positions.items()})
+        result.remaining_in_loms = _open_in_loms()
+        result.flat = not result.remaining_in_loms
+        result.checked = "LOMS (paper mode: no exchange)"
         result.seconds = time.perf_counter() - started
         _flatten_record(operator, result)
         return result
@@ -496,14 +643,18 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
                 result.failed[f"{held.symbol} {held.side} on the exchange"] = exc.message
         result.remaining_positions = [f"{p.symbol} {p.side} {p.qty}" for p in broker.positions()]
         result.remaining_orders = len(broker.open_orders())
-        result.flat = not result.remaining_positions and result.remaining_orders == 0
+        result.remaining_in_loms = _open_in_loms()
+        # Flat only when the exchange AND LOMS hold no open position and no open order.
+        result.flat = not result.remaining_positions and result.remaining_orders == 0 and not result.remaining_in_loms
     except BrokerError as exc:
         result.failed["reading the exchange back"] = exc.message
+        result.remaining_in_loms = _open_in_loms()
     result.seconds = time.perf_counter() - started
     log_event(logger, "flatten", flat=result.flat, closed=result.closed, failed=result.failed,
               remaining=result.remaining_positions, seconds=round(result.seconds, 3))
     if not result.flat:
-        broker_alert(f"flatten did not confirm flat: {result.remaining_positions or result.failed}")
+        broker_alert(f"flatten did not confirm flat: "
+                     f"{result.remaining_positions or result.remaining_in_loms or result.failed}")
     _flatten_record(operator, result)
     return result
 

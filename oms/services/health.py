@@ -62,7 +62,7 @@ def check_switch(ctx: HealthContext) -> Iterable[Reason]:
     elif not state.switch_on:
         from oms.services.trips import TRIP_ACTOR
 
-        how = "by an automatic trip" if state.changed_by == TRIP_ACTOR else "by hand"
+        how = {TRIP_ACTOR: "by an automatic trip", "broker": "by the broker"}.get(state.changed_by, "by hand")
         when = state.changed_at.isoformat() if state.changed_at else "-"
         yield Reason("switch_off", f"the OMS switch is off ({how})",
                      f"switched off by {state.changed_by or '-'} at {when}: {state.reason or '-'}")

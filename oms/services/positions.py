@@ -26,6 +26,7 @@ from oms.models import (
     BrokerMode,
     CloseReason,
     ExitStrategy,
+    MarketType,
     OmsControl,
     Order,
     OrderPurpose,
@@ -128,7 +129,8 @@ def position_open_locked(
     if exchange_mode:  # BROKER (#11): the qty the exchange takes (lot size, minimum, LIVE_MAX_NOTIONAL_USDT)
         from oms.services.execution import entry_qty
 
-        request = replace(request, qty=entry_qty(symbol=request.symbol, qty=request.qty, price=request.entry_price))
+        request = replace(request, qty=entry_qty(symbol=request.symbol, qty=request.qty, price=request.entry_price),
+                          exchange=settings.BROKER_EXCHANGE)  # where the order goes, not the signal's field
     limits = RiskLimits.from_settings()
     exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
     decision = check_risk_limits(request.symbol, request.entry_price, request.qty, exposure=exposure, limits=limits)
@@ -136,6 +138,7 @@ def position_open_locked(
         raise RiskLimitExceeded(decision.reason, decision.scope)
     position = Position.objects.create(
         exchange=request.exchange,
+        market_type=MarketType.LINEAR_PERP if exchange_mode else MarketType.PAPER_SIM,
         symbol=request.symbol,
         side=request.side,
         qty=request.qty,

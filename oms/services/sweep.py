@@ -163,10 +163,10 @@ def _sweep(
         elif levels is not None:
             updates.append(Position(id=candidate.id, **levels.level_fields))
 
-    if settings.BROKER_MODE != "paper":  # BROKER (#11): exchange positions leave the paper batch close
-        from oms.services.execution import sweep_exchange_positions
+    # BROKER (#11): exchange positions leave the paper batch close (in paper mode: skipped, reported).
+    from oms.services.execution import sweep_exchange_positions
 
-        closes, updates = sweep_exchange_positions(closes, updates)
+    closes, updates = sweep_exchange_positions(closes, updates)
     AutoCloseMonitor.load()
     with transaction.atomic():
         monitor = _lock_monitor(lease_owner)

@@ -22,8 +22,10 @@ class Command(BaseCommand):
             self.stderr.write(f"FAILED {what}: {why}")
         for held in result.remaining_positions:
             self.stderr.write(f"STILL OPEN on the exchange: {held}")
+        for row in result.remaining_in_loms:
+            self.stderr.write(f"STILL OPEN in LOMS: {row}")
         if result.remaining_orders:
             self.stderr.write(f"STILL {result.remaining_orders} open order(s) on the exchange")
         if not result.flat:
             raise CommandError("NOT FLAT: check the exchange's app now (docs/LIVE.md, rollback)")
-        self.stdout.write(self.style.SUCCESS("FLAT: the exchange confirms no position and no open order"))
+        self.stdout.write(self.style.SUCCESS(f"FLAT: no open position and no open order ({result.checked})"))
