@@ -30,19 +30,36 @@ def measure_flatten(*, positions: int = 20, exchange: str = "bitget", latency_ms
     from tests.exchange_standin import Market, StandIn
 
     standin = StandIn(exchange, equity=Decimal("1000000"))
-    standin.markets = {f"S{i:02d}USDT": Market(f"S{i:02d}USDT", Decimal("10"), Decimal("1"), Decimal("1"),
-                                                Decimal("0.001")) for i in range(positions)}
+    standin.markets = {
+        f"S{i:02d}USDT": Market(f"S{i:02d}USDT", Decimal("10"), Decimal("1"), Decimal("1"), Decimal("0.001"))
+        for i in range(positions)
+    }
     standin.start()
     tmp = Path(tempfile.mkdtemp(prefix="loms-bench-flatten-"))
     os.environ.update(
-        LOMS_ENV_FILE="/nonexistent", DJANGO_SETTINGS_MODULE="lomsite.settings", ENVIRONMENT="paper",
-        SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="127.0.0.1", DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
-        AUDIT_LOG_PATH=str(tmp / "audit.jsonl"), BROKER_MODE="demo", BROKER_EXCHANGE=exchange,
-        BITGET_BASE_URL=standin.url, BYBIT_BASE_URL=standin.url, BITGET_API_KEY=standin.api_key,
-        BITGET_API_SECRET=standin.api_secret, BITGET_API_PASSPHRASE=standin.passphrase,
-        BYBIT_API_KEY=standin.api_key, BYBIT_API_SECRET=standin.api_secret,
-        SYMBOL_ALLOWLIST=",".join(standin.markets), LIVE_MAX_NOTIONAL_USDT="100", MAX_SIGNAL_AGE_SEC="",
-        MAX_SIGNAL_PRICE_DEVIATION_PCT="", LOG_LEVEL="WARNING", BACKUP_SCHEDULE_ENABLED="false")
+        LOMS_ENV_FILE="/nonexistent",
+        DJANGO_SETTINGS_MODULE="lomsite.settings",
+        ENVIRONMENT="paper",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1",
+        DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
+        AUDIT_LOG_PATH=str(tmp / "audit.jsonl"),
+        BROKER_MODE="demo",
+        BROKER_EXCHANGE=exchange,
+        BITGET_BASE_URL=standin.url,
+        BYBIT_BASE_URL=standin.url,
+        BITGET_API_KEY=standin.api_key,
+        BITGET_API_SECRET=standin.api_secret,
+        BITGET_API_PASSPHRASE=standin.passphrase,
+        BYBIT_API_KEY=standin.api_key,
+        BYBIT_API_SECRET=standin.api_secret,
+        SYMBOL_ALLOWLIST=",".join(standin.markets),
+        LIVE_MAX_NOTIONAL_USDT="100",
+        MAX_SIGNAL_AGE_SEC="",
+        MAX_SIGNAL_PRICE_DEVIATION_PCT="",
+        LOG_LEVEL="WARNING",
+        BACKUP_SCHEDULE_ENABLED="false",
+    )
     import django
 
     django.setup()
@@ -54,8 +71,15 @@ def measure_flatten(*, positions: int = 20, exchange: str = "bitget", latency_ms
 
     call_command("migrate", verbosity=0)
     for i, symbol in enumerate(standin.markets):
-        answer = signal_ingest(payload={"symbol": symbol, "side": "BUY" if i % 2 else "SELL", "price": 10, "qty": 5,
-                                        "timestamp": datetime.now(UTC).isoformat()}).body
+        answer = signal_ingest(
+            payload={
+                "symbol": symbol,
+                "side": "BUY" if i % 2 else "SELL",
+                "price": 10,
+                "qty": 5,
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+        ).body
         assert answer["risk_ok"], answer
     assert Position.objects.open().count() == positions == len(standin.positions)
     standin.delay_sec = latency_ms / 1000
@@ -64,9 +88,16 @@ def measure_flatten(*, positions: int = 20, exchange: str = "bitget", latency_ms
     result = flatten(actor="bench", reason="bench")
     seconds = time.perf_counter() - started
     standin.stop()
-    return {"exchange": exchange, "positions": positions, "latency_ms": latency_ms, "seconds": round(seconds, 2),
-            "flat": result.flat, "requests": len(standin.requests) - requests_before,
-            "target_sec": TARGET_SEC, "ok": result.flat and seconds <= TARGET_SEC}
+    return {
+        "exchange": exchange,
+        "positions": positions,
+        "latency_ms": latency_ms,
+        "seconds": round(seconds, 2),
+        "flat": result.flat,
+        "requests": len(standin.requests) - requests_before,
+        "target_sec": TARGET_SEC,
+        "ok": result.flat and seconds <= TARGET_SEC,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(figures))
     else:
-        print(f"flatten {figures['positions']} positions on {figures['exchange']} (stand-in, "
-              f"{figures['latency_ms']:.0f} ms per answer): {figures['seconds']} s, {figures['requests']} requests, "
-              f"flat={figures['flat']} (target <= {TARGET_SEC:.0f} s: {'OK' if figures['ok'] else 'MISSED'})")
+        print(
+            f"flatten {figures['positions']} positions on {figures['exchange']} (stand-in, "
+            f"{figures['latency_ms']:.0f} ms per answer): {figures['seconds']} s, {figures['requests']} requests, "
+            f"flat={figures['flat']} (target <= {TARGET_SEC:.0f} s: {'OK' if figures['ok'] else 'MISSED'})"
+        )
     return 0 if figures["ok"] else 1
 
 

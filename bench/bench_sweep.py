@@ -46,8 +46,12 @@ class CountingSource:
         self.batches += 1
         self.symbols = max(self.symbols, len(wanted))
         now = timezone.now()
-        return {s: PriceQuote(symbol=s, ts=now, bid=self.price, ask=self.price, last=self.price, mark=self.price,
-                              source=self.name) for s in wanted}
+        return {
+            s: PriceQuote(
+                symbol=s, ts=now, bid=self.price, ask=self.price, last=self.price, mark=self.price, source=self.name
+            )
+            for s in wanted
+        }
 
     def get_quote(self, symbol):
         self.single += 1
@@ -64,8 +68,12 @@ def _reset_book() -> None:
     Order.objects.filter(position__account_label=BENCH_ACCOUNT).delete()
     Position.objects.filter(account_label=BENCH_ACCOUNT).delete()
     Position.objects.open().update(
-        status=PositionStatus.CLOSED, closed_at=timezone.now(), close_price=F("entry_price"), pnl=Decimal("0"),
-        auto_close_reason="manual")
+        status=PositionStatus.CLOSED,
+        closed_at=timezone.now(),
+        close_price=F("entry_price"),
+        pnl=Decimal("0"),
+        auto_close_reason="manual",
+    )
 
 
 def _seed(count: int, symbols: int) -> None:
@@ -81,12 +89,19 @@ def _seed(count: int, symbols: int) -> None:
     rows = []
     for i in range(count):
         long = i % 2 == 0
-        rows.append(Position(
-            exchange="bench", symbol=f"B{i % symbols:03d}USDT", side="long" if long else "short", qty=Decimal("1"),
-            account_label=BENCH_ACCOUNT, entry_price=Decimal("100"),
-            tp_price=Decimal("104.5" if long else "95.5"), sl_price=Decimal("98.5" if long else "101.5"),
-            created_at=created,
-        ))
+        rows.append(
+            Position(
+                exchange="bench",
+                symbol=f"B{i % symbols:03d}USDT",
+                side="long" if long else "short",
+                qty=Decimal("1"),
+                account_label=BENCH_ACCOUNT,
+                entry_price=Decimal("100"),
+                tp_price=Decimal("104.5" if long else "95.5"),
+                sl_price=Decimal("98.5" if long else "101.5"),
+                created_at=created,
+            )
+        )
     Position.objects.bulk_create(rows, batch_size=2000)
 
 
@@ -107,9 +122,15 @@ def _timed_sweep(source: CountingSource) -> dict:
         elapsed = (time.perf_counter() - began) * 1000
     if outcome.error:
         raise SystemExit(f"the sweep failed: {outcome.error}")
-    return {"ms": round(elapsed, 1), "checked": outcome.checked, "closed": len(outcome.closed),
-            "quote_batches": source.batches, "single_quotes": source.single, "symbols_per_batch": source.symbols,
-            "queries": len(queries)}
+    return {
+        "ms": round(elapsed, 1),
+        "checked": outcome.checked,
+        "closed": len(outcome.closed),
+        "quote_batches": source.batches,
+        "single_quotes": source.single,
+        "symbols_per_batch": source.symbols,
+        "queries": len(queries),
+    }
 
 
 def measure_sweep(*, open_positions: int = 10_000, symbols: int = 100, repeats: int = 3) -> dict:
@@ -118,8 +139,11 @@ def measure_sweep(*, open_positions: int = 10_000, symbols: int = 100, repeats: 
     _reset_book()
     _seed(open_positions, symbols)
     runs = [_timed_sweep(CountingSource(Decimal("100"))) for _ in range(repeats)]
-    figures["no_trigger"] = {**runs[0], "ms": statistics.median(r["ms"] for r in runs),
-                             "ms_runs": [r["ms"] for r in runs]}
+    figures["no_trigger"] = {
+        **runs[0],
+        "ms": statistics.median(r["ms"] for r in runs),
+        "ms_runs": [r["ms"] for r in runs],
+    }
     figures["close_all"] = _timed_sweep(CountingSource(Decimal("110")))
     _reset_book()
     return figures
@@ -147,18 +171,22 @@ def main() -> int:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))  # noqa: SIM115
     call_command("migrate", verbosity=0)
-    print(f"sweep bench: {args.positions} open positions over {args.symbols} symbols, "
-          f"database {os.environ['DATABASE_URL'].split('@')[-1]}")
+    print(
+        f"sweep bench: {args.positions} open positions over {args.symbols} symbols, "
+        f"database {os.environ['DATABASE_URL'].split('@')[-1]}"
+    )
     figures = measure_sweep(open_positions=args.positions, symbols=args.symbols)
     ok = True
     for label, target in (("no_trigger", TARGET_NO_TRIGGER_MS), ("close_all", TARGET_CLOSE_ALL_MS)):
         fig = figures[label]
         met = fig["ms"] <= target
         ok &= met
-        print(f"  {label:<11} {fig['ms']:8.1f} ms (target <= {target:g} ms: {'met' if met else 'MISSED'})  "
-              f"checked={fig['checked']} closed={fig['closed']} queries={fig['queries']} "
-              f"get_quotes calls={fig['quote_batches']} get_quote calls={fig['single_quotes']} "
-              f"symbols={fig['symbols_per_batch']}")
+        print(
+            f"  {label:<11} {fig['ms']:8.1f} ms (target <= {target:g} ms: {'met' if met else 'MISSED'})  "
+            f"checked={fig['checked']} closed={fig['closed']} queries={fig['queries']} "
+            f"get_quotes calls={fig['quote_batches']} get_quote calls={fig['single_quotes']} "
+            f"symbols={fig['symbols_per_batch']}"
+        )
         assert fig["quote_batches"] == 1 and fig["single_quotes"] == 0, "one get_quotes call per sweep"
     assert figures["no_trigger"]["closed"] == 0 and figures["close_all"]["closed"] == args.positions
     tmp.cleanup()

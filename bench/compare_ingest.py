@@ -64,8 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--signals", type=int, default=800, help="signals per W1 phase")
     parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--prices", choices=("fixed", "simulator"), default="fixed")
-    parser.add_argument("--postgres", action="store_true",
-                        help="PostgreSQL at DATABASE_URL's server, databases loms_bench_<tag>_old/_new")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="PostgreSQL at DATABASE_URL's server, databases loms_bench_<tag>_old/_new",
+    )
     parser.add_argument("--tag", default="perf", help="part of the PostgreSQL database names")
     parser.add_argument("--only", choices=("old", "new"), help="measure one checkout only")
     return parser.parse_args(argv)
@@ -92,8 +95,21 @@ def run_phase(label: str, root: str, args: argparse.Namespace, out: Path) -> dic
         fresh_database(env["DATABASE_URL"])
     else:
         env.pop("DATABASE_URL", None)
-    command = [sys.executable, "-c", WRAPPER, root, args.prices, "--workloads", "w1", "--signals",
-               str(args.signals), "--concurrency", args.concurrency, "--out", str(out)]
+    command = [
+        sys.executable,
+        "-c",
+        WRAPPER,
+        root,
+        args.prices,
+        "--workloads",
+        "w1",
+        "--signals",
+        str(args.signals),
+        "--concurrency",
+        args.concurrency,
+        "--out",
+        str(out),
+    ]
     completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=1800)
     if completed.returncode != 0:
         raise SystemExit(f"{label} ({root}) failed:\n{completed.stdout}\n{completed.stderr}")
@@ -112,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     checkouts = [("old", args.old), ("new", args.new)]
     if args.only:
         checkouts = [c for c in checkouts if c[0] == args.only]
-    print(f"compare_ingest {started:%Y-%m-%d %H:%M} UTC, load {[round(x, 2) for x in os.getloadavg()]}, "
-          f"{'postgresql' if args.postgres else 'sqlite'}, prices {args.prices}, {args.signals} signals a phase")
+    print(
+        f"compare_ingest {started:%Y-%m-%d %H:%M} UTC, load {[round(x, 2) for x in os.getloadavg()]}, "
+        f"{'postgresql' if args.postgres else 'sqlite'}, prices {args.prices}, {args.signals} signals a phase"
+    )
     phases: dict[str, list[dict]] = {label: [] for label, _ in checkouts}
     with tempfile.TemporaryDirectory(prefix="loms-compare-") as tmp:
         for round_no in range(args.rounds):
@@ -135,12 +153,18 @@ def main(argv: list[str] | None = None) -> int:
     if "old" in summary and "new" in summary:
         summary["new_over_old"] = {
             f"{lv} {k}": round(summary["new"][lv][k] / summary["old"][lv][k], 2)
-            for lv in levels for k in ("throughput_rps", "p50_ms", "p99_ms", "server_cpu_ms_per_signal")
+            for lv in levels
+            for k in ("throughput_rps", "p50_ms", "p99_ms", "server_cpu_ms_per_signal")
             if summary["old"][lv][k]
         }
         print("new / old: " + json.dumps(summary["new_over_old"]))
-    record = {"date": started.isoformat(timespec="seconds"), "args": vars(args),
-              "load_average_after": [round(x, 2) for x in os.getloadavg()], "phases": phases, "summary": summary}
+    record = {
+        "date": started.isoformat(timespec="seconds"),
+        "args": vars(args),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "phases": phases,
+        "summary": summary,
+    }
     out = ROOT / "bench" / "results" / f"compare-{started:%Y-%m-%d_%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2))

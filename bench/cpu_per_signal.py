@@ -23,8 +23,12 @@ def main() -> None:
     sys.path.insert(0, str(root))
     os.chdir(root)
     work = Path(tempfile.mkdtemp(prefix="loms-cpu-"))
-    os.environ.update(DJANGO_SETTINGS_MODULE="lomsite.settings", LOMS_ENV_FILE="/nonexistent",
-                      DATABASE_URL=f"sqlite:///{work / 'loms.sqlite3'}", AUDIT_LOG_PATH=str(work / "audit.jsonl"))
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="lomsite.settings",
+        LOMS_ENV_FILE="/nonexistent",
+        DATABASE_URL=f"sqlite:///{work / 'loms.sqlite3'}",
+        AUDIT_LOG_PATH=str(work / "audit.jsonl"),
+    )
     import django
 
     django.setup()
@@ -36,9 +40,18 @@ def main() -> None:
     client = Client()
 
     def signal(number: int) -> None:
-        body = {"symbol": "BTCUSDT", "side": "BUY", "price": 100.0, "timestamp": "2025-06-19T10:00:00Z",
-                "exchange": "bitget", "timeframe_min": 5, "strategy": "s", "tp_pct": 4.5, "sl_pct": 1.5,
-                "signal_id": f"cpu-{number}"}
+        body = {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "price": 100.0,
+            "timestamp": "2025-06-19T10:00:00Z",
+            "exchange": "bitget",
+            "timeframe_min": 5,
+            "strategy": "s",
+            "tp_pct": 4.5,
+            "sl_pct": 1.5,
+            "signal_id": f"cpu-{number}",
+        }
         answer = client.post("/signals/bounce", json.dumps(body), content_type="application/json")
         assert answer.status_code == 200, answer.content
 

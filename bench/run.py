@@ -111,8 +111,14 @@ def machine_info() -> dict:
                 mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "cpu_model": cpu, "ram_gb": mem_gb, "python": platform.python_version(),
-            "platform": platform.platform(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu,
+        "ram_gb": mem_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 # --- server process --------------------------------------------------------------------------
@@ -171,8 +177,12 @@ class Server:
         self.port = free_port()
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}"], cwd=ROOT, env=env,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{self.port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._wait_ready(time.monotonic() + 60)
 
@@ -208,6 +218,7 @@ class Server:
 
 
 # --- data set-up (this process talks to the same database) -------------------------------------
+
 
 def prepare_database() -> dict[str, str]:
     """Migrate a clean database; create the bot's token and a console session. Returns headers."""
@@ -252,18 +263,26 @@ def db_close() -> None:
 
 # --- workloads ---------------------------------------------------------------------------------
 
+
 def w1_ingest(server: Server, auth: dict, *, signals: int, levels: list[int]) -> dict:
     from bench.seed import SYMBOLS, close_all_open
 
-    base = {"Content-Type": "application/json", "Authorization": f"Token {auth['token']}",
-            "X-Forwarded-Proto": "https"}
+    base = {"Content-Type": "application/json", "Authorization": f"Token {auth['token']}", "X-Forwarded-Proto": "https"}
 
     def maker(phase: str):
         def make(i: int) -> RequestSpec:
-            body = {"symbol": SYMBOLS[i % 100], "side": "BUY" if i % 2 else "SELL", "price": 100.0 + (i % 7) / 10,
-                    "timestamp": "2026-01-01T00:00:00Z", "tp_pct": 4.5, "sl_pct": 1.5, "strategy": "bench",
-                    "signal_id": f"{phase}-{i}"}
+            body = {
+                "symbol": SYMBOLS[i % 100],
+                "side": "BUY" if i % 2 else "SELL",
+                "price": 100.0 + (i % 7) / 10,
+                "timestamp": "2026-01-01T00:00:00Z",
+                "tp_pct": 4.5,
+                "sl_pct": 1.5,
+                "strategy": "bench",
+                "signal_id": f"{phase}-{i}",
+            }
             return "POST", "/signals/bounce", json.dumps(body).encode(), base
+
         return make
 
     run_load(host="127.0.0.1", port=server.port, make_request=maker("warmup"), count=100, concurrency=4)
@@ -272,16 +291,25 @@ def w1_ingest(server: Server, auth: dict, *, signals: int, levels: list[int]) ->
         close_all_open()
         db_close()
         cpu_before = server.cpu()
-        outcome = run_load(host="127.0.0.1", port=server.port, make_request=maker(f"c{level}"), count=signals,
-                           concurrency=level, time_limit_s=300)
+        outcome = run_load(
+            host="127.0.0.1",
+            port=server.port,
+            make_request=maker(f"c{level}"),
+            count=signals,
+            concurrency=level,
+            time_limit_s=300,
+        )
         cpu_after = server.cpu()
         summary = outcome.summary()
         web_cpu = cpu_after["gunicorn"] - cpu_before["gunicorn"]
         summary["server_cpu_ms_per_signal"] = round(1000 * web_cpu / max(outcome.sent, 1), 2)
         summary["cluster_cpu_s"] = round(cpu_after["cluster"] - cpu_before["cluster"], 2)
         results[f"c{level}"] = summary
-        print_line(f"W1 ingest c={level:<3}", summary, ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "non_2xx",
-                                                       "server_cpu_ms_per_signal"))
+        print_line(
+            f"W1 ingest c={level:<3}",
+            summary,
+            ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "non_2xx", "server_cpu_ms_per_signal"),
+        )
     close_all_open()
     db_close()
     return results
@@ -301,9 +329,18 @@ def open_and_close() -> None:
     maintained figures move, every cached figure is stale."""
     from oms.services.positions import PositionRequest, position_close, position_open
 
-    opened = position_open(request=PositionRequest(
-        exchange="bitget", symbol="S001USDT", side="long", qty=Decimal("1"), entry_price=Decimal("100"),
-        tp_price=Decimal("150"), sl_price=Decimal("50"), strategy="bench_after_close"))
+    opened = position_open(
+        request=PositionRequest(
+            exchange="bitget",
+            symbol="S001USDT",
+            side="long",
+            qty=Decimal("1"),
+            entry_price=Decimal("100"),
+            tp_price=Decimal("150"),
+            sl_price=Decimal("50"),
+            strategy="bench_after_close",
+        )
+    )
     position_close(position=opened.position, price=Decimal("101"), reason="manual")
     db_close()
 
@@ -313,12 +350,20 @@ def after_close(server: Server, path: str, headers: dict, count: int) -> dict:
     durations = []
     for _ in range(count):
         open_and_close()
-        summary = run_load(host="127.0.0.1", port=server.port, make_request=lambda i: ("GET", path, None, headers),
-                           count=1, concurrency=1).summary()
+        summary = run_load(
+            host="127.0.0.1",
+            port=server.port,
+            make_request=lambda i: ("GET", path, None, headers),
+            count=1,
+            concurrency=1,
+        ).summary()
         durations.append(summary["p50_ms"])
     durations.sort()
-    return {"after_close_p50_ms": round(durations[len(durations) // 2], 2),
-            "after_close_max_ms": round(durations[-1], 2), "after_close_n": count}
+    return {
+        "after_close_p50_ms": round(durations[len(durations) // 2], 2),
+        "after_close_max_ms": round(durations[-1], 2),
+        "after_close_n": count,
+    }
 
 
 def read_workloads(server: Server, auth: dict, *, size: int, reads: int, workloads: set[str]) -> dict:
@@ -328,8 +373,10 @@ def read_workloads(server: Server, auth: dict, *, size: int, reads: int, workloa
     if "w3" in workloads:
         plan += [("w3", "stats", "/stats", api), ("w3", "stats group_by=symbol", "/stats?group_by=symbol", api)]
     if "w4" in workloads:
-        plan += [("w4", "positions page 1", "/positions", api),
-                 ("w4", "positions filtered", "/positions?symbol=S042USDT&status=closed&strategy=breakout_v2", api)]
+        plan += [
+            ("w4", "positions page 1", "/positions", api),
+            ("w4", "positions filtered", "/positions?symbol=S042USDT&status=closed&strategy=breakout_v2", api),
+        ]
     if "w5" in workloads:
         plan += [("w5", "dashboard overview", "/", page), ("w5", "dashboard positions", "/console/positions", page)]
     results = {}
@@ -339,8 +386,11 @@ def read_workloads(server: Server, auth: dict, *, size: int, reads: int, workloa
         if workload in ("w3", "w5") and path != "/console/positions":
             summary.update(after_close(server, path, headers, max(5, reads // 4)))
         results.setdefault(workload, {})[label] = summary
-        print_line(f"{workload.upper()} {label} @{size}", summary,
-                   ("p50_ms", "p95_ms", "max_ms", "first_ms", "after_close_p50_ms", "non_2xx"))
+        print_line(
+            f"{workload.upper()} {label} @{size}",
+            summary,
+            ("p50_ms", "p95_ms", "max_ms", "first_ms", "after_close_p50_ms", "non_2xx"),
+        )
     return results
 
 
@@ -358,6 +408,7 @@ def w2_sweep(sizes: list[int]) -> dict:
 
 # --- reporting ---------------------------------------------------------------------------------
 
+
 def print_line(label: str, summary: dict, keys: tuple) -> None:
     parts = ", ".join(f"{k}={summary.get(k)}" for k in keys if k in summary)
     print(f"  {label:<40} {parts}", flush=True)
@@ -370,8 +421,10 @@ def verdicts(results: dict, sizes: list[int]) -> dict:
     if "c1" in w1:
         checks["W1 p50 at c1 <= 5 ms"] = (w1["c1"]["p50_ms"], w1["c1"]["p50_ms"] <= TARGETS["w1_c1_p50_ms"])
     if "c16" in w1:
-        checks["W1 >= 300 signals/s at c16"] = (w1["c16"]["throughput_rps"],
-                                                w1["c16"]["throughput_rps"] >= TARGETS["w1_c16_rps"])
+        checks["W1 >= 300 signals/s at c16"] = (
+            w1["c16"]["throughput_rps"],
+            w1["c16"]["throughput_rps"] >= TARGETS["w1_c16_rps"],
+        )
         checks["W1 p99 at c16 <= 100 ms"] = (w1["c16"]["p99_ms"], w1["c16"]["p99_ms"] <= TARGETS["w1_c16_p99_ms"])
     for level, figures in w1.items():
         checks[f"W1 0 errors at {level}"] = (figures["non_2xx"], figures["non_2xx"] == 0)
@@ -379,10 +432,14 @@ def verdicts(results: dict, sizes: list[int]) -> dict:
     biggest = str(max((int(k) for k in w2 if k.isdigit()), default=0))
     if biggest in w2:
         fig = w2[biggest]
-        checks[f"W2 no-trigger sweep of {biggest} <= 150 ms"] = (fig["no_trigger"]["ms"],
-                                                               fig["no_trigger"]["ms"] <= TARGETS["w2_no_trigger_ms"])
-        checks[f"W2 close-all sweep of {biggest} <= 2 s"] = (fig["close_all"]["ms"],
-                                                           fig["close_all"]["ms"] <= TARGETS["w2_close_all_ms"])
+        checks[f"W2 no-trigger sweep of {biggest} <= 150 ms"] = (
+            fig["no_trigger"]["ms"],
+            fig["no_trigger"]["ms"] <= TARGETS["w2_no_trigger_ms"],
+        )
+        checks[f"W2 close-all sweep of {biggest} <= 2 s"] = (
+            fig["close_all"]["ms"],
+            fig["close_all"]["ms"] <= TARGETS["w2_close_all_ms"],
+        )
     w6 = results.get("w6", {})
     if "seconds" in w6:
         checks[f"W6 flatten {w6['positions']} positions <= 60 s, flat"] = (w6["seconds"], w6["ok"])
@@ -390,11 +447,15 @@ def verdicts(results: dict, sizes: list[int]) -> dict:
     for workload, target in (("w3", "w3_p50_ms"), ("w4", "w4_p50_ms"), ("w5", "w5_p50_ms")):
         for label, fig in results.get("reads", {}).get(top, {}).get(workload, {}).items():
             checks[f"{workload.upper()} {label} p50 @{top} <= {TARGETS[target]:g} ms"] = (
-                fig["p50_ms"], fig["p50_ms"] is not None and fig["p50_ms"] <= TARGETS[target] and fig["non_2xx"] == 0)
+                fig["p50_ms"],
+                fig["p50_ms"] is not None and fig["p50_ms"] <= TARGETS[target] and fig["non_2xx"] == 0,
+            )
             if "after_close_p50_ms" in fig:
                 limit = TARGETS["after_close_p50_ms"]
                 checks[f"{workload.upper()} {label} right after a close p50 @{top} <= {limit:g} ms"] = (
-                    fig["after_close_p50_ms"], fig["after_close_p50_ms"] <= limit)
+                    fig["after_close_p50_ms"],
+                    fig["after_close_p50_ms"] <= limit,
+                )
     return {name: {"measured": value, "met": met} for name, (value, met) in checks.items()}
 
 
@@ -433,18 +494,27 @@ def main(argv: list[str] | None = None) -> int:
     from bench.seed import seed_closed_positions
 
     started = datetime.now(UTC)
-    results: dict = {"date": started.isoformat(timespec="seconds"), "machine": machine_info(),
-                     "database": env["DATABASE_URL"].split(":", 1)[0], "args": vars(args), "reads": {}}
-    print(f"LOMS benchmark {results['date']} on {results['machine']['nproc']} x {results['machine']['cpu_model']}, "
-          f"{results['machine']['ram_gb']} GB, load {results['machine']['load_average']}, db {results['database']}")
+    results: dict = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "database": env["DATABASE_URL"].split(":", 1)[0],
+        "args": vars(args),
+        "reads": {},
+    }
+    print(
+        f"LOMS benchmark {results['date']} on {results['machine']['nproc']} x {results['machine']['cpu_model']}, "
+        f"{results['machine']['ram_gb']} GB, load {results['machine']['load_average']}, db {results['database']}"
+    )
     auth = prepare_database()
     db_close()
     server = None
     try:
         if workloads & {"w1", "w3", "w4", "w5"}:
             server = Server(env, tmp / "server.log")
-            results["gunicorn"] = {"workers": env.get("GUNICORN_WORKERS", f"cpu+1={os.cpu_count() + 1}"),
-                                   "threads": env.get("GUNICORN_THREADS", "4")}
+            results["gunicorn"] = {
+                "workers": env.get("GUNICORN_WORKERS", f"cpu+1={os.cpu_count() + 1}"),
+                "threads": env.get("GUNICORN_THREADS", "4"),
+            }
         if "w1" in workloads:
             results["w1"] = w1_ingest(server, auth, signals=args.signals, levels=levels)
         if workloads & {"w3", "w4", "w5"}:
@@ -455,17 +525,23 @@ def main(argv: list[str] | None = None) -> int:
                     seed_closed_positions(missing)
                     print(f"  seeded {missing} positions in {time.perf_counter() - began:.1f} s (total {size})")
                 db_close()
-                results["reads"][str(size)] = read_workloads(server, auth, size=size, reads=args.reads,
-                                                             workloads=workloads)
+                results["reads"][str(size)] = read_workloads(
+                    server, auth, size=size, reads=args.reads, workloads=workloads
+                )
     finally:
         if server is not None:
             server.stop()
     if "w2" in workloads:
         results["w2"] = w2_sweep(sweep_sizes)
     if "w6" in workloads:  # issue #11: flatten 20 positions on the stand-in exchange (own process: demo settings)
-        done = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_flatten.py"), "--json"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=600,
-                              env={k: v for k, v in env.items() if k not in {"DATABASE_URL", "ENVIRONMENT"}})
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "bench_flatten.py"), "--json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={k: v for k, v in env.items() if k not in {"DATABASE_URL", "ENVIRONMENT"}},
+        )
         lines = [line for line in done.stdout.splitlines() if line.startswith('{"exchange"')]
         results["w6"] = json.loads(lines[-1]) if lines else {"error": done.stderr[-2000:]}
         print(f"  W6 flatten: {results['w6']}")

@@ -16,8 +16,14 @@ from oms.services.figures import book_figures_rebuild, book_figures_record_open
 SYMBOLS = [f"S{i:03d}USDT" for i in range(100)]
 STRATEGIES = ["bounce_ema10_strict", "bounce_ema20", "breakout_v2", "mean_revert", "scalp_1m"]
 EXCHANGES = ["bitget", "bybit"]
-REASONS = [CloseReason.TP, CloseReason.SL, CloseReason.SL, CloseReason.TRAILING_SL, CloseReason.TIMEOUT,
-           CloseReason.MANUAL]
+REASONS = [
+    CloseReason.TP,
+    CloseReason.SL,
+    CloseReason.SL,
+    CloseReason.TRAILING_SL,
+    CloseReason.TIMEOUT,
+    CloseReason.MANUAL,
+]
 Q = Decimal("0.0001")
 
 
@@ -35,10 +41,22 @@ def _closed(rng: random.Random, now) -> Position:
     fee = (entry * qty * Decimal("0.0012")).quantize(Q)
     pnl = ((close_price - entry) * qty * sign - fee).quantize(Q)
     return Position(
-        exchange=rng.choice(EXCHANGES), symbol=rng.choice(SYMBOLS), side=side, qty=qty, strategy=rng.choice(STRATEGIES),
-        timeframe_min=5, entry_price=entry, tp_price=(entry * Decimal("1.045")).quantize(Q),
-        sl_price=(entry * Decimal("0.985")).quantize(Q), status=PositionStatus.CLOSED, created_at=created,
-        closed_at=closed, close_price=close_price, pnl=pnl, fee=fee, auto_close_reason=rng.choice(REASONS),
+        exchange=rng.choice(EXCHANGES),
+        symbol=rng.choice(SYMBOLS),
+        side=side,
+        qty=qty,
+        strategy=rng.choice(STRATEGIES),
+        timeframe_min=5,
+        entry_price=entry,
+        tp_price=(entry * Decimal("1.045")).quantize(Q),
+        sl_price=(entry * Decimal("0.985")).quantize(Q),
+        status=PositionStatus.CLOSED,
+        created_at=created,
+        closed_at=closed,
+        close_price=close_price,
+        pnl=pnl,
+        fee=fee,
+        auto_close_reason=rng.choice(REASONS),
     )
 
 
@@ -46,10 +64,17 @@ def open_position(index: int, *, now, symbols: int = 100, trigger: bool = False,
     """An open long at 100 on symbol index % symbols. `trigger`: TP below 100 (closes at a price of 100)."""
     entry = Decimal("100")
     return Position(
-        exchange="bitget", symbol=SYMBOLS[index % symbols], side="long", qty=Decimal("1"),
-        strategy=STRATEGIES[index % len(STRATEGIES)], timeframe_min=5, entry_price=entry,
-        tp_price=Decimal("99.5") if trigger else Decimal("150"), sl_price=Decimal("50"),
-        status=PositionStatus.OPEN, created_at=now - timedelta(seconds=age_s),
+        exchange="bitget",
+        symbol=SYMBOLS[index % symbols],
+        side="long",
+        qty=Decimal("1"),
+        strategy=STRATEGIES[index % len(STRATEGIES)],
+        timeframe_min=5,
+        entry_price=entry,
+        tp_price=Decimal("99.5") if trigger else Decimal("150"),
+        sl_price=Decimal("50"),
+        status=PositionStatus.OPEN,
+        created_at=now - timedelta(seconds=age_s),
     )
 
 
@@ -71,8 +96,10 @@ def seed_open_positions(count: int, *, symbols: int = 100, trigger: bool = False
     now = timezone.now()
     for start in range(0, count, batch):
         with transaction.atomic():
-            rows = [open_position(i, now=now, symbols=symbols, trigger=trigger)
-                    for i in range(start, min(count, start + batch))]
+            rows = [
+                open_position(i, now=now, symbols=symbols, trigger=trigger)
+                for i in range(start, min(count, start + batch))
+            ]
             Position.objects.bulk_create(rows, batch_size=batch)
             book_changed()
             book_figures_record_open(rows)
@@ -85,7 +112,10 @@ def close_all_open(*, reason: str = CloseReason.MANUAL) -> int:
     now = timezone.now()
     with transaction.atomic():
         closed = Position.objects.open().update(
-            status=PositionStatus.CLOSED, closed_at=now, close_price=F("entry_price"), pnl=Decimal("0"),
+            status=PositionStatus.CLOSED,
+            closed_at=now,
+            close_price=F("entry_price"),
+            pnl=Decimal("0"),
             auto_close_reason=reason,
         )
         book_changed()

@@ -35,9 +35,12 @@ def child_exit(server, worker):
 
     def recover():
         try:
-            subprocess.run([sys.executable, "manage.py", "audit_recover", "--grace",
-                            str(max(1.0, AUDIT_RECOVER_DELAY_SEC - 5))],
-                           cwd=Path(__file__).resolve().parent.parent, capture_output=True, timeout=600)
+            subprocess.run(
+                [sys.executable, "manage.py", "audit_recover", "--grace", str(max(1.0, AUDIT_RECOVER_DELAY_SEC - 5))],
+                cwd=Path(__file__).resolve().parent.parent,
+                capture_output=True,
+                timeout=600,
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             server.log.warning("audit_recover after a worker exit failed: %s", exc)
 

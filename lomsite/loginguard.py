@@ -60,13 +60,24 @@ def client_ip(request) -> str | None:
 
 @receiver(user_login_failed, dispatch_uid="loms.login_failed")
 def log_failed_login(sender, credentials: dict, request=None, **kwargs) -> None:
-    log_event(logger, "login_failed", level=logging.WARNING, username=str(credentials.get("username", ""))[:150],
-              ip=client_ip(request) if request is not None else None,
-              path=request.path[:200] if request is not None else None)
+    log_event(
+        logger,
+        "login_failed",
+        level=logging.WARNING,
+        username=str(credentials.get("username", ""))[:150],
+        ip=client_ip(request) if request is not None else None,
+        path=request.path[:200] if request is not None else None,
+    )
 
 
 @receiver(user_locked_out, dispatch_uid="loms.login_locked_out")
 def log_lockout(sender, request=None, username=None, ip_address=None, **kwargs) -> None:
-    log_event(logger, "login_locked_out", level=logging.WARNING, username=(username or "")[:150], ip=ip_address,
-              failure_limit=settings.AXES_FAILURE_LIMIT,
-              lockout_min=int(settings.AXES_COOLOFF_TIME.total_seconds() // 60))
+    log_event(
+        logger,
+        "login_locked_out",
+        level=logging.WARNING,
+        username=(username or "")[:150],
+        ip=ip_address,
+        failure_limit=settings.AXES_FAILURE_LIMIT,
+        lockout_min=int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+    )

@@ -27,13 +27,17 @@ IS_DEV = ENVIRONMENT == "dev"
 SECRET_KEY = env.str("SECRET_KEY", None, secret=True)
 if not SECRET_KEY:
     if not IS_DEV:
-        raise ImproperlyConfigured(f"SECRET_KEY: required when ENVIRONMENT={ENVIRONMENT} (generate one with "
-                                   "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)")
+        raise ImproperlyConfigured(
+            f"SECRET_KEY: required when ENVIRONMENT={ENVIRONMENT} (generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`)"
+        )
     SECRET_KEY = "dev-only-insecure-key-do-not-use-in-paper-or-live"
 DEBUG = env.bool("DEBUG", IS_DEV)
 if DEBUG and not IS_DEV:  # debug pages show settings, SQL and source code to whoever triggers an error
-    raise ImproperlyConfigured(f"DEBUG: must be false when ENVIRONMENT={ENVIRONMENT} (debug pages expose settings "
-                               "and source code); remove DEBUG or set DEBUG=false")
+    raise ImproperlyConfigured(
+        f"DEBUG: must be false when ENVIRONMENT={ENVIRONMENT} (debug pages expose settings "
+        "and source code); remove DEBUG or set DEBUG=false"
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if IS_DEV else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -57,9 +61,12 @@ LIVE_ACKNOWLEDGE_PHRASE = "I accept real losses"
 # Pre-trade sanity (all broker modes): refuse a stale signal, or one whose price is too far from the
 # current quote. Empty: off. Default: on in demo/live (60 s, 2 %), off in paper.
 MAX_SIGNAL_AGE_SEC = env.int("MAX_SIGNAL_AGE_SEC", None if BROKER_MODE == "paper" else 60, minimum=1, optional=True)
-MAX_SIGNAL_PRICE_DEVIATION_PCT = env.decimal("MAX_SIGNAL_PRICE_DEVIATION_PCT",
-                                             None if BROKER_MODE == "paper" else Decimal("2"),
-                                             minimum=Decimal("0"), optional=True)
+MAX_SIGNAL_PRICE_DEVIATION_PCT = env.decimal(
+    "MAX_SIGNAL_PRICE_DEVIATION_PCT",
+    None if BROKER_MODE == "paper" else Decimal("2"),
+    minimum=Decimal("0"),
+    optional=True,
+)
 RECONCILE_INTERVAL_SEC = env.int("RECONCILE_INTERVAL_SEC", 60, minimum=10)
 RECONCILE_SUBMITTED_GRACE_SEC = env.int("RECONCILE_SUBMITTED_GRACE_SEC", 60, minimum=5)
 
@@ -138,7 +145,7 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": DB_LOCK_TIMEOUT_SEC,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                        f"PRAGMA busy_timeout={DB_LOCK_TIMEOUT_SEC * 1000};",
+        f"PRAGMA busy_timeout={DB_LOCK_TIMEOUT_SEC * 1000};",
     }
     # Tests use a real file (not shared-cache memory) so concurrency tests see real SQLite locking.
     # One file per test run (by pid) so parallel runs on one machine never share a test database.
@@ -159,8 +166,9 @@ AXES_ENABLED = env.bool("LOGIN_LOCKOUT_ENABLED", True)
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MIN", 15, minimum=1))
 _lockout_by = env.str("LOGIN_LOCKOUT_BY", "username_ip", choices=("username_ip", "username", "ip"))
-AXES_LOCKOUT_PARAMETERS = {"username_ip": [["username", "ip_address"]], "username": ["username"],
-                           "ip": ["ip_address"]}[_lockout_by]
+AXES_LOCKOUT_PARAMETERS = {"username_ip": [["username", "ip_address"]], "username": ["username"], "ip": ["ip_address"]}[
+    _lockout_by
+]
 AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "lomsite.loginguard.client_ip"
 AXES_USERNAME_CALLABLE = "lomsite.loginguard.login_username"
@@ -215,11 +223,15 @@ for _key, _value in (("DEFAULT_TP_PCT", DEFAULT_TP_PCT), ("DEFAULT_SL_PCT", DEFA
 MIN_TP_SL_PCT = env.decimal("MIN_TP_SL_PCT", Decimal("0.2"), minimum=Decimal("0"))
 MAX_TP_PCT = env.decimal("MAX_TP_PCT", Decimal("20"), minimum=Decimal("0"))
 MAX_SL_PCT = env.decimal("MAX_SL_PCT", Decimal("10"), minimum=Decimal("0"))
-for _key, _value, _max in (("DEFAULT_TP_PCT", DEFAULT_TP_PCT, MAX_TP_PCT),
-                           ("DEFAULT_SL_PCT", DEFAULT_SL_PCT, MAX_SL_PCT)):
+for _key, _value, _max in (
+    ("DEFAULT_TP_PCT", DEFAULT_TP_PCT, MAX_TP_PCT),
+    ("DEFAULT_SL_PCT", DEFAULT_SL_PCT, MAX_SL_PCT),
+):
     if not MIN_TP_SL_PCT <= _value <= _max:
-        raise ImproperlyConfigured(f"{_key}: must be between MIN_TP_SL_PCT ({MIN_TP_SL_PCT}) and "
-                                   f"{'MAX_TP_PCT' if _key == 'DEFAULT_TP_PCT' else 'MAX_SL_PCT'} ({_max})")
+        raise ImproperlyConfigured(
+            f"{_key}: must be between MIN_TP_SL_PCT ({MIN_TP_SL_PCT}) and "
+            f"{'MAX_TP_PCT' if _key == 'DEFAULT_TP_PCT' else 'MAX_SL_PCT'} ({_max})"
+        )
 DEFAULT_EXIT_STRATEGY = env.str("DEFAULT_EXIT_STRATEGY", "tp_sl_static", choices=("tp_sl_static", "tp_sl_trailing_v1"))
 PAPER_FEE_RATE = env.decimal("PAPER_FEE_RATE", Decimal("0"), minimum=Decimal("0"))
 PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Decimal("0"))
@@ -227,8 +239,9 @@ PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Dec
 # Risk limits: empty means "no limit".
 MAX_OPEN_POSITIONS = env.int("MAX_OPEN_POSITIONS", None, minimum=0, optional=True)
 # On an exchange one symbol is one net position with one TP/SL: demo/live allow one LOMS position per symbol.
-MAX_OPEN_POSITIONS_PER_SYMBOL = env.int("MAX_OPEN_POSITIONS_PER_SYMBOL", None if BROKER_MODE == "paper" else 1,
-                                        minimum=0, optional=True)
+MAX_OPEN_POSITIONS_PER_SYMBOL = env.int(
+    "MAX_OPEN_POSITIONS_PER_SYMBOL", None if BROKER_MODE == "paper" else 1, minimum=0, optional=True
+)
 MAX_SIZE_PER_POSITION_USDT = env.decimal("MAX_SIZE_PER_POSITION_USDT", None, minimum=Decimal("0"), optional=True)
 MAX_TOTAL_EXPOSURE_USDT = env.decimal("MAX_TOTAL_EXPOSURE_USDT", None, minimum=Decimal("0"), optional=True)
 SYMBOL_ALLOWLIST = env.list("SYMBOL_ALLOWLIST", [], upper=True)
@@ -266,16 +279,22 @@ if BROKER_MODE != "paper":
     if not SYMBOL_ALLOWLIST:
         raise ImproperlyConfigured(f"SYMBOL_ALLOWLIST: must list the traded symbols when BROKER_MODE={BROKER_MODE}")
     if MAX_OPEN_POSITIONS_PER_SYMBOL is None or MAX_OPEN_POSITIONS_PER_SYMBOL > 1:
-        raise ImproperlyConfigured(f"MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1 when BROKER_MODE={BROKER_MODE} (the "
-                                   "exchange nets a symbol into one position with one TP/SL)")
+        raise ImproperlyConfigured(
+            f"MAX_OPEN_POSITIONS_PER_SYMBOL: at most 1 when BROKER_MODE={BROKER_MODE} (the "
+            "exchange nets a symbol into one position with one TP/SL)"
+        )
     if PRICE_SOURCE != "exchange" or PRICE_EXCHANGE not in ("bybit", "bitget"):
         # The pre-trade sanity check and the sweep would compare real signals with simulated prices.
-        raise ImproperlyConfigured(f"PRICE_SOURCE: must be exchange with PRICE_EXCHANGE=bybit or bitget when "
-                                   f"BROKER_MODE={BROKER_MODE} (got PRICE_SOURCE={PRICE_SOURCE}, "
-                                   f"PRICE_EXCHANGE={PRICE_EXCHANGE}): real signals are checked against real prices")
+        raise ImproperlyConfigured(
+            f"PRICE_SOURCE: must be exchange with PRICE_EXCHANGE=bybit or bitget when "
+            f"BROKER_MODE={BROKER_MODE} (got PRICE_SOURCE={PRICE_SOURCE}, "
+            f"PRICE_EXCHANGE={PRICE_EXCHANGE}): real signals are checked against real prices"
+        )
     if BROKER_MODE == "live" and LIVE_ACKNOWLEDGE != LIVE_ACKNOWLEDGE_PHRASE:
-        raise ImproperlyConfigured(f"LIVE_ACKNOWLEDGE: BROKER_MODE=live trades real money; set it to exactly "
-                                   f"{LIVE_ACKNOWLEDGE_PHRASE!r} to confirm")
+        raise ImproperlyConfigured(
+            f"LIVE_ACKNOWLEDGE: BROKER_MODE=live trades real money; set it to exactly "
+            f"{LIVE_ACKNOWLEDGE_PHRASE!r} to confirm"
+        )
 REPLAY_FILE = env.str("REPLAY_FILE", "")  # CSV or JSONL of ts,symbol,bid,ask,last,mark for PRICE_SOURCE=replay
 if PRICE_SOURCE == "replay" and not REPLAY_FILE:
     raise ImproperlyConfigured("REPLAY_FILE: required when PRICE_SOURCE=replay")
@@ -329,8 +348,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["oms.api.permissions.ApiPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # DRF's defaults, with a JSON parser that also refuses bodies nested too deep (a 400, not a 500).
-    "DEFAULT_PARSER_CLASSES": ["oms.api.parsers.JSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": [
+        "oms.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "oms.api.errors.exception_handler",

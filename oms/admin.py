@@ -64,11 +64,33 @@ class OrderInline(admin.TabularInline):
 
 @admin.register(Position)
 class PositionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "symbol", "side", "qty", "entry_price", "status", "close_price", "pnl_display",
-                    "auto_close_reason", "strategy", "exchange", "created_at", "closed_at")
+    list_display = (
+        "id",
+        "symbol",
+        "side",
+        "qty",
+        "entry_price",
+        "status",
+        "close_price",
+        "pnl_display",
+        "auto_close_reason",
+        "strategy",
+        "exchange",
+        "created_at",
+        "closed_at",
+    )
     list_display_links = ("id", "symbol")
-    list_filter = ("status", "side", "auto_close_reason", "exchange", "strategy", "exit_strategy", "market_type",
-                   "created_at", "closed_at")
+    list_filter = (
+        "status",
+        "side",
+        "auto_close_reason",
+        "exchange",
+        "strategy",
+        "exit_strategy",
+        "market_type",
+        "created_at",
+        "closed_at",
+    )
     search_fields = ("=id", "symbol", "strategy", "external_order_id", "external_position_ref", "account_label")
     date_hierarchy = "created_at"
     list_per_page = 50
@@ -77,13 +99,55 @@ class PositionAdmin(ReadOnlyAdmin):
     inlines = [OrderInline]
     readonly_fields = ("notional", "holding_time", "return_pct", "exit_meta_pretty")
     fieldsets = (
-        (None, {"fields": ("symbol", "side", "qty", "status", "exchange", "market_type", "account_label", "strategy",
-                           "timeframe_min", "external_order_id", "external_position_ref")}),
-        ("Entry and levels", {"fields": ("entry_price", "notional", "tp_price", "sl_price", "exit_strategy",
-                                         "dynamic_tp_price", "dynamic_sl_price", "max_favorable_move",
-                                         "exit_meta_pretty")}),
-        ("Result", {"fields": ("created_at", "closed_at", "holding_time", "close_price", "pnl", "fee", "return_pct",
-                               "auto_close_reason")}),
+        (
+            None,
+            {
+                "fields": (
+                    "symbol",
+                    "side",
+                    "qty",
+                    "status",
+                    "exchange",
+                    "market_type",
+                    "account_label",
+                    "strategy",
+                    "timeframe_min",
+                    "external_order_id",
+                    "external_position_ref",
+                )
+            },
+        ),
+        (
+            "Entry and levels",
+            {
+                "fields": (
+                    "entry_price",
+                    "notional",
+                    "tp_price",
+                    "sl_price",
+                    "exit_strategy",
+                    "dynamic_tp_price",
+                    "dynamic_sl_price",
+                    "max_favorable_move",
+                    "exit_meta_pretty",
+                )
+            },
+        ),
+        (
+            "Result",
+            {
+                "fields": (
+                    "created_at",
+                    "closed_at",
+                    "holding_time",
+                    "close_price",
+                    "pnl",
+                    "fee",
+                    "return_pct",
+                    "auto_close_reason",
+                )
+            },
+        ),
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
@@ -126,12 +190,14 @@ class PositionAdmin(ReadOnlyAdmin):
         chosen = list(queryset)
         already = sum(1 for p in chosen if p.status != PositionStatus.OPEN)
         operator = Operator.from_request(request, OperatorSource.ADMIN)
-        result = positions_close_at_market(positions=chosen, reason=CloseReason.MANUAL, operator=operator,
-                                           via="admin_action")
+        result = positions_close_at_market(
+            positions=chosen, reason=CloseReason.MANUAL, operator=operator, via="admin_action"
+        )
         if result.closed:
             total = sum((p.pnl for p in result.closed), start=0)
-            self.message_user(request, f"Closed {len(result.closed)} position(s), PnL {money(total)} USDT.",
-                              messages.SUCCESS)
+            self.message_user(
+                request, f"Closed {len(result.closed)} position(s), PnL {money(total)} USDT.", messages.SUCCESS
+            )
         if already:
             self.message_user(request, f"{already} selected position(s) were not open.", messages.INFO)
         for symbol, why in result.failed.items():
@@ -142,8 +208,18 @@ class PositionAdmin(ReadOnlyAdmin):
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
-    list_display = ("id", "symbol", "side", "purpose", "qty", "price", "status", "position_link", "exchange",
-                    "created_at")
+    list_display = (
+        "id",
+        "symbol",
+        "side",
+        "purpose",
+        "qty",
+        "price",
+        "status",
+        "position_link",
+        "exchange",
+        "created_at",
+    )
     list_filter = ("purpose", "status", "side", "exchange", "created_at")
     search_fields = ("=id", "symbol", "=position__id")
     date_hierarchy = "created_at"
@@ -169,8 +245,17 @@ class OperatorActionAdmin(ReadOnlyAdmin):
 
 @admin.register(Signal)
 class SignalAdmin(ReadOnlyAdmin):
-    list_display = ("id", "received_at", "symbol", "side", "strategy", "exchange", "outcome", "short_reason",
-                    "position_link")
+    list_display = (
+        "id",
+        "received_at",
+        "symbol",
+        "side",
+        "strategy",
+        "exchange",
+        "outcome",
+        "short_reason",
+        "position_link",
+    )
     list_filter = ("outcome", "exchange", "strategy", "side", "received_at")
     search_fields = ("=id", "symbol", "reason", "dedupe_key", "strategy")
     date_hierarchy = "received_at"
@@ -180,7 +265,8 @@ class SignalAdmin(ReadOnlyAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         return [f.name for f in Signal._meta.fields if f.name not in ("payload", "response")] + list(
-            self.readonly_fields)
+            self.readonly_fields
+        )
 
     @admin.display(description="Reason")
     def short_reason(self, obj: Signal) -> str:
@@ -215,7 +301,8 @@ class OmsSwitchChangeAdmin(ReadOnlyAdmin):
 
 class OmsControlForm(forms.ModelForm):
     change_reason = forms.CharField(
-        max_length=500, help_text="Required: recorded in the switch history with your name.",
+        max_length=500,
+        help_text="Required: recorded in the switch history with your name.",
         widget=forms.TextInput(attrs={"size": 60}),
     )
 
@@ -251,16 +338,26 @@ class OmsControlAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: OmsControl, form: forms.ModelForm, change: bool) -> None:
         oms_switch_set(
-            enabled=form.cleaned_data["enabled"], reason=form.cleaned_data["change_reason"],
-            actor=request.user.get_username(), source=SwitchSource.ADMIN, user=request.user,
+            enabled=form.cleaned_data["enabled"],
+            reason=form.cleaned_data["change_reason"],
+            actor=request.user.get_username(),
+            source=SwitchSource.ADMIN,
+            user=request.user,
         )
         obj.refresh_from_db()
 
 
 @admin.register(AutoCloseMonitor)
 class AutoCloseMonitorAdmin(ReadOnlyAdmin):
-    list_display = ("__str__", "last_sweep_at", "sweeps", "positions_checked", "positions_closed", "errors",
-                    "last_error_at")
+    list_display = (
+        "__str__",
+        "last_sweep_at",
+        "sweeps",
+        "positions_checked",
+        "positions_closed",
+        "errors",
+        "last_error_at",
+    )
 
     def get_readonly_fields(self, request: HttpRequest, obj=None):
         return [f.name for f in AutoCloseMonitor._meta.fields]

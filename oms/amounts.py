@@ -42,21 +42,33 @@ def amount_error(value: Decimal) -> str | None:
 
 def _notional_error(price: Decimal, qty: Decimal, what: str) -> str | None:
     if price * qty > MAX_NOTIONAL:
-        return (f"{what} × qty is above {MAX_NOTIONAL:,.0f}: the PnL and fees of this position could overflow "
-                "the book's columns.")
+        return (
+            f"{what} × qty is above {MAX_NOTIONAL:,.0f}: the PnL and fees of this position could overflow "
+            "the book's columns."
+        )
     return None
 
 
-def position_amount_errors(*, entry_price: Decimal, qty: Decimal, tp_price: Decimal | None, sl_price: Decimal | None,
-                           names: dict[str, str] | None = None) -> dict[str, list[str]]:
+def position_amount_errors(
+    *,
+    entry_price: Decimal,
+    qty: Decimal,
+    tp_price: Decimal | None,
+    sl_price: Decimal | None,
+    names: dict[str, str] | None = None,
+) -> dict[str, list[str]]:
     """Field errors for the amounts of a position about to be opened (empty when it can be stored).
 
     `names` renames the fields in the errors (the signal calls the entry `price`)."""
-    names = {"entry_price": "entry_price", "qty": "qty", "tp_price": "tp_price", "sl_price": "sl_price",
-             **(names or {})}
+    names = {
+        "entry_price": "entry_price",
+        "qty": "qty",
+        "tp_price": "tp_price",
+        "sl_price": "sl_price",
+        **(names or {}),
+    }
     errors: dict[str, list[str]] = {}
-    for field, value in (("entry_price", entry_price), ("qty", qty), ("tp_price", tp_price),
-                         ("sl_price", sl_price)):
+    for field, value in (("entry_price", entry_price), ("qty", qty), ("tp_price", tp_price), ("sl_price", sl_price)):
         message = None if value is None else amount_error(value)
         if message:
             errors.setdefault(names[field], []).append(message)
@@ -71,12 +83,12 @@ def position_amount_errors(*, entry_price: Decimal, qty: Decimal, tp_price: Deci
     return errors
 
 
-def levels_for_storage(*, side: str, price: Decimal, tp_pct: Decimal, sl_pct: Decimal
-                       ) -> tuple[tuple[Decimal, Decimal], dict[str, list[str]]]:
+def levels_for_storage(
+    *, side: str, price: Decimal, tp_pct: Decimal, sl_pct: Decimal
+) -> tuple[tuple[Decimal, Decimal], dict[str, list[str]]]:
     """The TP/SL levels `tp_pct`/`sl_pct` away from `price` as the columns store them (10 places), and
     errors (keyed `tp_pct`/`sl_pct`) when a stored level would be 0 or no longer on its side of the entry."""
-    tp, sl = (level.quantize(QUANT) for level in levels_from_pct(side=side, price=price, tp_pct=tp_pct,
-                                                                   sl_pct=sl_pct))
+    tp, sl = (level.quantize(QUANT) for level in levels_from_pct(side=side, price=price, tp_pct=tp_pct, sl_pct=sl_pct))
     sign = 1 if side == "long" else -1
     errors: dict[str, list[str]] = {}
     if tp <= 0:
@@ -90,24 +102,28 @@ def levels_for_storage(*, side: str, price: Decimal, tp_pct: Decimal, sl_pct: De
     return (tp, sl), errors
 
 
-def level_distance_errors(*, tp_pct: Decimal | None, sl_pct: Decimal | None,
-                          names: dict[str, str] | None = None) -> dict[str, list[str]]:
+def level_distance_errors(
+    *, tp_pct: Decimal | None, sl_pct: Decimal | None, names: dict[str, str] | None = None
+) -> dict[str, list[str]]:
     """Value sanity (issue #12 §3): a TP/SL distance from the entry, in percent, nearer than
     `MIN_TP_SL_PCT` (fees and spread would eat it) or farther than `MAX_TP_PCT` / `MAX_SL_PCT`
     is refused; errors keyed `tp_pct`/`sl_pct` unless `names` renames them."""
     names = {"tp_pct": "tp_pct", "sl_pct": "sl_pct", **(names or {})}
     errors: dict[str, list[str]] = {}
     minimum = settings.MIN_TP_SL_PCT
-    for field, pct, maximum, setting, what in (("tp_pct", tp_pct, settings.MAX_TP_PCT, "MAX_TP_PCT", "take-profit"),
-                                                ("sl_pct", sl_pct, settings.MAX_SL_PCT, "MAX_SL_PCT", "stop-loss")):
+    for field, pct, maximum, setting, what in (
+        ("tp_pct", tp_pct, settings.MAX_TP_PCT, "MAX_TP_PCT", "take-profit"),
+        ("sl_pct", sl_pct, settings.MAX_SL_PCT, "MAX_SL_PCT", "stop-loss"),
+    ):
         if pct is None:
             continue
         if pct < minimum:
-            errors[names[field]] = [f"The {what} is {pct:.4f} % from the entry, nearer than MIN_TP_SL_PCT "
-                                    f"({minimum} %): fees and spread would eat it."]
+            errors[names[field]] = [
+                f"The {what} is {pct:.4f} % from the entry, nearer than MIN_TP_SL_PCT "
+                f"({minimum} %): fees and spread would eat it."
+            ]
         elif pct > maximum:
-            errors[names[field]] = [f"The {what} is {pct:.4f} % from the entry, farther than {setting} "
-                                    f"({maximum} %)."]
+            errors[names[field]] = [f"The {what} is {pct:.4f} % from the entry, farther than {setting} ({maximum} %)."]
     return errors
 
 

@@ -18,9 +18,14 @@ def notify_urls_check(app_configs, **kwargs):
         return []
     from oms.services.notify import notify_url_problems
 
-    return [Warning(f"NOTIFY_URLS entry #{number} is not a valid apprise URL: alerts never reach it.",
-                    hint="See https://github.com/caronc/apprise/wiki for the URL of each service.", id="oms.W002")
-            for number in notify_url_problems()]
+    return [
+        Warning(
+            f"NOTIFY_URLS entry #{number} is not a valid apprise URL: alerts never reach it.",
+            hint="See https://github.com/caronc/apprise/wiki for the URL of each service.",
+            id="oms.W002",
+        )
+        for number in notify_url_problems()
+    ]
 
 
 @register()
@@ -31,5 +36,7 @@ def deprecated_setting_names_check(app_configs, **kwargs):
 
     settings_module = importlib.import_module(os.environ.get("DJANGO_SETTINGS_MODULE", "lomsite.settings"))
     config = getattr(settings_module, "env", None)
-    return [Warning(message, hint="Rename the key in the environment or .env (see .env.sample).", id="lomsite.W001")
-            for message in getattr(config, "deprecations", [])]
+    return [
+        Warning(message, hint="Rename the key in the environment or .env (see .env.sample).", id="lomsite.W001")
+        for message in getattr(config, "deprecations", [])
+    ]

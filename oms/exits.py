@@ -189,9 +189,7 @@ def policy_for(exit_strategy: str) -> Policy:
     return POLICIES.get(exit_strategy or "", tp_sl_static)
 
 
-def evaluate_exit(
-    position: ExitPosition, exit_strategy: str, ctx: ExitContext, params: ExitParams
-) -> list[ExitAction]:
+def evaluate_exit(position: ExitPosition, exit_strategy: str, ctx: ExitContext, params: ExitParams) -> list[ExitAction]:
     return policy_for(exit_strategy)(position, ctx, params)
 
 

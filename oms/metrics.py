@@ -237,7 +237,11 @@ def drawdown_summaries(queryset: QuerySet, group_sql: str = "0") -> dict[str, Dr
     for grp, count, total, high, low, fall in rows:
         peak = max(db_decimal(high), ZERO)
         # the start (0) is a peak too: a fall from 0 to the lowest equity counts
-        result[str(grp)] = Drawdown(trades=int(count), total=db_decimal(total), peak=peak,
-                                    trough=min(db_decimal(low), ZERO),
-                                    drawdown=max(db_decimal(fall), -min(db_decimal(low), ZERO), ZERO))
+        result[str(grp)] = Drawdown(
+            trades=int(count),
+            total=db_decimal(total),
+            peak=peak,
+            trough=min(db_decimal(low), ZERO),
+            drawdown=max(db_decimal(fall), -min(db_decimal(low), ZERO), ZERO),
+        )
     return result

@@ -330,7 +330,8 @@ class AutoCloseMonitor(SingleRow):
     last_sweep_closed = models.IntegerField(default=0)
     last_sweep_failed_symbols = models.JSONField(default=list, blank=True)
     close_failures = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="Positions whose exit failed in the last sweep: {id: {count, last_error, since, last_at}}",
     )
     # The sweep lease: whoever holds an unexpired lease is the only one allowed to sweep.
@@ -527,20 +528,25 @@ class OperatorAction(models.Model):
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.CharField(max_length=150)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                             related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     source = models.CharField(max_length=10, choices=OperatorSource.choices)
     action = models.CharField(max_length=16, choices=OperatorActionKind.choices)
-    position = models.ForeignKey(Position, on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="operator_actions")
+    position = models.ForeignKey(
+        Position, on_delete=models.SET_NULL, null=True, blank=True, related_name="operator_actions"
+    )
     reason = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["action", "at"], name="operatoraction_action_at"),
-                   models.Index(fields=["actor", "at"], name="operatoraction_actor_at")]
+        indexes = [
+            models.Index(fields=["action", "at"], name="operatoraction_action_at"),
+            models.Index(fields=["actor", "at"], name="operatoraction_actor_at"),
+        ]
 
     def __str__(self) -> str:
-        return (f"{self.get_action_display()} by {self.actor} ({self.get_source_display()}) "
-                f"at {self.at:%Y-%m-%d %H:%M:%S}")
+        return (
+            f"{self.get_action_display()} by {self.actor} ({self.get_source_display()}) at {self.at:%Y-%m-%d %H:%M:%S}"
+        )

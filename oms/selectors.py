@@ -47,8 +47,14 @@ def positions_filtered(
 ) -> QuerySet[Position]:
     """Positions matching every given filter (created_at in [since, until))."""
     conditions = Q()
-    for name, value in (("status", status), ("symbol", symbol and symbol.upper()), ("strategy", strategy),
-                        ("exchange", exchange), ("side", side), ("account_label", account_label)):
+    for name, value in (
+        ("status", status),
+        ("symbol", symbol and symbol.upper()),
+        ("strategy", strategy),
+        ("exchange", exchange),
+        ("side", side),
+        ("account_label", account_label),
+    ):
         if value:
             conditions &= Q(**{name: value})
     if since:
@@ -144,8 +150,7 @@ def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tupl
     most `max_points` of them (a small query), else at the last close of each closing day, from the
     maintained figures (a few hundred rows however many trades), downsampled to `max_points`."""
     if closed_trades <= max_points:  # in Python (oms.metrics), exact on SQLite too, where SQL sums floats
-        trades = (Position.objects.closed().order_by("closed_at", "id")
-                  .values_list("closed_at", "pnl")[:max_points + 1])
+        trades = Position.objects.closed().order_by("closed_at", "id").values_list("closed_at", "pnl")[: max_points + 1]
         return downsample(equity_curve(trades), max_points)
     from oms.services.figures import figures_equity_days
 
@@ -165,6 +170,7 @@ def cached_over_book(name: str, compute: Callable[[], T], *extra: object, timeou
 
 
 # --- lists and single rows read by the API, the console and the commands -----------------------------
+
 
 def position_list() -> QuerySet[Position]:
     """Every position, newest first, with the signals that opened it (the API's list)."""
@@ -205,8 +211,9 @@ def switch_last_change() -> OmsSwitchChange | None:
 CLOSING_ACTIONS = ("close", "settle_price", "void")
 
 
-def operator_action_list(*, position_id: int | None = None, actor: str = "", action: str = ""
-                         ) -> QuerySet[OperatorAction]:
+def operator_action_list(
+    *, position_id: int | None = None, actor: str = "", action: str = ""
+) -> QuerySet[OperatorAction]:
     """The operator audit, newest first, filtered by position, actor (exact) and action."""
     queryset = OperatorAction.objects.select_related("position").order_by("-at", "-id")
     if position_id is not None:
@@ -220,8 +227,11 @@ def operator_action_list(*, position_id: int | None = None, actor: str = "", act
 
 def position_closed_by(position_id: int) -> OperatorAction | None:
     """The operator action that closed (or settled, or voided) this position; None when the sweep did."""
-    return (OperatorAction.objects.filter(position_id=position_id, action__in=CLOSING_ACTIONS)
-            .order_by("-at", "-id").first())
+    return (
+        OperatorAction.objects.filter(position_id=position_id, action__in=CLOSING_ACTIONS)
+        .order_by("-at", "-id")
+        .first()
+    )
 
 
 def notification_list(*, status: str = "") -> QuerySet[Notification]:

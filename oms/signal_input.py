@@ -238,19 +238,29 @@ def amount_errors(signal: BounceSignal, *, qty_given: bool = True) -> dict[str, 
     """The book's amount rule (oms/amounts.py) applied to a signal: price, qty, notional, TP/SL distances
     (value sanity: MIN_TP_SL_PCT .. MAX_TP_PCT / MAX_SL_PCT) and levels."""
     if not qty_given and amount_error(signal.qty):
-        return {"qty": [f"No qty given, and the default sizing gives {signal.qty} at this price, which the book "
-                        "cannot hold: send a qty."]}
-    errors = position_amount_errors(entry_price=signal.price, qty=signal.qty, tp_price=None,
-                                    sl_price=None, names={"entry_price": "price"})
+        return {
+            "qty": [
+                f"No qty given, and the default sizing gives {signal.qty} at this price, which the book "
+                "cannot hold: send a qty."
+            ]
+        }
+    errors = position_amount_errors(
+        entry_price=signal.price, qty=signal.qty, tp_price=None, sl_price=None, names={"entry_price": "price"}
+    )
     if errors:
         return errors
     errors = level_distance_errors(tp_pct=signal.tp_pct, sl_pct=signal.sl_pct)
     if errors:
         return errors
-    (tp, sl), errors = levels_for_storage(side=signal.side, price=signal.price, tp_pct=signal.tp_pct,
-                                          sl_pct=signal.sl_pct)
+    (tp, sl), errors = levels_for_storage(
+        side=signal.side, price=signal.price, tp_pct=signal.tp_pct, sl_pct=signal.sl_pct
+    )
     if errors:
         return errors
-    return position_amount_errors(entry_price=signal.price, qty=signal.qty, tp_price=tp,
-                                  sl_price=sl, names={"entry_price": "price", "tp_price": "tp_pct",
-                                                      "sl_price": "sl_pct"})
+    return position_amount_errors(
+        entry_price=signal.price,
+        qty=signal.qty,
+        tp_price=tp,
+        sl_price=sl,
+        names={"entry_price": "price", "tp_price": "tp_pct", "sl_price": "sl_pct"},
+    )

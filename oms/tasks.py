@@ -23,8 +23,10 @@ def _stop_on_shutdown_signals() -> Iterator[Callable[[], bool]]:
         yield lambda: False
         return
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield lambda: bool(received)
     finally:

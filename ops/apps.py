@@ -17,7 +17,8 @@ class OpsConfig(AppConfig):
 
         # Every `migrate` (install, upgrade) creates or updates the daily backup schedule, once
         # django-q's tables exist (this app has no models, so it gets no post_migrate of its own).
-        post_migrate.connect(backup_schedule_ensure, sender=apps.get_app_config("django_q"),
-                             dispatch_uid="ops.backup_schedule")
+        post_migrate.connect(
+            backup_schedule_ensure, sender=apps.get_app_config("django_q"), dispatch_uid="ops.backup_schedule"
+        )
         if check_backup_age not in HEALTH_CHECKS:
             HEALTH_CHECKS.append(check_backup_age)

@@ -85,9 +85,15 @@ class DatabaseTarget:
         conf = connection.settings_dict
         if connection.vendor not in DB_MEMBER:
             raise BackupError(f"backups support SQLite and PostgreSQL, not {connection.vendor}")
-        return cls(vendor=connection.vendor, name=str(conf["NAME"]), user=conf.get("USER") or "",
-                   password=conf.get("PASSWORD") or "", host=conf.get("HOST") or "", port=str(conf.get("PORT") or ""),
-                   alias=alias)
+        return cls(
+            vendor=connection.vendor,
+            name=str(conf["NAME"]),
+            user=conf.get("USER") or "",
+            password=conf.get("PASSWORD") or "",
+            host=conf.get("HOST") or "",
+            port=str(conf.get("PORT") or ""),
+            alias=alias,
+        )
 
     def with_name(self, name: str) -> DatabaseTarget:
         return DatabaseTarget(self.vendor, name, self.user, self.password, self.host, self.port, alias=None)
@@ -109,12 +115,18 @@ class DatabaseTarget:
         return {**os.environ, **({"PGPASSWORD": self.password} if self.password else {})}
 
     def psycopg_kwargs(self) -> dict[str, str]:
-        values = {"dbname": self.name, "user": self.user, "password": self.password, "host": self.host,
-                  "port": self.port}
+        values = {
+            "dbname": self.name,
+            "user": self.user,
+            "password": self.password,
+            "host": self.host,
+            "port": self.port,
+        }
         return {key: value for key, value in values.items() if value}
 
 
 # --- naming --------------------------------------------------------------------------------------
+
 
 def backup_name(*, now: datetime, environment: str, vendor: str, label: str = "") -> str:
     suffix = f"_{label}" if label else ""
@@ -139,8 +151,13 @@ def backups_list(directory: Path | None = None) -> list[tuple[datetime, Path]]:
 def app_version() -> str:
     version = settings.SPECTACULAR_SETTINGS.get("VERSION", "0")
     try:
-        described = subprocess.run(["git", "-C", str(settings.BASE_DIR), "describe", "--always", "--dirty", "--tags"],
-                                   capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        described = subprocess.run(
+            ["git", "-C", str(settings.BASE_DIR), "describe", "--always", "--dirty", "--tags"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return version
     return f"{version}+{described}" if described else version
@@ -156,9 +173,14 @@ def sha256_of(path: Path) -> str:
 
 # --- database snapshots --------------------------------------------------------------------------
 
+
 def _sqlite_counts(conn: sqlite3.Connection) -> dict[str, int]:
-    names = [row[0] for row in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
     return {name: conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] for name in names}
 
 
@@ -183,10 +205,16 @@ def _sqlite_snapshot(target: DatabaseTarget, dest: Path) -> tuple[dict[str, int]
 def _pg_counts(conn) -> dict[str, int]:
     from psycopg import sql
 
-    names = [row[0] for row in conn.execute(
-        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
-    return {name: conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
-            for name in names}
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+        )
+    ]
+    return {
+        name: conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(name))).fetchone()[0]
+        for name in names
+    }
 
 
 def _pg_migrations(conn) -> list[str]:
@@ -214,8 +242,19 @@ def _pg_snapshot(target: DatabaseTarget, dest: Path) -> tuple[dict[str, int], li
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         counts, migrations = _pg_counts(conn), _pg_migrations(conn)
         # The transaction stays open while pg_dump reads the exported snapshot.
-        _run(["pg_dump", "--format=custom", f"--snapshot={snapshot}", "--file", str(dest), *target.pg_args(),
-              target.name], env=target.pg_env(), what="pg_dump")
+        _run(
+            [
+                "pg_dump",
+                "--format=custom",
+                f"--snapshot={snapshot}",
+                "--file",
+                str(dest),
+                *target.pg_args(),
+                target.name,
+            ],
+            env=target.pg_env(),
+            what="pg_dump",
+        )
         conn.rollback()
     return counts, migrations
 
@@ -234,6 +273,7 @@ def database_counts(target: DatabaseTarget, tables: list[str] | None = None) -> 
 
 
 # --- create --------------------------------------------------------------------------------------
+
 
 @dataclass
 class BackupResult:
@@ -266,8 +306,13 @@ def _private_directory(directory: Path) -> None:
         try:
             directory.chmod(BACKUP_DIR_MODE)
         except PermissionError:  # not ours (a mounted volume): the files themselves stay 0600
-            log_event(logger, "backup_dir_not_private", level=logging.WARNING, path=str(directory),
-                      mode=oct(stat.S_IMODE(directory.stat().st_mode)))
+            log_event(
+                logger,
+                "backup_dir_not_private",
+                level=logging.WARNING,
+                path=str(directory),
+                mode=oct(stat.S_IMODE(directory.stat().st_mode)),
+            )
 
 
 def backup_create(
@@ -330,12 +375,20 @@ def backup_create(
                 archive.add(work_dir / m, arcname=m)
         partial.chmod(BACKUP_FILE_MODE)
         os.replace(partial, final)  # a backup file is complete or absent
-    log_event(logger, "backup_created", path=str(final), bytes=final.stat().st_size, tables=len(tables),
-              rows=manifest["total_rows"], vendor=target.vendor)
+    log_event(
+        logger,
+        "backup_created",
+        path=str(final),
+        bytes=final.stat().st_size,
+        tables=len(tables),
+        rows=manifest["total_rows"],
+        vendor=target.vendor,
+    )
     return BackupResult(path=final, manifest=manifest)
 
 
 # --- verify --------------------------------------------------------------------------------------
+
 
 @dataclass
 class VerifyResult:
@@ -370,8 +423,11 @@ def _extract(path: Path, into: Path) -> None:
 
 
 def _compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str]:
-    return [f"table {table}: {actual.get(table, 'missing')} rows, the manifest says {count}"
-            for table, count in sorted(expected.items()) if actual.get(table) != count]
+    return [
+        f"table {table}: {actual.get(table, 'missing')} rows, the manifest says {count}"
+        for table, count in sorted(expected.items())
+        if actual.get(table) != count
+    ]
 
 
 def backup_verify(path: Path, *, deep: bool = False, progress: Progress = _quiet) -> VerifyResult:
@@ -437,11 +493,13 @@ def backup_verify(path: Path, *, deep: bool = False, progress: Progress = _quiet
             mismatches, migrations = _pg_deep_check(db_file, manifest, progress)
         result.problems.extend(mismatches)
         if not mismatches:
-            result.checks.append(f"row counts match the manifest ({len(manifest['tables'])} tables, "
-                                 f"{manifest['total_rows']} rows)")
+            result.checks.append(
+                f"row counts match the manifest ({len(manifest['tables'])} tables, {manifest['total_rows']} rows)"
+            )
         if len(migrations) != manifest["migrations"]["count"]:
-            result.problems.append(f"{len(migrations)} applied migrations, the manifest says "
-                                   f"{manifest['migrations']['count']}")
+            result.problems.append(
+                f"{len(migrations)} applied migrations, the manifest says {manifest['migrations']['count']}"
+            )
     return result
 
 
@@ -464,6 +522,7 @@ def _pg_deep_check(dump: Path, manifest: dict, progress: Progress) -> tuple[list
 
 
 # --- restore -------------------------------------------------------------------------------------
+
 
 @dataclass
 class RestoreResult:
@@ -510,9 +569,23 @@ def _target_is_empty(target: DatabaseTarget) -> bool:
 
 
 def _pg_restore(dump: Path, target: DatabaseTarget) -> None:
-    _run(["pg_restore", "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
-          "--exit-on-error", *target.pg_args(), "--dbname", target.name, str(dump)],
-         env=target.pg_env(), what="pg_restore")
+    _run(
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            "--single-transaction",
+            "--exit-on-error",
+            *target.pg_args(),
+            "--dbname",
+            target.name,
+            str(dump),
+        ],
+        env=target.pg_env(),
+        what="pg_restore",
+    )
 
 
 def _sqlite_restore(copy: Path, target: DatabaseTarget) -> None:
@@ -564,8 +637,10 @@ def backup_restore(
         raise BackupError(f"{path.name} does not verify: " + "; ".join(verified.problems))
     manifest = verified.manifest
     if manifest["database"]["vendor"] != target.vendor:
-        raise BackupError(f"{path.name} holds a {manifest['database']['vendor']} database; the target is "
-                          f"{target.vendor} (a cross-engine move needs dumpdata/loaddata, see docs/RUNBOOK.md)")
+        raise BackupError(
+            f"{path.name} holds a {manifest['database']['vendor']} database; the target is "
+            f"{target.vendor} (a cross-engine move needs dumpdata/loaddata, see docs/RUNBOOK.md)"
+        )
     safety = None
     if safety_backup and not _target_is_empty(target):
         progress("taking a safety backup of the current database…")
@@ -586,8 +661,11 @@ def backup_restore(
         counts = database_counts(target, list(manifest["tables"]))
         mismatches = _compare_counts(manifest["tables"], counts)
         if mismatches:
-            raise BackupError("restored, but the counts differ from the manifest: " + "; ".join(mismatches)
-                              + (f" (the previous database is in {safety})" if safety else ""))
+            raise BackupError(
+                "restored, but the counts differ from the manifest: "
+                + "; ".join(mismatches)
+                + (f" (the previous database is in {safety})" if safety else "")
+            )
         audit_files = _restore_audit(work_dir, manifest) if restore_audit else []
     output = io.StringIO()
     if target.alias:
@@ -597,13 +675,26 @@ def backup_restore(
         from oms.services.figures import book_figures_rebuild
 
         book_figures_rebuild(using=target.alias)
-    log_event(logger, "backup_restored", path=str(path), target=target.describe(), rows=sum(counts.values()),
-              safety_backup=str(safety) if safety else None)
-    return RestoreResult(path=path, target=target.describe(), safety_backup=safety, tables=counts,
-                         migrate_output=output.getvalue(), audit_files=audit_files)
+    log_event(
+        logger,
+        "backup_restored",
+        path=str(path),
+        target=target.describe(),
+        rows=sum(counts.values()),
+        safety_backup=str(safety) if safety else None,
+    )
+    return RestoreResult(
+        path=path,
+        target=target.describe(),
+        safety_backup=safety,
+        tables=counts,
+        migrate_output=output.getvalue(),
+        audit_files=audit_files,
+    )
 
 
 # --- prune ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class PruneResult:
@@ -624,8 +715,10 @@ def backups_prune(
     """Delete backups and rotated audit files older than the retention; the newest backup always stays."""
     retention = settings.BACKUP_RETENTION_DAYS if retention_days is None else retention_days
     if retention < 0 or (retention < MIN_RETENTION_DAYS and not force):
-        raise BackupError(f"a retention of {retention} days is below the minimum of {MIN_RETENTION_DAYS} "
-                          "(use --force if you really mean it)")
+        raise BackupError(
+            f"a retention of {retention} days is below the minimum of {MIN_RETENTION_DAYS} "
+            "(use --force if you really mean it)"
+        )
     cutoff = (now or timezone.now()) - timedelta(days=retention)
     result = PruneResult(retention_days=retention)
     backups = backups_list(directory)
@@ -640,12 +733,18 @@ def backups_prune(
         for path in result.deleted + result.audit_deleted:
             path.unlink(missing_ok=True)
         if result.deleted or result.audit_deleted:
-            log_event(logger, "backups_pruned", deleted=[p.name for p in result.deleted],
-                      audit_deleted=[p.name for p in result.audit_deleted], retention_days=retention)
+            log_event(
+                logger,
+                "backups_pruned",
+                deleted=[p.name for p in result.deleted],
+                audit_deleted=[p.name for p in result.audit_deleted],
+                retention_days=retention,
+            )
     return result
 
 
 # --- schedule ------------------------------------------------------------------------------------
+
 
 def next_daily_run(at: str, now: datetime | None = None) -> datetime:
     """The next UTC datetime at "HH:MM" strictly after `now`."""
@@ -675,8 +774,14 @@ def backup_schedule_ensure(**kwargs) -> object | None:
         next_run = existing.next_run  # unchanged time: keep the pending run
     schedule, _ = Schedule.objects.update_or_create(
         name=SCHEDULE_NAME,
-        defaults={"func": SCHEDULE_FUNC, "schedule_type": Schedule.DAILY, "repeats": -1, "next_run": next_run,
-                  "args": None, "kwargs": None},
+        defaults={
+            "func": SCHEDULE_FUNC,
+            "schedule_type": Schedule.DAILY,
+            "repeats": -1,
+            "next_run": next_run,
+            "args": None,
+            "kwargs": None,
+        },
     )
     return schedule
 
@@ -699,15 +804,21 @@ def _backup_scheduled() -> str:
     created = backup_create()
     verified = backup_verify(created.path)
     if not verified.ok:
-        log_event(logger, "backup_verify_failed", level=logging.ERROR, path=str(created.path),
-                  problems=verified.problems)
+        log_event(
+            logger, "backup_verify_failed", level=logging.ERROR, path=str(created.path), problems=verified.problems
+        )
         raise BackupError(f"{created.path.name} does not verify: " + "; ".join(verified.problems))
     summary = f"backup {created.path.name} ({created.manifest['total_rows']} rows) verified"
     if rotated:
         summary += f"; audit rotated to {rotated.name}"
     if settings.BACKUP_RETENTION_DAYS < MIN_RETENTION_DAYS:
-        log_event(logger, "backup_prune_skipped", level=logging.WARNING, retention_days=settings.BACKUP_RETENTION_DAYS,
-                  reason=f"below the minimum of {MIN_RETENTION_DAYS} days; run prune_backups --force by hand")
+        log_event(
+            logger,
+            "backup_prune_skipped",
+            level=logging.WARNING,
+            retention_days=settings.BACKUP_RETENTION_DAYS,
+            reason=f"below the minimum of {MIN_RETENTION_DAYS} days; run prune_backups --force by hand",
+        )
         return summary + "; prune skipped (retention below the minimum)"
     pruned = backups_prune()
     return summary + f"; pruned {len(pruned.deleted)} backup(s), {len(pruned.audit_deleted)} audit file(s)"

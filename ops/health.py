@@ -60,5 +60,8 @@ def check_backup_age(ctx: HealthContext) -> Iterable[Reason]:
         return
     installed = _installed_at()
     if installed and ctx.now - installed > limit:
-        yield Reason("backup_missing", f"no good backup exists (limit {hours:g} h)",
-                     f"none in {settings.BACKUP_DIR}; installed {installed.isoformat()}")
+        yield Reason(
+            "backup_missing",
+            f"no good backup exists (limit {hours:g} h)",
+            f"none in {settings.BACKUP_DIR}; installed {installed.isoformat()}",
+        )

@@ -57,8 +57,9 @@ def _headers(token: str) -> dict[str, str]:
 
 def market_price_fetch(base_url: str, symbol: str, *, token: str, timeout: float = 5.0) -> Decimal:
     """The service's own current price for `symbol` (GET /market), in its configured price mode."""
-    response = requests.get(base_url.rstrip("/") + "/market", params={"symbol": symbol}, headers=_headers(token),
-                            timeout=timeout)
+    response = requests.get(
+        base_url.rstrip("/") + "/market", params={"symbol": symbol}, headers=_headers(token), timeout=timeout
+    )
     if response.status_code != 200:
         raise ValueError(f"GET /market answered HTTP {response.status_code}: {response.text[:300]}")
     quote = response.json()
@@ -105,6 +106,7 @@ def signal_send_test(
     except ValueError:
         body = None
     if response.status_code != 200:
-        return TestSignalResult(response.status_code, body, f"HTTP {response.status_code}: {response.text[:500]}",
-                                price)
+        return TestSignalResult(
+            response.status_code, body, f"HTTP {response.status_code}: {response.text[:500]}", price
+        )
     return TestSignalResult(response.status_code, body, "", price)

@@ -90,8 +90,7 @@ def evaluate_risk(
     if per_symbol is not None and exposure.symbol_open >= per_symbol:
         return RiskDecision(
             False,
-            f"max_symbol_open_reached (symbol={symbol}, count={exposure.symbol_open}, "
-            f"limit={per_symbol})",
+            f"max_symbol_open_reached (symbol={symbol}, count={exposure.symbol_open}, limit={per_symbol})",
             "symbol",
         )
     notional = entry_price * qty

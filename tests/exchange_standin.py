@@ -30,19 +30,29 @@ from urllib.parse import parse_qsl, urlsplit
 
 TAKER_FEE = Decimal("0.0006")
 BITGET_ERRORS = {  # kind → (HTTP status, code, message)
-    "key": (400, "40037", "Apikey does not exist"), "passphrase": (400, "40012", "apikey/password is incorrect"),
-    "sign": (400, "40009", "sign signature error"), "auth": (400, "40037", "Apikey does not exist"),
+    "key": (400, "40037", "Apikey does not exist"),
+    "passphrase": (400, "40012", "apikey/password is incorrect"),
+    "sign": (400, "40009", "sign signature error"),
+    "auth": (400, "40037", "Apikey does not exist"),
     "insufficient": (400, "40762", "The order amount exceeds the balance"),
-    "rate_limit": (429, "429", "Too Many Requests"), "not_found": (400, "40109", "order not found"),
-    "qty": (400, "45110", "less than the minimum order quantity"), "duplicate": (400, "40757", "Duplicate clientOid"),
-    "reduce_only": (400, "22002", "No position to close"), "symbol": (400, "40034", "Parameter does not exist"),
+    "rate_limit": (429, "429", "Too Many Requests"),
+    "not_found": (400, "40109", "order not found"),
+    "qty": (400, "45110", "less than the minimum order quantity"),
+    "duplicate": (400, "40757", "Duplicate clientOid"),
+    "reduce_only": (400, "22002", "No position to close"),
+    "symbol": (400, "40034", "Parameter does not exist"),
 }
 BYBIT_ERRORS = {
-    "key": (401, 10003, "API key is invalid."), "sign": (401, 10004, "error sign!"),
-    "auth": (401, 10003, "API key is invalid."), "passphrase": (401, 10003, "API key is invalid."),
-    "insufficient": (200, 110007, "ab not enough for new order"), "rate_limit": (403, 10006, "Too many visits!"),
-    "qty": (200, 10001, "Qty invalid"), "duplicate": (200, 110072, "OrderLinkedID is duplicate"),
-    "reduce_only": (200, 110017, "Reduce-only rule not satisfied"), "symbol": (200, 10001, "symbol invalid"),
+    "key": (401, 10003, "API key is invalid."),
+    "sign": (401, 10004, "error sign!"),
+    "auth": (401, 10003, "API key is invalid."),
+    "passphrase": (401, 10003, "API key is invalid."),
+    "insufficient": (200, 110007, "ab not enough for new order"),
+    "rate_limit": (403, 10006, "Too many visits!"),
+    "qty": (200, 10001, "Qty invalid"),
+    "duplicate": (200, 110072, "OrderLinkedID is duplicate"),
+    "reduce_only": (200, 110017, "Reduce-only rule not satisfied"),
+    "symbol": (200, 10001, "symbol invalid"),
 }
 
 
@@ -106,10 +116,12 @@ class StandIn:
     one_way: bool = True
     margin_mode: str = "isolated"
     leverage: int = 1
-    markets: dict[str, Market] = field(default_factory=lambda: {
-        "BTCUSDT": Market("BTCUSDT", Decimal("60000"), Decimal("0.001"), Decimal("0.001"), Decimal("0.1")),
-        "ETHUSDT": Market("ETHUSDT", Decimal("3000"), Decimal("0.01"), Decimal("0.01"), Decimal("0.01")),
-    })
+    markets: dict[str, Market] = field(
+        default_factory=lambda: {
+            "BTCUSDT": Market("BTCUSDT", Decimal("60000"), Decimal("0.001"), Decimal("0.001"), Decimal("0.1")),
+            "ETHUSDT": Market("ETHUSDT", Decimal("3000"), Decimal("0.01"), Decimal("0.01"), Decimal("0.01")),
+        }
+    )
     requests: list[Request] = field(default_factory=list)
     positions: dict[str, Held] = field(default_factory=dict)
     orders: dict[str, StandInOrder] = field(default_factory=dict)
@@ -180,14 +192,25 @@ class StandIn:
     def _record_close(self, symbol: str, held: Held, price: Decimal, qty: Decimal) -> Decimal:
         close_fee = (price * qty * TAKER_FEE).quantize(Decimal("0.00000001"))
         pnl = (price - held.entry) * qty if held.side == "long" else (held.entry - price) * qty
-        self.history.append({"symbol": symbol, "side": held.side, "qty": qty, "entry": held.entry, "exit": price,
-                             "open_fee": held.open_fee * qty / held.qty if held.qty else held.open_fee,
-                             "close_fee": close_fee, "pnl": pnl, "opened_ms": held.opened_ms,
-                             "closed_ms": self._now_ms()})
+        self.history.append(
+            {
+                "symbol": symbol,
+                "side": held.side,
+                "qty": qty,
+                "entry": held.entry,
+                "exit": price,
+                "open_fee": held.open_fee * qty / held.qty if held.qty else held.open_fee,
+                "close_fee": close_fee,
+                "pnl": pnl,
+                "opened_ms": held.opened_ms,
+                "closed_ms": self._now_ms(),
+            }
+        )
         return close_fee
 
-    def _place(self, *, symbol: str, side: str, qty: Decimal, client_id: str, reduce_only: bool,
-               tp: str | None, sl: str | None) -> tuple[str | None, StandInOrder | None]:
+    def _place(
+        self, *, symbol: str, side: str, qty: Decimal, client_id: str, reduce_only: bool, tp: str | None, sl: str | None
+    ) -> tuple[str | None, StandInOrder | None]:
         """A market order; returns (error, order)."""
         if client_id in self.orders:
             return "duplicate", None
@@ -200,8 +223,21 @@ class StandIn:
         position_side = "long" if side == "buy" else "short"
         held = self.positions.get(symbol)
         self.next_id += 1
-        order = StandInOrder(client_id, str(self.next_id), symbol, side, qty, price, Decimal("0"), "filled",
-                             reduce_only, tp, sl, self._now_ms(), self.unfilled_lookups)
+        order = StandInOrder(
+            client_id,
+            str(self.next_id),
+            symbol,
+            side,
+            qty,
+            price,
+            Decimal("0"),
+            "filled",
+            reduce_only,
+            tp,
+            sl,
+            self._now_ms(),
+            self.unfilled_lookups,
+        )
         if reduce_only:
             if held is None or held.side == position_side:
                 return "reduce_only", None
@@ -216,8 +252,15 @@ class StandIn:
                 return "insufficient", None
             order.fee = (price * qty * TAKER_FEE).quantize(Decimal("0.00000001"))
             if held is None:
-                self.positions[symbol] = Held(position_side, qty, price, Decimal(tp) if tp else None,
-                                              Decimal(sl) if sl else None, self._now_ms(), order.fee)
+                self.positions[symbol] = Held(
+                    position_side,
+                    qty,
+                    price,
+                    Decimal(tp) if tp else None,
+                    Decimal(sl) if sl else None,
+                    self._now_ms(),
+                    order.fee,
+                )
             elif held.side == position_side:
                 held.entry = (held.entry * held.qty + price * qty) / (held.qty + qty)
                 held.qty += qty
@@ -286,8 +329,9 @@ class StandIn:
                 return "passphrase"
             timestamp = headers.get("access-timestamp", "")
             prehash = timestamp + method + path + (f"?{query}" if query else "") + body
-            expected = base64.b64encode(hmac.new(self.api_secret.encode(), prehash.encode(), hashlib.sha256)
-                                        .digest()).decode()
+            expected = base64.b64encode(
+                hmac.new(self.api_secret.encode(), prehash.encode(), hashlib.sha256).digest()
+            ).decode()
             sign = headers.get("access-sign", "")
         else:
             if headers.get("x-bapi-api-key") != self.api_key:
@@ -337,22 +381,55 @@ def _s(value: Decimal | None) -> str:
 def _bg_contracts(s: StandIn, p: dict):
     if p.get("productType") != "USDT-FUTURES":
         return []
-    return [{"symbol": m.symbol, "baseCoin": m.symbol[:-4], "quoteCoin": "USDT", "buyLimitPriceRatio": "0.01",
-             "sellLimitPriceRatio": "0.01", "feeRateUpRatio": "0.005", "makerFeeRate": "0.0002",
-             "takerFeeRate": "0.0006", "openCostUpRatio": "0.01", "supportMarginCoins": ["USDT"],
-             "minTradeNum": _s(m.min_qty), "priceEndStep": "1", "volumePlace": str(-m.qty_step.as_tuple().exponent),
-             "pricePlace": str(-m.tick.as_tuple().exponent), "sizeMultiplier": _s(m.qty_step),
-             "symbolType": "perpetual", "minTradeUSDT": _s(m.min_notional), "maxSymbolOrderNum": "200",
-             "maxProductOrderNum": "400", "maxPositionNum": "150", "symbolStatus": "normal", "offTime": "-1",
-             "limitOpenTime": "-1", "deliveryTime": "", "deliveryStartTime": "", "deliveryPeriod": "",
-             "launchTime": "", "fundInterval": "8", "minLever": "1", "maxLever": "125", "posLimit": "0.05",
-             "maintainTime": ""} for m in s.markets.values()]
+    return [
+        {
+            "symbol": m.symbol,
+            "baseCoin": m.symbol[:-4],
+            "quoteCoin": "USDT",
+            "buyLimitPriceRatio": "0.01",
+            "sellLimitPriceRatio": "0.01",
+            "feeRateUpRatio": "0.005",
+            "makerFeeRate": "0.0002",
+            "takerFeeRate": "0.0006",
+            "openCostUpRatio": "0.01",
+            "supportMarginCoins": ["USDT"],
+            "minTradeNum": _s(m.min_qty),
+            "priceEndStep": "1",
+            "volumePlace": str(-m.qty_step.as_tuple().exponent),
+            "pricePlace": str(-m.tick.as_tuple().exponent),
+            "sizeMultiplier": _s(m.qty_step),
+            "symbolType": "perpetual",
+            "minTradeUSDT": _s(m.min_notional),
+            "maxSymbolOrderNum": "200",
+            "maxProductOrderNum": "400",
+            "maxPositionNum": "150",
+            "symbolStatus": "normal",
+            "offTime": "-1",
+            "limitOpenTime": "-1",
+            "deliveryTime": "",
+            "deliveryStartTime": "",
+            "deliveryPeriod": "",
+            "launchTime": "",
+            "fundInterval": "8",
+            "minLever": "1",
+            "maxLever": "125",
+            "posLimit": "0.05",
+            "maintainTime": "",
+        }
+        for m in s.markets.values()
+    ]
 
 
 def _bg_place(s: StandIn, p: dict):
-    error, order = s._place(symbol=p["symbol"], side=p["side"], qty=Decimal(p["size"]), client_id=p["clientOid"],
-                            reduce_only=p.get("reduceOnly") == "YES", tp=p.get("presetStopSurplusPrice"),
-                            sl=p.get("presetStopLossPrice"))
+    error, order = s._place(
+        symbol=p["symbol"],
+        side=p["side"],
+        qty=Decimal(p["size"]),
+        client_id=p["clientOid"],
+        reduce_only=p.get("reduceOnly") == "YES",
+        tp=p.get("presetStopSurplusPrice"),
+        sl=p.get("presetStopLossPrice"),
+    )
     return error or {"orderId": order.order_id, "clientOid": order.client_id}
 
 
@@ -368,64 +445,165 @@ def _bg_detail(s: StandIn, p: dict):
     if order is None:
         return "not_found"
     if _not_yet_filled(order):
-        return {"symbol": order.symbol, "size": _s(order.qty), "orderId": order.order_id, "clientOid": order.client_id,
-                "baseVolume": "0", "priceAvg": "", "fee": "0", "state": "live", "side": order.side,
-                "cTime": str(order.created_ms), "uTime": str(order.created_ms)}
-    return {"symbol": order.symbol, "size": _s(order.qty), "orderId": order.order_id, "clientOid": order.client_id,
-            "baseVolume": _s(order.qty), "priceAvg": _s(order.price), "fee": "-" + _s(order.fee), "price": "",
-            "state": order.state, "side": order.side, "force": "gtc", "totalProfits": "0", "posSide": "net",
-            "marginCoin": "USDT", "presetStopSurplusPrice": order.tp or "", "presetStopLossPrice": order.sl or "",
-            "quoteVolume": _s(order.qty * order.price), "orderType": "market", "leverage": str(s.leverage),
-            "marginMode": s.margin_mode, "reduceOnly": "YES" if order.reduce_only else "NO",
-            "enterPointSource": "API", "tradeSide": "buy_single" if order.side == "buy" else "sell_single",
-            "posMode": "one_way_mode", "orderSource": "market", "cTime": str(order.created_ms),
-            "uTime": str(order.created_ms)}
+        return {
+            "symbol": order.symbol,
+            "size": _s(order.qty),
+            "orderId": order.order_id,
+            "clientOid": order.client_id,
+            "baseVolume": "0",
+            "priceAvg": "",
+            "fee": "0",
+            "state": "live",
+            "side": order.side,
+            "cTime": str(order.created_ms),
+            "uTime": str(order.created_ms),
+        }
+    return {
+        "symbol": order.symbol,
+        "size": _s(order.qty),
+        "orderId": order.order_id,
+        "clientOid": order.client_id,
+        "baseVolume": _s(order.qty),
+        "priceAvg": _s(order.price),
+        "fee": "-" + _s(order.fee),
+        "price": "",
+        "state": order.state,
+        "side": order.side,
+        "force": "gtc",
+        "totalProfits": "0",
+        "posSide": "net",
+        "marginCoin": "USDT",
+        "presetStopSurplusPrice": order.tp or "",
+        "presetStopLossPrice": order.sl or "",
+        "quoteVolume": _s(order.qty * order.price),
+        "orderType": "market",
+        "leverage": str(s.leverage),
+        "marginMode": s.margin_mode,
+        "reduceOnly": "YES" if order.reduce_only else "NO",
+        "enterPointSource": "API",
+        "tradeSide": "buy_single" if order.side == "buy" else "sell_single",
+        "posMode": "one_way_mode",
+        "orderSource": "market",
+        "cTime": str(order.created_ms),
+        "uTime": str(order.created_ms),
+    }
 
 
 def _bg_positions(s: StandIn, p: dict):
-    return [{"marginCoin": "USDT", "symbol": sym, "holdSide": h.side, "openDelegateSize": "0", "marginSize": "0",
-             "available": _s(h.qty), "locked": "0", "total": _s(h.qty), "leverage": str(s.leverage),
-             "achievedProfits": "0", "openPriceAvg": _s(h.entry), "marginMode": s.margin_mode,
-             "posMode": "one_way_mode" if s.one_way else "hedge_mode", "unrealizedPL": "0", "liquidationPrice": "0",
-             "keepMarginRate": "0.004", "markPrice": _s(s.markets[sym].price), "cTime": str(h.opened_ms),
-             "uTime": str(h.opened_ms)} for sym, h in s.positions.items()]
+    return [
+        {
+            "marginCoin": "USDT",
+            "symbol": sym,
+            "holdSide": h.side,
+            "openDelegateSize": "0",
+            "marginSize": "0",
+            "available": _s(h.qty),
+            "locked": "0",
+            "total": _s(h.qty),
+            "leverage": str(s.leverage),
+            "achievedProfits": "0",
+            "openPriceAvg": _s(h.entry),
+            "marginMode": s.margin_mode,
+            "posMode": "one_way_mode" if s.one_way else "hedge_mode",
+            "unrealizedPL": "0",
+            "liquidationPrice": "0",
+            "keepMarginRate": "0.004",
+            "markPrice": _s(s.markets[sym].price),
+            "cTime": str(h.opened_ms),
+            "uTime": str(h.opened_ms),
+        }
+        for sym, h in s.positions.items()
+    ]
 
 
 def _bg_history(s: StandIn, p: dict):
     rows = [h for h in s.history if h["symbol"] == p.get("symbol", h["symbol"])]
-    return {"list": [{"symbol": h["symbol"], "marginCoin": "USDT", "holdSide": h["side"],
-                      "openAvgPrice": _s(h["entry"]), "closeAvgPrice": _s(h["exit"]), "marginMode": s.margin_mode,
-                      "openTotalPos": _s(h["qty"]), "closeTotalPos": _s(h["qty"]), "pnl": _s(h["pnl"]),
-                      "netProfit": _s(h["pnl"] - h["open_fee"] - h["close_fee"]), "totalFunding": "0",
-                      "openFee": "-" + _s(h["open_fee"]), "closeFee": "-" + _s(h["close_fee"]),
-                      "cTime": str(h["opened_ms"]), "uTime": str(h["closed_ms"])} for h in reversed(rows)],
-            "endId": ""}
+    return {
+        "list": [
+            {
+                "symbol": h["symbol"],
+                "marginCoin": "USDT",
+                "holdSide": h["side"],
+                "openAvgPrice": _s(h["entry"]),
+                "closeAvgPrice": _s(h["exit"]),
+                "marginMode": s.margin_mode,
+                "openTotalPos": _s(h["qty"]),
+                "closeTotalPos": _s(h["qty"]),
+                "pnl": _s(h["pnl"]),
+                "netProfit": _s(h["pnl"] - h["open_fee"] - h["close_fee"]),
+                "totalFunding": "0",
+                "openFee": "-" + _s(h["open_fee"]),
+                "closeFee": "-" + _s(h["close_fee"]),
+                "cTime": str(h["opened_ms"]),
+                "uTime": str(h["closed_ms"]),
+            }
+            for h in reversed(rows)
+        ],
+        "endId": "",
+    }
 
 
 def _bg_accounts(s: StandIn, p: dict):
-    return [{"marginCoin": "USDT", "locked": "0", "available": _s(s.equity), "crossedMaxAvailable": _s(s.equity),
-             "isolatedMaxAvailable": _s(s.equity), "maxTransferOut": _s(s.equity), "accountEquity": _s(s.equity),
-             "usdtEquity": _s(s.equity), "btcEquity": "0", "crossedRiskRate": "0", "unrealizedPL": "0",
-             "coupon": "0", "crossedUnrealizedPL": "0", "isolatedUnrealizedPL": "0", "assetMode": "single"}]
+    return [
+        {
+            "marginCoin": "USDT",
+            "locked": "0",
+            "available": _s(s.equity),
+            "crossedMaxAvailable": _s(s.equity),
+            "isolatedMaxAvailable": _s(s.equity),
+            "maxTransferOut": _s(s.equity),
+            "accountEquity": _s(s.equity),
+            "usdtEquity": _s(s.equity),
+            "btcEquity": "0",
+            "crossedRiskRate": "0",
+            "unrealizedPL": "0",
+            "coupon": "0",
+            "crossedUnrealizedPL": "0",
+            "isolatedUnrealizedPL": "0",
+            "assetMode": "single",
+        }
+    ]
 
 
 def _bg_account(s: StandIn, p: dict):
-    return {"marginCoin": "USDT", "locked": "0", "available": _s(s.equity), "accountEquity": _s(s.equity),
-            "usdtEquity": _s(s.equity), "marginMode": "crossed" if s.margin_mode == "cross" else "isolated",
-            "crossedMarginLeverage": s.leverage, "isolatedLongLever": s.leverage, "isolatedShortLever": s.leverage,
-            "posMode": "one_way_mode" if s.one_way else "hedge_mode"}
+    return {
+        "marginCoin": "USDT",
+        "locked": "0",
+        "available": _s(s.equity),
+        "accountEquity": _s(s.equity),
+        "usdtEquity": _s(s.equity),
+        "marginMode": "crossed" if s.margin_mode == "cross" else "isolated",
+        "crossedMarginLeverage": s.leverage,
+        "isolatedLongLever": s.leverage,
+        "isolatedShortLever": s.leverage,
+        "posMode": "one_way_mode" if s.one_way else "hedge_mode",
+    }
 
 
 def _bg_info(s: StandIn, p: dict):
     # Documented permission codes: coow/cpow futures orders/holdings (read and write), wwow withdrawal.
     authorities = ["coor", "cpor", "coow", "cpow"] + (["wwow"] if s.withdraw_permission else [])
-    return {"userId": "1", "inviterId": "", "ipList": "127.0.0.1", "authorities": authorities, "parentId": 0,
-            "traderType": "", "channelCode": "", "channel": "", "regisTime": "0"}
+    return {
+        "userId": "1",
+        "inviterId": "",
+        "ipList": "127.0.0.1",
+        "authorities": authorities,
+        "parentId": 0,
+        "traderType": "",
+        "channelCode": "",
+        "channel": "",
+        "regisTime": "0",
+    }
 
 
 def _bg_pending(s: StandIn, p: dict):
-    return {"entrustedList": [{"symbol": o["symbol"], "clientOid": o["client_id"], "orderId": o["order_id"]}
-                              for o in s.open_orders] or None, "endId": ""}
+    return {
+        "entrustedList": [
+            {"symbol": o["symbol"], "clientOid": o["client_id"], "orderId": o["order_id"]} for o in s.open_orders
+        ]
+        or None,
+        "endId": "",
+    }
 
 
 def _bg_cancel_all(s: StandIn, p: dict):
@@ -458,37 +636,83 @@ BITGET_ROUTES = {
 def _by_instruments(s: StandIn, p: dict):
     if p.get("category") != "linear" or p.get("status") == "PreLaunch" or p.get("cursor"):
         return {"category": "linear", "list": [], "nextPageCursor": ""}
-    return {"category": "linear", "nextPageCursor": "", "list": [
-        {"symbol": m.symbol, "contractType": "LinearPerpetual", "status": "Trading", "baseCoin": m.symbol[:-4],
-         "quoteCoin": "USDT", "launchTime": "1585526400000", "deliveryTime": "0", "deliveryFeeRate": "",
-         "priceScale": str(-m.tick.as_tuple().exponent),
-         "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
-         "priceFilter": {"minPrice": _s(m.tick), "maxPrice": "1999999.80", "tickSize": _s(m.tick)},
-         "lotSizeFilter": {"maxOrderQty": "1190.000", "minOrderQty": _s(m.min_qty), "qtyStep": _s(m.qty_step),
-                           "postOnlyMaxOrderQty": "1190.000", "maxMktOrderQty": "500.000",
-                           "minNotionalValue": _s(m.min_notional)},
-         "unifiedMarginTrade": True, "fundingInterval": 480, "settleCoin": "USDT", "copyTrading": "both",
-         "upperFundingRate": "0.00375", "lowerFundingRate": "-0.00375", "isPreListing": False,
-         "preListingInfo": None} for m in s.markets.values()]}
+    return {
+        "category": "linear",
+        "nextPageCursor": "",
+        "list": [
+            {
+                "symbol": m.symbol,
+                "contractType": "LinearPerpetual",
+                "status": "Trading",
+                "baseCoin": m.symbol[:-4],
+                "quoteCoin": "USDT",
+                "launchTime": "1585526400000",
+                "deliveryTime": "0",
+                "deliveryFeeRate": "",
+                "priceScale": str(-m.tick.as_tuple().exponent),
+                "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+                "priceFilter": {"minPrice": _s(m.tick), "maxPrice": "1999999.80", "tickSize": _s(m.tick)},
+                "lotSizeFilter": {
+                    "maxOrderQty": "1190.000",
+                    "minOrderQty": _s(m.min_qty),
+                    "qtyStep": _s(m.qty_step),
+                    "postOnlyMaxOrderQty": "1190.000",
+                    "maxMktOrderQty": "500.000",
+                    "minNotionalValue": _s(m.min_notional),
+                },
+                "unifiedMarginTrade": True,
+                "fundingInterval": 480,
+                "settleCoin": "USDT",
+                "copyTrading": "both",
+                "upperFundingRate": "0.00375",
+                "lowerFundingRate": "-0.00375",
+                "isPreListing": False,
+                "preListingInfo": None,
+            }
+            for m in s.markets.values()
+        ],
+    }
 
 
 BYBIT_STATES = {"filled": "Filled", "canceled": "Cancelled", "live": "New"}
 
 
 def _by_create(s: StandIn, p: dict):
-    error, order = s._place(symbol=p["symbol"], side=p["side"].lower(), qty=Decimal(p["qty"]),
-                            client_id=p["orderLinkId"], reduce_only=bool(p.get("reduceOnly")),
-                            tp=p.get("takeProfit"), sl=p.get("stopLoss"))
+    error, order = s._place(
+        symbol=p["symbol"],
+        side=p["side"].lower(),
+        qty=Decimal(p["qty"]),
+        client_id=p["orderLinkId"],
+        reduce_only=bool(p.get("reduceOnly")),
+        tp=p.get("takeProfit"),
+        sl=p.get("stopLoss"),
+    )
     return error or {"orderId": order.order_id, "orderLinkId": order.client_id}
 
 
 def _by_order_row(o: StandInOrder) -> dict:
-    return {"orderId": o.order_id, "orderLinkId": o.client_id, "symbol": o.symbol, "side": o.side.title(),
-            "orderType": "Market", "orderStatus": BYBIT_STATES[o.state], "price": "0", "qty": _s(o.qty),
-            "avgPrice": _s(o.price), "cumExecQty": _s(o.qty), "cumExecValue": _s(o.qty * o.price),
-            "cumExecFee": _s(o.fee), "leavesQty": "0", "positionIdx": 0, "reduceOnly": o.reduce_only,
-            "takeProfit": o.tp or "", "stopLoss": o.sl or "", "timeInForce": "IOC",
-            "createdTime": str(o.created_ms), "updatedTime": str(o.created_ms)}
+    return {
+        "orderId": o.order_id,
+        "orderLinkId": o.client_id,
+        "symbol": o.symbol,
+        "side": o.side.title(),
+        "orderType": "Market",
+        "orderStatus": BYBIT_STATES[o.state],
+        "price": "0",
+        "qty": _s(o.qty),
+        "avgPrice": _s(o.price),
+        "cumExecQty": _s(o.qty),
+        "cumExecValue": _s(o.qty * o.price),
+        "cumExecFee": _s(o.fee),
+        "leavesQty": "0",
+        "positionIdx": 0,
+        "reduceOnly": o.reduce_only,
+        "takeProfit": o.tp or "",
+        "stopLoss": o.sl or "",
+        "timeInForce": "IOC",
+        "createdTime": str(o.created_ms),
+        "updatedTime": str(o.created_ms),
+    }
 
 
 def _by_realtime(s: StandIn, p: dict):
@@ -496,12 +720,18 @@ def _by_realtime(s: StandIn, p: dict):
         order = s.orders.get(p["orderLinkId"])
         row = _by_order_row(order) if order else None
         if order and _not_yet_filled(order):
-            row.update(orderStatus="New", avgPrice="", cumExecQty="0", cumExecValue="0", cumExecFee="0",
-                       leavesQty=row["qty"])
+            row.update(
+                orderStatus="New", avgPrice="", cumExecQty="0", cumExecValue="0", cumExecFee="0", leavesQty=row["qty"]
+            )
         return {"category": "linear", "nextPageCursor": "", "list": [row] if row else []}
-    return {"category": "linear", "nextPageCursor": "", "list": [
-        {"orderId": o["order_id"], "orderLinkId": o["client_id"], "symbol": o["symbol"], "orderStatus": "New"}
-        for o in s.open_orders]}
+    return {
+        "category": "linear",
+        "nextPageCursor": "",
+        "list": [
+            {"orderId": o["order_id"], "orderLinkId": o["client_id"], "symbol": o["symbol"], "orderStatus": "New"}
+            for o in s.open_orders
+        ],
+    }
 
 
 def _by_history(s: StandIn, p: dict):
@@ -513,39 +743,94 @@ def _by_positions(s: StandIn, p: dict):
     rows = []
     for sym in symbols:
         h = s.positions.get(sym)
-        rows.append({"positionIdx": 0 if s.one_way else 1, "symbol": sym,
-                     "side": ("Buy" if h.side == "long" else "Sell") if h else "", "size": _s(h.qty) if h else "0",
-                     "avgPrice": _s(h.entry) if h else "0", "leverage": str(s.leverage),
-                     "tradeMode": 1 if s.margin_mode == "isolated" else 0, "positionStatus": "Normal",
-                     "markPrice": _s(s.markets[sym].price), "takeProfit": _s(h.tp) if h else "",
-                     "stopLoss": _s(h.sl) if h else "", "createdTime": str(h.opened_ms if h else 0),
-                     "updatedTime": str(h.opened_ms if h else 0)})
+        rows.append(
+            {
+                "positionIdx": 0 if s.one_way else 1,
+                "symbol": sym,
+                "side": ("Buy" if h.side == "long" else "Sell") if h else "",
+                "size": _s(h.qty) if h else "0",
+                "avgPrice": _s(h.entry) if h else "0",
+                "leverage": str(s.leverage),
+                "tradeMode": 1 if s.margin_mode == "isolated" else 0,
+                "positionStatus": "Normal",
+                "markPrice": _s(s.markets[sym].price),
+                "takeProfit": _s(h.tp) if h else "",
+                "stopLoss": _s(h.sl) if h else "",
+                "createdTime": str(h.opened_ms if h else 0),
+                "updatedTime": str(h.opened_ms if h else 0),
+            }
+        )
     return {"category": "linear", "nextPageCursor": "", "list": rows}
 
 
 def _by_closed_pnl(s: StandIn, p: dict):
     rows = [h for h in s.history if h["symbol"] == p.get("symbol")]
-    return {"category": "linear", "nextPageCursor": "", "list": [
-        {"symbol": h["symbol"], "orderId": "1", "side": "Sell" if h["side"] == "long" else "Buy",
-         "qty": _s(h["qty"]), "closedSize": _s(h["qty"]), "avgEntryPrice": _s(h["entry"]),
-         "avgExitPrice": _s(h["exit"]), "closedPnl": _s(h["pnl"] - h["open_fee"] - h["close_fee"]),
-         "openFee": _s(h["open_fee"]), "closeFee": _s(h["close_fee"]), "cumEntryValue": _s(h["entry"] * h["qty"]),
-         "cumExitValue": _s(h["exit"] * h["qty"]), "orderType": "Market", "execType": "Trade", "leverage": "1",
-         "createdTime": str(h["closed_ms"]), "updatedTime": str(h["closed_ms"])} for h in reversed(rows)]}
+    return {
+        "category": "linear",
+        "nextPageCursor": "",
+        "list": [
+            {
+                "symbol": h["symbol"],
+                "orderId": "1",
+                "side": "Sell" if h["side"] == "long" else "Buy",
+                "qty": _s(h["qty"]),
+                "closedSize": _s(h["qty"]),
+                "avgEntryPrice": _s(h["entry"]),
+                "avgExitPrice": _s(h["exit"]),
+                "closedPnl": _s(h["pnl"] - h["open_fee"] - h["close_fee"]),
+                "openFee": _s(h["open_fee"]),
+                "closeFee": _s(h["close_fee"]),
+                "cumEntryValue": _s(h["entry"] * h["qty"]),
+                "cumExitValue": _s(h["exit"] * h["qty"]),
+                "orderType": "Market",
+                "execType": "Trade",
+                "leverage": "1",
+                "createdTime": str(h["closed_ms"]),
+                "updatedTime": str(h["closed_ms"]),
+            }
+            for h in reversed(rows)
+        ],
+    }
 
 
 def _by_wallet(s: StandIn, p: dict):
-    return {"list": [{"accountType": "UNIFIED", "totalEquity": _s(s.equity), "totalWalletBalance": _s(s.equity),
-                      "totalAvailableBalance": _s(s.equity), "coin": [{"coin": "USDT", "equity": _s(s.equity),
-                                                                        "walletBalance": _s(s.equity)}]}]}
+    return {
+        "list": [
+            {
+                "accountType": "UNIFIED",
+                "totalEquity": _s(s.equity),
+                "totalWalletBalance": _s(s.equity),
+                "totalAvailableBalance": _s(s.equity),
+                "coin": [{"coin": "USDT", "equity": _s(s.equity), "walletBalance": _s(s.equity)}],
+            }
+        ]
+    }
 
 
 def _by_query_api(s: StandIn, p: dict):
     wallet = ["AccountTransfer"] + (["Withdraw"] if s.withdraw_permission else [])
-    return {"id": "1", "note": "stand-in", "apiKey": s.api_key, "readOnly": 0, "secret": "",
-            "permissions": {"ContractTrade": ["Order", "Position"], "Spot": [], "Wallet": wallet, "Options": [],
-                            "Derivatives": [], "CopyTrading": [], "BlockTrade": [], "Exchange": [], "NFT": []},
-            "ips": ["*"], "type": 1, "unified": 1, "uta": 1}
+    return {
+        "id": "1",
+        "note": "stand-in",
+        "apiKey": s.api_key,
+        "readOnly": 0,
+        "secret": "",
+        "permissions": {
+            "ContractTrade": ["Order", "Position"],
+            "Spot": [],
+            "Wallet": wallet,
+            "Options": [],
+            "Derivatives": [],
+            "CopyTrading": [],
+            "BlockTrade": [],
+            "Exchange": [],
+            "NFT": [],
+        },
+        "ips": ["*"],
+        "type": 1,
+        "unified": 1,
+        "uta": 1,
+    }
 
 
 def _by_cancel_all(s: StandIn, p: dict):

@@ -52,14 +52,24 @@ def sqlite_process_env(database: Path, **extra: str) -> dict[str, str]:
     """The environment of a LOMS process of our own on SQLite file `database`: built-in defaults
     (no .env, no inherited DATABASE_URL or Django settings), the audit log beside the database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_"))}
-    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=f"sqlite:///{database}",
-               AUDIT_LOG_PATH=str(database.parent / "audit.jsonl"), **extra)
+    env.update(
+        LOMS_ENV_FILE="/nonexistent",
+        DATABASE_URL=f"sqlite:///{database}",
+        AUDIT_LOG_PATH=str(database.parent / "audit.jsonl"),
+        **extra,
+    )
     return env
 
 
 def migrated_sqlite_env(directory: Path, **extra: str) -> dict[str, str]:
     """`sqlite_process_env` for a fresh database in `directory`, migrated."""
     env = sqlite_process_env(directory / "loms.sqlite3", **extra)
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return env

@@ -33,8 +33,13 @@ pytestmark = pytest.mark.slow
 
 
 def start_server(env: dict, port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -46,8 +51,12 @@ def start_server(env: dict, port: int) -> subprocess.Popen:
 
 
 def post(port: int, body: dict, timeout: float = 60) -> int | None:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/signals/bounce", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/signals/bounce",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status
@@ -76,13 +85,20 @@ def signal_ids(database: Path) -> list[int]:
 
 
 def lines_per_signal(audit: Path) -> Counter:
-    return Counter(json.loads(line)["signal_row_id"] for line in audit.read_text().splitlines()
-                   if '"signal_row_id"' in line)
+    return Counter(
+        json.loads(line)["signal_row_id"] for line in audit.read_text().splitlines() if '"signal_row_id"' in line
+    )
 
 
 def body(n: int, **overrides) -> dict:
-    return {"symbol": f"K{n}USDT", "side": "BUY", "price": 100.0, "timestamp": "2025-06-19T10:15:00Z",
-            "signal_id": f"kill-{n}", **overrides}
+    return {
+        "symbol": f"K{n}USDT",
+        "side": "BUY",
+        "price": 100.0,
+        "timestamp": "2025-06-19T10:15:00Z",
+        "signal_id": f"kill-{n}",
+        **overrides,
+    }
 
 
 def test_every_committed_signal_has_exactly_one_audit_line_after_a_sigkill_mid_burst(tmp_path):
@@ -128,8 +144,7 @@ def test_every_committed_signal_has_exactly_one_audit_line_after_a_sigkill_mid_b
 def test_workers_sigkilled_mid_burst_owe_no_audit_line_while_the_server_keeps_running(tmp_path):
     """The same, but only the gunicorn workers die (OOM, gunicorn's own timeout): the master
     replaces them and, some seconds later, `audit_recover` writes the lines they owed."""
-    env = migrated_sqlite_env(tmp_path, GUNICORN_WORKERS="2", GUNICORN_THREADS="10",
-                              LOMS_AUDIT_RECOVER_DELAY_SEC="3")
+    env = migrated_sqlite_env(tmp_path, GUNICORN_WORKERS="2", GUNICORN_THREADS="10", LOMS_AUDIT_RECOVER_DELAY_SEC="3")
     database, audit = tmp_path / "loms.sqlite3", Path(env["AUDIT_LOG_PATH"])
     port = free_port()
     server = start_server(env, port)

@@ -28,19 +28,38 @@ pytestmark = pytest.mark.slow
 
 def demo_env(tmp: Path, standin: StandIn, **extra: str) -> dict:
     return migrated_sqlite_env(
-        tmp, ENVIRONMENT="paper", SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="127.0.0.1",
-        SECURE_SSL_REDIRECT="false", BEHIND_TLS_PROXY="false", BROKER_MODE="demo", BROKER_EXCHANGE=standin.exchange,
-        BITGET_BASE_URL=standin.url, BYBIT_BASE_URL=standin.url, BITGET_API_KEY=standin.api_key,
-        BITGET_API_SECRET=standin.api_secret, BITGET_API_PASSPHRASE=standin.passphrase,
-        BYBIT_API_KEY=standin.api_key, BYBIT_API_SECRET=standin.api_secret, SYMBOL_ALLOWLIST="BTCUSDT",
-        PRICE_SOURCE="exchange", PRICE_EXCHANGE=standin.exchange,
-        LIVE_MAX_NOTIONAL_USDT="100", MAX_SIGNAL_AGE_SEC="", MAX_SIGNAL_PRICE_DEVIATION_PCT="",
-        RECONCILE_INTERVAL_SEC="10", GUNICORN_WORKERS="1", MIN_POSITION_AGE_SEC="3600", **extra)
+        tmp,
+        ENVIRONMENT="paper",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        BEHIND_TLS_PROXY="false",
+        BROKER_MODE="demo",
+        BROKER_EXCHANGE=standin.exchange,
+        BITGET_BASE_URL=standin.url,
+        BYBIT_BASE_URL=standin.url,
+        BITGET_API_KEY=standin.api_key,
+        BITGET_API_SECRET=standin.api_secret,
+        BITGET_API_PASSPHRASE=standin.passphrase,
+        BYBIT_API_KEY=standin.api_key,
+        BYBIT_API_SECRET=standin.api_secret,
+        SYMBOL_ALLOWLIST="BTCUSDT",
+        PRICE_SOURCE="exchange",
+        PRICE_EXCHANGE=standin.exchange,
+        LIVE_MAX_NOTIONAL_USDT="100",
+        MAX_SIGNAL_AGE_SEC="",
+        MAX_SIGNAL_PRICE_DEVIATION_PCT="",
+        RECONCILE_INTERVAL_SEC="10",
+        GUNICORN_WORKERS="1",
+        MIN_POSITION_AGE_SEC="3600",
+        **extra,
+    )
 
 
 def manage(env: dict, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def query(db: Path, sql: str) -> list[tuple]:
@@ -60,8 +79,14 @@ def test_serve_in_demo_mode_trades_on_the_exchange_reconciles_an_sl_hit_and_flat
     token = manage(env, "create_api_token", "bot", "--role", "bot").stdout.strip()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"], cwd=ROOT,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -73,10 +98,23 @@ def test_serve_in_demo_mode_trades_on_the_exchange_reconciles_an_sl_hit_and_flat
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
                 time.sleep(0.3)
-        body = json.dumps({"symbol": "BTCUSDT", "side": "BUY", "price": 60000, "qty": 0.001, "tp_pct": 2,
-                           "sl_pct": 1, "timestamp": datetime.now(UTC).isoformat()}).encode()
-        request = urllib.request.Request(f"{base}/signals/bounce", data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Token {token}"})
+        body = json.dumps(
+            {
+                "symbol": "BTCUSDT",
+                "side": "BUY",
+                "price": 60000,
+                "qty": 0.001,
+                "tp_pct": 2,
+                "sl_pct": 1,
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/signals/bounce",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        )
         answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
         assert answer["risk_ok"] is True and answer["order_status"] == "filled", answer
         held = standin.positions["BTCUSDT"]
@@ -96,10 +134,21 @@ def test_serve_in_demo_mode_trades_on_the_exchange_reconciles_an_sl_hit_and_flat
         assert health["broker_mode"] == "demo" and health["reconciliation"]["state"] == "ok"
         assert not [reason for reason in health["reasons"] if reason["code"].startswith("reconciliation")]
 
-        body = json.dumps({"symbol": "BTCUSDT", "side": "SELL", "price": 60000, "qty": 0.001,
-                           "timestamp": datetime.now(UTC).isoformat()}).encode()
-        request = urllib.request.Request(f"{base}/signals/bounce", data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Token {token}"})
+        body = json.dumps(
+            {
+                "symbol": "BTCUSDT",
+                "side": "SELL",
+                "price": 60000,
+                "qty": 0.001,
+                "timestamp": datetime.now(UTC).isoformat(),
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/signals/bounce",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        )
         assert json.loads(urllib.request.urlopen(request, timeout=30).read())["risk_ok"] is True
         assert standin.positions["BTCUSDT"].side == "short"
         started = time.monotonic()
@@ -114,7 +163,13 @@ def test_serve_in_demo_mode_trades_on_the_exchange_reconciles_an_sl_hit_and_flat
 def test_serve_refuses_to_start_in_demo_mode_when_the_preflight_fails_and_names_the_check(standin, tmp_path):
     standin.withdraw_permission = True
     env = demo_env(tmp_path, standin)
-    done = subprocess.run([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "not starting in BROKER_MODE=demo" in done.stderr and "no withdraw permission" in done.stderr

@@ -12,9 +12,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OPS_COMMANDS = ["backup", "verify_backup", "restore", "prune_backups", "check_health", "print_stats",
-                "send_test_signal", "shadow_report", "export_positions", "new_epoch", "close_all", "oms_switch",
-                "notify_test"]
+OPS_COMMANDS = [
+    "backup",
+    "verify_backup",
+    "restore",
+    "prune_backups",
+    "check_health",
+    "print_stats",
+    "send_test_signal",
+    "shadow_report",
+    "export_positions",
+    "new_epoch",
+    "close_all",
+    "oms_switch",
+    "notify_test",
+]
 
 
 def unit(name: str) -> configparser.ConfigParser:
@@ -40,15 +52,27 @@ def test_the_web_unit_uses_the_gunicorn_config_that_exists():
 
 def test_the_paper_env_example_is_a_valid_paper_configuration(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DJANGO_", "AUDIT_", "BACKUP_"))}
-    env.update(LOMS_ENV_FILE=str(ROOT / "deploy" / "paper.env.example"), SECRET_KEY="s" * 60,
-               DATABASE_URL=f"sqlite:///{tmp_path / 'paper.sqlite3'}", AUDIT_LOG_PATH=str(tmp_path / "a.jsonl"),
-               BACKUP_DIR=str(tmp_path / "backups"))
-    code = ("import os, django; django.setup(); from django.conf import settings as s; "
-            "lines = open(os.environ['LOMS_ENV_FILE']).read().splitlines(); "
-            "keys = [l.split('=')[0].strip() for l in lines if '=' in l and not l.startswith('#')]; "
-            "print([k for k in keys if not hasattr(s, k)], s.ENVIRONMENT)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**env, "DJANGO_SETTINGS_MODULE": "lomsite.settings"})
+    env.update(
+        LOMS_ENV_FILE=str(ROOT / "deploy" / "paper.env.example"),
+        SECRET_KEY="s" * 60,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'paper.sqlite3'}",
+        AUDIT_LOG_PATH=str(tmp_path / "a.jsonl"),
+        BACKUP_DIR=str(tmp_path / "backups"),
+    )
+    code = (
+        "import os, django; django.setup(); from django.conf import settings as s; "
+        "lines = open(os.environ['LOMS_ENV_FILE']).read().splitlines(); "
+        "keys = [l.split('=')[0].strip() for l in lines if '=' in l and not l.startswith('#')]; "
+        "print([k for k in keys if not hasattr(s, k)], s.ENVIRONMENT)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "DJANGO_SETTINGS_MODULE": "lomsite.settings"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] paper"
 

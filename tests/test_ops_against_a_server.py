@@ -28,14 +28,20 @@ def server(tmp_path_factory):
     env = sqlite_process_env(tmp / "loms.sqlite3", GUNICORN_WORKERS="1", API_ALLOW_ANONYMOUS="false")
 
     def manage(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
 
     assert manage("migrate", "--noinput").returncode == 0
     token = manage("create_api_token", "ops-test", "--role", "bot").stdout.strip()
     port = free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -88,8 +94,19 @@ def test_check_health_exits_2_when_no_server_listens(server):
 
 
 def test_send_test_signal_opens_a_position_through_the_api_with_a_token(server):
-    done = server["manage"]("send_test_signal", "--url", server["base"], "--token", server["token"],
-                            "--symbol", "BTCUSDT", "--side", "BUY", "--price", "100")
+    done = server["manage"](
+        "send_test_signal",
+        "--url",
+        server["base"],
+        "--token",
+        server["token"],
+        "--symbol",
+        "BTCUSDT",
+        "--side",
+        "BUY",
+        "--price",
+        "100",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Opened position #" in done.stdout
     with sqlite3.connect(server["db"]) as conn:
@@ -99,6 +116,12 @@ def test_send_test_signal_opens_a_position_through_the_api_with_a_token(server):
 
 def test_send_test_signal_without_a_token_is_refused(server):
     env_token = {k: v for k, v in server["env"].items() if k != "LOMS_API_TOKEN"}
-    done = subprocess.run([sys.executable, "manage.py", "send_test_signal", "--url", server["base"], "--price", "100"],
-                          cwd=ROOT, env=env_token, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "send_test_signal", "--url", server["base"], "--price", "100"],
+        cwd=ROOT,
+        env=env_token,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "HTTP 401" in done.stdout

@@ -56,8 +56,14 @@ def base_env(db: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("template") / "loms.sqlite3"
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=base_env(db), check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=base_env(db),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return db
 
 
@@ -71,8 +77,14 @@ def fresh_db(migrated: Path, tmp_path: Path) -> Path:
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     # A session of its own, so the test can stop the whole process tree it started.
-    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -102,8 +114,10 @@ def ts(text: str) -> float:
 
 
 def sweep_runs(db: Path) -> list[tuple[float, float, str]]:
-    return [(ts(a), ts(b), owner) for a, b, owner in
-            query(db, "SELECT started_at, finished_at, owner FROM oms_sweeprun ORDER BY started_at")]
+    return [
+        (ts(a), ts(b), owner)
+        for a, b, owner in query(db, "SELECT started_at, finished_at, owner FROM oms_sweeprun ORDER BY started_at")
+    ]
 
 
 def wait_until(condition, timeout: float, what: str, process: subprocess.Popen, log: Path):
@@ -120,8 +134,11 @@ def wait_until(condition, timeout: float, what: str, process: subprocess.Popen, 
 def assert_book_consistent(db: Path) -> tuple[int, int]:
     """Closed positions have exactly one exit order at their close price and the PnL of that price;
     open ones have none. Returns (closed, open)."""
-    positions = query(db, "SELECT id, status, side, qty, entry_price, tp_price, sl_price, close_price, pnl, "
-                          "auto_close_reason, closed_at FROM oms_position")
+    positions = query(
+        db,
+        "SELECT id, status, side, qty, entry_price, tp_price, sl_price, close_price, pnl, "
+        "auto_close_reason, closed_at FROM oms_position",
+    )
     exits = dict(query(db, "SELECT position_id, COUNT(*) FROM oms_order WHERE purpose = 'exit' GROUP BY position_id"))
     exit_prices = dict(query(db, "SELECT position_id, price FROM oms_order WHERE purpose = 'exit'"))
     closed = 0
@@ -144,24 +161,50 @@ def assert_book_consistent(db: Path) -> tuple[int, int]:
 
 def test_two_real_clusters_sweep_without_overlap_or_gaps_across_hand_overs_and_a_killed_worker(migrated, tmp_path):
     db = fresh_db(migrated, tmp_path)
-    env = base_env(db, AUTO_CLOSE_INTERVAL_SEC=str(INTERVAL), AUTO_CLOSE_LOOP_SEC=str(LOOP_SEC),
-                   AUTO_CLOSE_LEASE_SEC=str(LEASE_SEC), MIN_POSITION_AGE_SEC="0")
-    subprocess.run([sys.executable, "manage.py", "shell", "-c", SEED_POSITIONS], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=60)
+    env = base_env(
+        db,
+        AUTO_CLOSE_INTERVAL_SEC=str(INTERVAL),
+        AUTO_CLOSE_LOOP_SEC=str(LOOP_SEC),
+        AUTO_CLOSE_LEASE_SEC=str(LEASE_SEC),
+        MIN_POSITION_AGE_SEC="0",
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", SEED_POSITIONS],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     log = tmp_path / "qcluster.log"
     cluster = start(["qcluster"], env, log)
     other_cluster = start(["qcluster"], env, tmp_path / "qcluster-2.log")  # competes for the same lease
     try:
         # Run past at least one hand-over between loop tasks.
-        wait_until(lambda: len({o for _, _, o in sweep_runs(db)}) >= 2 and len(sweep_runs(db)) >= LOOP_SEC + 3,
-                   40, "a hand-over", cluster, log)
-        holder_pid = wait_until(lambda: query(db, "SELECT lease_pid FROM oms_autoclosemonitor")[0][0], 10,
-                                "a lease holder pid", cluster, log)
+        wait_until(
+            lambda: len({o for _, _, o in sweep_runs(db)}) >= 2 and len(sweep_runs(db)) >= LOOP_SEC + 3,
+            40,
+            "a hand-over",
+            cluster,
+            log,
+        )
+        holder_pid = wait_until(
+            lambda: query(db, "SELECT lease_pid FROM oms_autoclosemonitor")[0][0],
+            10,
+            "a lease holder pid",
+            cluster,
+            log,
+        )
         assert holder_pid not in (cluster.pid, other_cluster.pid)
         os.kill(holder_pid, signal.SIGKILL)
         killed_at = time.time()
-        wait_until(lambda: len([r for r in sweep_runs(db) if r[0] > killed_at]) >= LOOP_SEC + 3, 40,
-                   "sweeps to resume and hand over again", cluster, log)
+        wait_until(
+            lambda: len([r for r in sweep_runs(db) if r[0] > killed_at]) >= LOOP_SEC + 3,
+            40,
+            "sweeps to resume and hand over again",
+            cluster,
+            log,
+        )
         assert other_cluster.poll() is None
     finally:
         stop(cluster)
@@ -203,15 +246,27 @@ def test_a_long_signal_through_the_real_server_closes_by_itself_with_the_right_p
     try:
         wait_until(lambda: port_open(port), 40, "the web server", server, log)
         wait_until(lambda: query(db, "SELECT COUNT(*) FROM oms_sweeprun")[0][0] > 0, 40, "the first sweep", server, log)
-        body = {"symbol": "BTCUSDT", "side": "BUY", "price": 100.0, "timestamp": "2025-06-19T10:00:00Z",
-                "tp_pct": 4.5, "sl_pct": 1.5}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/signals/bounce", data=json.dumps(body).encode(),
-                                         method="POST", headers={"Content-Type": "application/json"})
+        body = {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "price": 100.0,
+            "timestamp": "2025-06-19T10:00:00Z",
+            "tp_pct": 4.5,
+            "sl_pct": 1.5,
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/signals/bounce",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             position_id = json.loads(response.read())["position_id"]
         sent_at = time.monotonic()
-        sql = ("SELECT status, auto_close_reason, close_price, pnl, qty, entry_price, tp_price, sl_price, created_at, "
-               "closed_at FROM oms_position WHERE id = ? AND status = 'closed'")
+        sql = (
+            "SELECT status, auto_close_reason, close_price, pnl, qty, entry_price, tp_price, sl_price, created_at, "
+            "closed_at FROM oms_position WHERE id = ? AND status = 'closed'"
+        )
         row = wait_until(lambda: query(db, sql, position_id), min_age + 5, "the position to close", server, log)
         assert time.monotonic() - sent_at <= min_age + 5
     finally:

@@ -51,22 +51,28 @@ def test_a_bad_value_under_the_old_name_names_the_old_name_as_its_source():
 def test_the_settings_and_the_risk_limits_use_the_old_name_and_check_reports_it(tmp_path):
     env_file = tmp_path / ".env"
     env_file.write_text("MAX_SIGNALS_PER_DAY_PER_SYMBOL=2\n")
-    code = ("import django, warnings; warnings.simplefilter('error', DeprecationWarning)\n"
-            "try:\n    django.setup()\nexcept DeprecationWarning as w:\n    print('warned:', w)\n")
+    code = (
+        "import django, warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+        "try:\n    django.setup()\nexcept DeprecationWarning as w:\n    print('warned:', w)\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAX_", "DATABASE_URL"))}
     env.update(LOMS_ENV_FILE=str(env_file), DJANGO_SETTINGS_MODULE="lomsite.settings")
-    warned = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60)
+    warned = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert "warned: MAX_SIGNALS_PER_DAY_PER_SYMBOL is deprecated" in warned.stdout, warned.stderr
 
-    code = ("import django; django.setup()\nfrom risk.limits import RiskLimits\n"
-            "print(RiskLimits.from_settings().max_positions_per_day_per_symbol)\n")
-    limits = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=60)
+    code = (
+        "import django; django.setup()\nfrom risk.limits import RiskLimits\n"
+        "print(RiskLimits.from_settings().max_positions_per_day_per_symbol)\n"
+    )
+    limits = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert limits.stdout.strip() == "2", limits.stderr
 
-    check = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=60)
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert "lomsite.W001" in check.stderr + check.stdout
     assert "MAX_SIGNALS_PER_DAY_PER_SYMBOL is deprecated: rename it to MAX_POSITIONS_PER_DAY_PER_SYMBOL" in (
-        check.stderr + check.stdout)
+        check.stderr + check.stdout
+    )

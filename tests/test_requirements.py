@@ -75,8 +75,13 @@ def test_pip_itself_is_pinned():
 
 
 def make_dry_run(target: str, tmp_path: Path) -> list[str]:
-    result = subprocess.run(["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}", "PYTHON=python3"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}", "PYTHON=python3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return [line for line in result.stdout.splitlines() if "pip install" in line]
 

@@ -36,8 +36,13 @@ def served(tmp_path_factory):
     env = migrated_sqlite_env(tmp, GUNICORN_WORKERS="2")
     port = free_port()
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"], cwd=ROOT,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{base}/health", started + 60)
@@ -65,9 +70,18 @@ def test_health_and_login_page_answer_within_a_minute(served):
 
 def test_the_old_helper_scripts_work_without_a_token(served):
     base, _ = served
-    status, opened = call("POST", f"{base}/signals/bounce", {
-        "symbol": "BTCUSDT", "side": "BUY", "price": 100.0, "timestamp": "2025-06-19T10:00:00Z",
-        "tp_pct": 4.5, "sl_pct": 1.5})
+    status, opened = call(
+        "POST",
+        f"{base}/signals/bounce",
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "price": 100.0,
+            "timestamp": "2025-06-19T10:00:00Z",
+            "tp_pct": 4.5,
+            "sl_pct": 1.5,
+        },
+    )
     assert status == 200 and opened["risk_ok"] is True
     assert f"{opened['tp_price']:.4f}" == "104.5000" and f"{opened['sl_price']:.4f}" == "98.5000"
     status, stats = call("GET", f"{base}/stats/")
@@ -93,8 +107,9 @@ BAD_BODIES = {
 def test_bad_bodies_are_a_json_400_from_the_served_app(served, name):
     """Issue #9: through gunicorn, each of these answered 500 or an HTML page."""
     base, _ = served
-    request = urllib.request.Request(f"{base}/signals/bounce", data=BAD_BODIES[name], method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{base}/signals/bounce", data=BAD_BODIES[name], method="POST", headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(request, timeout=30)
     assert answer.value.code == 400 and answer.value.headers["Content-Type"] == "application/json"
@@ -105,8 +120,13 @@ def test_a_killed_serve_takes_its_web_server_down_with_it(tmp_path):
     """Even a SIGKILLed `serve` (no chance to clean up) must not leave a server holding the port."""
     env = migrated_sqlite_env(tmp_path, GUNICORN_WORKERS="1")
     port = free_port()
-    serve = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
-                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serve = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(f"http://127.0.0.1:{port}/health", time.monotonic() + 60)
     finally:
@@ -126,11 +146,22 @@ def test_serve_refuses_an_unmigrated_database_and_a_busy_address(tmp_path, serve
     """Nothing starts (no cluster, no recovery) on a database that is not migrated or on a port in use."""
     from tests.support import sqlite_process_env
 
-    unmigrated = subprocess.run([sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"],
-                                cwd=ROOT, env=sqlite_process_env(tmp_path / "new.sqlite3"), capture_output=True,
-                                text=True, timeout=60)
+    unmigrated = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--bind", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT,
+        env=sqlite_process_env(tmp_path / "new.sqlite3"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert unmigrated.returncode == 1 and "manage.py migrate" in unmigrated.stderr
     base, _ = served  # its port is taken
-    busy = subprocess.run([sys.executable, "manage.py", "serve", "--bind", base.removeprefix("http://")], cwd=ROOT,
-                          env=migrated_sqlite_env(tmp_path), capture_output=True, text=True, timeout=60)
+    busy = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--bind", base.removeprefix("http://")],
+        cwd=ROOT,
+        env=migrated_sqlite_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert busy.returncode == 1 and "cannot listen on" in busy.stderr

@@ -18,8 +18,9 @@ PAPER = {"ENVIRONMENT": "paper", "SECRET_KEY": secrets.token_urlsafe(50), "ALLOW
 def manage(*args: str, env: dict | None = None, env_file: Path | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "ENVIRONMENT", "SECRET_KEY"}}
     clean.update(LOMS_ENV_FILE=str(env_file or "/nonexistent"), **(env or {}))
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_precedence_is_environment_then_env_file_then_default(tmp_path):
@@ -30,19 +31,25 @@ def test_precedence_is_environment_then_env_file_then_default(tmp_path):
     assert str(config.decimal("DEFAULT_TP_PCT", None)) == "5"
     assert config.int("MIN_POSITION_AGE_SEC", 7) == 7
     assert [(e.key, e.source) for e in config.report()] == [
-        ("DEFAULT_TP_PCT", ".env"), ("MAX_OPEN_POSITIONS", "environment"), ("MIN_POSITION_AGE_SEC", "default")]
+        ("DEFAULT_TP_PCT", ".env"),
+        ("MAX_OPEN_POSITIONS", "environment"),
+        ("MIN_POSITION_AGE_SEC", "default"),
+    ]
 
 
 def test_an_empty_limit_means_no_limit():
     assert EnvConfig(None, environ={"MAX_OPEN_POSITIONS": ""}).int("MAX_OPEN_POSITIONS", 5, optional=True) is None
 
 
-@pytest.mark.parametrize("key,value,reader", [
-    ("MAX_OPEN_POSITIONS", "ten", lambda c: c.int("MAX_OPEN_POSITIONS", None, optional=True)),
-    ("OMS_ENABLED", "maybe", lambda c: c.bool("OMS_ENABLED", True)),
-    ("DEFAULT_TP_PCT", "4,5", lambda c: c.decimal("DEFAULT_TP_PCT", None)),
-    ("PRICE_MODE", "best", lambda c: c.str("PRICE_MODE", "last", choices=("last", "bid"))),
-])
+@pytest.mark.parametrize(
+    "key,value,reader",
+    [
+        ("MAX_OPEN_POSITIONS", "ten", lambda c: c.int("MAX_OPEN_POSITIONS", None, optional=True)),
+        ("OMS_ENABLED", "maybe", lambda c: c.bool("OMS_ENABLED", True)),
+        ("DEFAULT_TP_PCT", "4,5", lambda c: c.decimal("DEFAULT_TP_PCT", None)),
+        ("PRICE_MODE", "best", lambda c: c.str("PRICE_MODE", "last", choices=("last", "bid"))),
+    ],
+)
 def test_a_bad_value_names_the_key(key, value, reader):
     with pytest.raises(ImproperlyConfigured, match=key):
         reader(EnvConfig(None, environ={key: value}))
@@ -52,21 +59,28 @@ def test_secret_values_are_masked_and_database_passwords_redacted():
     config = EnvConfig(None, environ={"SECRET_KEY": "super-secret", "DATABASE_URL": "postgres://u:pw@h/db"})
     config.str("SECRET_KEY", None, secret=True)
     config.str("DATABASE_URL", "", redact=redact_url_password)
-    assert {e.key: e.display for e in config.report()} == {"DATABASE_URL": "postgres://u:***@h/db",
-                                                           "SECRET_KEY": "********"}
+    assert {e.key: e.display for e in config.report()} == {
+        "DATABASE_URL": "postgres://u:***@h/db",
+        "SECRET_KEY": "********",
+    }
 
 
-@pytest.mark.parametrize("url,shown", [
-    ("postgres://u@h:5432/db?password=s3cr3t", "postgres://u@h:5432/db?password=***"),
-    ("postgres://u@h/db?sslmode=require&password=s3cr3t&connect_timeout=5",
-     "postgres://u@h/db?sslmode=require&password=***&connect_timeout=5"),
-    ("postgres://h/db?sslpassword=s3cr3t", "postgres://h/db?sslpassword=***"),
-    ("postgres://h/db?pass%77ord=s3cr3t", "postgres://h/db?pass%77ord=***"),
-    ("postgres://u:s3cr3t@h/db?password=s3cr3t", "postgres://u:***@h/db?password=***"),
-    ("postgres://u:s3c@r3t@h/db", "postgres://u:***@h/db"),
-    ("postgres://u@h/db?options=-c%20search_path%3Dx", "postgres://u@h/db?options=-c%20search_path%3Dx"),
-    ("sqlite:////srv/loms/data/loms.sqlite3", "sqlite:////srv/loms/data/loms.sqlite3"),
-])
+@pytest.mark.parametrize(
+    "url,shown",
+    [
+        ("postgres://u@h:5432/db?password=s3cr3t", "postgres://u@h:5432/db?password=***"),
+        (
+            "postgres://u@h/db?sslmode=require&password=s3cr3t&connect_timeout=5",
+            "postgres://u@h/db?sslmode=require&password=***&connect_timeout=5",
+        ),
+        ("postgres://h/db?sslpassword=s3cr3t", "postgres://h/db?sslpassword=***"),
+        ("postgres://h/db?pass%77ord=s3cr3t", "postgres://h/db?pass%77ord=***"),
+        ("postgres://u:s3cr3t@h/db?password=s3cr3t", "postgres://u:***@h/db?password=***"),
+        ("postgres://u:s3c@r3t@h/db", "postgres://u:***@h/db"),
+        ("postgres://u@h/db?options=-c%20search_path%3Dx", "postgres://u@h/db?options=-c%20search_path%3Dx"),
+        ("sqlite:////srv/loms/data/loms.sqlite3", "sqlite:////srv/loms/data/loms.sqlite3"),
+    ],
+)
 def test_a_database_password_is_redacted_in_the_userinfo_and_in_the_query_string(url, shown):
     assert redact_url_password(url) == shown
 

@@ -29,12 +29,15 @@ NO_MKDIR = textwrap.dedent("""
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(
-        LOMS_ENV_FILE="/nonexistent", DJANGO_SETTINGS_MODULE="lomsite.settings",
+        LOMS_ENV_FILE="/nonexistent",
+        DJANGO_SETTINGS_MODULE="lomsite.settings",
         DATABASE_URL=f"sqlite:///{tmp_path / 'new' / 'dir' / 'loms.sqlite3'}",
-        AUDIT_LOG_PATH=str(tmp_path / "audit" / "signals.jsonl"), BACKUP_DIR=str(tmp_path / "backups"),
+        AUDIT_LOG_PATH=str(tmp_path / "audit" / "signals.jsonl"),
+        BACKUP_DIR=str(tmp_path / "backups"),
     )
-    return subprocess.run([sys.executable, "-c", NO_MKDIR, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", NO_MKDIR, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_importing_the_settings_and_setting_django_up_creates_no_directory(tmp_path):

@@ -27,7 +27,8 @@ def hash_plain_tokens(apps, schema_editor):
         rows = cursor.fetchall()
     for key, user_id, created in rows:
         token, _ = ApiToken.objects.update_or_create(
-            user_id=user_id, defaults={"key_hash": hash_key(key), "prefix": key[:PREFIX_LENGTH]})
+            user_id=user_id, defaults={"key_hash": hash_key(key), "prefix": key[:PREFIX_LENGTH]}
+        )
         created = parse_datetime(created) if isinstance(created, str) else created
         if created and timezone.is_naive(created):  # SQLite: UTC without an offset
             created = timezone.make_aware(created, UTC)

@@ -29,11 +29,19 @@ def _response_for(exc) -> Response | None:
     if isinstance(exc, OmsError):
         return Response({"error": exc.code, "detail": exc.message}, status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
-        return Response({"error": "too_large", "detail": f"The body is larger than the "
-                         f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes accepted."}, status=400)
+        return Response(
+            {
+                "error": "too_large",
+                "detail": f"The body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes accepted.",
+            },
+            status=400,
+        )
     if is_lock_timeout(exc):
-        return Response({"error": "database_busy", "detail": "The database is busy: retry shortly."},
-                        status=503, headers={"Retry-After": str(RETRY_AFTER_SEC)})
+        return Response(
+            {"error": "database_busy", "detail": "The database is busy: retry shortly."},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_SEC)},
+        )
     return None
 
 

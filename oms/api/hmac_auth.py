@@ -85,6 +85,10 @@ class SignalHmacAuthenticationScheme(OpenApiAuthenticationExtension):
     name = "signalHmac"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": SIGNATURE_HEADER,
-                "description": "sha256=<hex HMAC-SHA256 of '<X-Timestamp>.<raw body>'>, with X-Timestamp; "
-                               "with an Idempotency-Key: of '<X-Timestamp>\\n<Idempotency-Key>\\n<raw body>'"}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": SIGNATURE_HEADER,
+            "description": "sha256=<hex HMAC-SHA256 of '<X-Timestamp>.<raw body>'>, with X-Timestamp; "
+            "with an Idempotency-Key: of '<X-Timestamp>\\n<Idempotency-Key>\\n<raw body>'",
+        }

@@ -19,11 +19,34 @@ class PositionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Position
         fields = [
-            "id", "exchange", "market_type", "broker_mode", "symbol", "side", "qty", "account_label", "strategy",
+            "id",
+            "exchange",
+            "market_type",
+            "broker_mode",
+            "symbol",
+            "side",
+            "qty",
+            "account_label",
+            "strategy",
             "timeframe_min",
-            "external_order_id", "external_position_ref", "entry_price", "tp_price", "sl_price", "status",
-            "created_at", "closed_at", "close_price", "pnl", "fee", "auto_close_reason", "exit_strategy",
-            "dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta", "signal_ids",
+            "external_order_id",
+            "external_position_ref",
+            "entry_price",
+            "tp_price",
+            "sl_price",
+            "status",
+            "created_at",
+            "closed_at",
+            "close_price",
+            "pnl",
+            "fee",
+            "auto_close_reason",
+            "exit_strategy",
+            "dynamic_tp_price",
+            "dynamic_sl_price",
+            "max_favorable_move",
+            "exit_meta",
+            "signal_ids",
         ]
 
     def get_signal_ids(self, position: Position) -> list[int]:
@@ -34,18 +57,47 @@ class OrderSerializer(serializers.ModelSerializer):
     class Meta:
         model = Order
         fields = [
-            "id", "position", "exchange", "symbol", "side", "qty", "order_type", "price", "tp_price", "sl_price",
-            "status", "purpose", "created_at",
+            "id",
+            "position",
+            "exchange",
+            "symbol",
+            "side",
+            "qty",
+            "order_type",
+            "price",
+            "tp_price",
+            "sl_price",
+            "status",
+            "purpose",
+            "created_at",
             # issue #11: the buy/sell side, and for exchange orders their ids, fill and error
-            "trade_side", "reduce_only", "client_order_id", "exchange_order_id", "filled_qty", "fee", "error",
+            "trade_side",
+            "reduce_only",
+            "client_order_id",
+            "exchange_order_id",
+            "filled_qty",
+            "fee",
+            "error",
         ]
 
 
 class SignalSerializer(serializers.ModelSerializer):
     class Meta:
         model = Signal
-        fields = ["id", "received_at", "symbol", "side", "strategy", "exchange", "outcome", "reason", "position",
-                  "duplicate_of", "payload", "response"]
+        fields = [
+            "id",
+            "received_at",
+            "symbol",
+            "side",
+            "strategy",
+            "exchange",
+            "outcome",
+            "reason",
+            "position",
+            "duplicate_of",
+            "payload",
+            "response",
+        ]
 
 
 class OrderCreateSerializer(serializers.Serializer):
@@ -63,8 +115,11 @@ class OrderCreateSerializer(serializers.Serializer):
     def validate(self, data: dict) -> dict:
         entry, tp, sl = data["entry_price"], data.get("tp_price"), data.get("sl_price")
         if settings.BROKER_MODE != "paper":  # issue #11: never a real position without an exchange-side stop
-            missing = {name: f"Required when BROKER_MODE={settings.BROKER_MODE} (the exchange-side TP/SL)."
-                       for name, value in (("sl_price", sl), ("tp_price", tp)) if value is None}
+            missing = {
+                name: f"Required when BROKER_MODE={settings.BROKER_MODE} (the exchange-side TP/SL)."
+                for name, value in (("sl_price", sl), ("tp_price", tp))
+                if value is None
+            }
             if missing:
                 raise serializers.ValidationError(missing)
         errors = position_amount_errors(entry_price=entry, qty=data["qty"], tp_price=tp, sl_price=sl)
@@ -75,9 +130,11 @@ class OrderCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError({"tp_price": "Must be on the profit side of entry_price."})
         if sl is not None and (entry - sl) * sign <= 0:
             raise serializers.ValidationError({"sl_price": "Must be on the loss side of entry_price."})
-        errors = level_distance_errors(tp_pct=level_distance_pct(entry_price=entry, level=tp),
-                                       sl_pct=level_distance_pct(entry_price=entry, level=sl),
-                                       names={"tp_pct": "tp_price", "sl_pct": "sl_price"})
+        errors = level_distance_errors(
+            tp_pct=level_distance_pct(entry_price=entry, level=tp),
+            sl_pct=level_distance_pct(entry_price=entry, level=sl),
+            names={"tp_pct": "tp_price", "sl_pct": "sl_price"},
+        )
         if errors:  # value sanity (issue #12 §3): the same distances as a signal's tp_pct/sl_pct
             raise serializers.ValidationError(errors)
         return data
@@ -101,10 +158,12 @@ class SwitchSetSerializer(serializers.Serializer):
 class PositionSettleSerializer(serializers.Serializer):
     """`POST /positions/{id}/settle`: close a stuck position at a price, or void it (issue #12 §7)."""
 
-    price = StrictNumberField(required=False, allow_null=True,
-                              help_text="the close price (reason manual_price); null or absent with void")
-    void = serializers.BooleanField(required=False, default=False,
-                                    help_text="true: cancel the position with no price and no PnL (reason void)")
+    price = StrictNumberField(
+        required=False, allow_null=True, help_text="the close price (reason manual_price); null or absent with void"
+    )
+    void = serializers.BooleanField(
+        required=False, default=False, help_text="true: cancel the position with no price and no PnL (reason void)"
+    )
     reason = StrictCharField(max_length=1000, help_text="why (recorded in the operator audit)")
 
     def to_internal_value(self, data):
@@ -126,8 +185,9 @@ class PositionSettleSerializer(serializers.Serializer):
 
 class CloseAllSerializer(serializers.Serializer):
     confirm = serializers.CharField()
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000,
-                                   help_text="why (recorded in the operator audit)")
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, help_text="why (recorded in the operator audit)"
+    )
 
     def validate_confirm(self, value: str) -> str:
         if value != "CLOSE ALL":

@@ -65,8 +65,10 @@ class SignalBounceApi(APIView):
 
     # The request body is documented from the serializer that validates it, so the two cannot drift
     # (oms/tests/test_openapi_contract.py); docs/CONTRACT.md §2 describes the fields.
-    @extend_schema(request=BounceSignalSerializer,
-                   responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=BounceSignalSerializer,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
     def post(self, request):
         # Unreadable bodies are rejected signals too: recorded (with the start of the raw text) and audited.
         try:
@@ -121,8 +123,11 @@ class PositionListApi(generics.ListAPIView):
 class PositionCloseApi(APIView):
     write_permission = "oms.close_position"
 
-    @extend_schema(request=None, parameters=[OpenApiParameter("position_id", int, OpenApiParameter.PATH)],
-                   responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("position_id", int, OpenApiParameter.PATH)],
+        responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT},
+    )
     def post(self, request, position_id: str):
         # ASCII digits only: str.isdigit() accepts "²" (int() then fails: a 500) and int() reads "١٠" as 10.
         if not ASCII_ID.fullmatch(position_id) or int(position_id) > MAX_ID:
@@ -138,9 +143,11 @@ class PositionSettleApi(APIView):
 
     write_permission = "oms.close_position"
 
-    @extend_schema(request=PositionSettleSerializer, parameters=[OpenApiParameter("position_id", int,
-                                                                                  OpenApiParameter.PATH)],
-                   responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=PositionSettleSerializer,
+        parameters=[OpenApiParameter("position_id", int, OpenApiParameter.PATH)],
+        responses={200: PositionSerializer, 404: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    )
     def post(self, request, position_id: str):
         if not ASCII_ID.fullmatch(position_id) or int(position_id) > MAX_ID:
             raise PositionNotFound(f"position {position_id[:30]} does not exist")
@@ -148,8 +155,9 @@ class PositionSettleApi(APIView):
         form.is_valid(raise_exception=True)
         data = form.validated_data
         operator = Operator.from_request(request, OperatorSource.API, data["reason"])
-        result = position_settle(position_id=int(position_id), price=data.get("price"), void=data["void"],
-                                 operator=operator)
+        result = position_settle(
+            position_id=int(position_id), price=data.get("price"), void=data["void"], operator=operator
+        )
         return Response({**PositionSerializer(result.position).data, "closed_now": result.closed_now})
 
 
@@ -164,8 +172,14 @@ class PositionCloseAllApi(APIView):
         form.is_valid(raise_exception=True)
         operator = Operator.from_request(request, OperatorSource.API, form.validated_data.get("reason", ""))
         result = positions_close_all(operator=operator)
-        return Response({"closed": len(result.closed), "closed_ids": [p.pk for p in result.closed],
-                         "failed": result.failed, "failed_positions": result.failed_positions})
+        return Response(
+            {
+                "closed": len(result.closed),
+                "closed_ids": [p.pk for p in result.closed],
+                "failed": result.failed,
+                "failed_positions": result.failed_positions,
+            }
+        )
 
 
 class OrderListCreateApi(generics.ListAPIView):
@@ -180,12 +194,21 @@ class OrderListCreateApi(generics.ListAPIView):
         form = OrderCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
-        opened = order_open(actor=request.user.get_username(), payload=request.data, request=PositionRequest(
-            symbol=data["symbol"], side=data["side"], qty=data["qty"], entry_price=data["entry_price"],
-            tp_price=data.get("tp_price"), sl_price=data.get("sl_price"),
-            exchange=data.get("exchange") or settings.DEFAULT_EXCHANGE, strategy=data.get("strategy", ""),
-            exit_strategy=settings.DEFAULT_EXIT_STRATEGY,
-        ))
+        opened = order_open(
+            actor=request.user.get_username(),
+            payload=request.data,
+            request=PositionRequest(
+                symbol=data["symbol"],
+                side=data["side"],
+                qty=data["qty"],
+                entry_price=data["entry_price"],
+                tp_price=data.get("tp_price"),
+                sl_price=data.get("sl_price"),
+                exchange=data.get("exchange") or settings.DEFAULT_EXCHANGE,
+                strategy=data.get("strategy", ""),
+                exit_strategy=settings.DEFAULT_EXIT_STRATEGY,
+            ),
+        )
         if settings.BROKER_MODE != "paper":  # BROKER (#11): the order goes to the exchange after the commit
             from oms.services.execution import entry_send
 
@@ -212,8 +235,10 @@ class MarketApi(APIView):
         try:
             quote = source.get_quote(symbol)
         except QuoteError as exc:
-            return Response({"error": "price_unavailable", "detail": str(exc), "symbol": symbol},
-                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            return Response(
+                {"error": "price_unavailable", "detail": str(exc), "symbol": symbol},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
         return Response({**quote.as_dict(), "mode": settings.PRICE_MODE, "price_source": settings.PRICE_SOURCE})
 
 
@@ -232,12 +257,21 @@ class SwitchApi(APIView):
         form.is_valid(raise_exception=True)
         user = request.user if getattr(request.user, "pk", None) else None
         state = oms_switch_set(
-            enabled=form.validated_data["enabled"], reason=form.validated_data["reason"],
-            actor=str(request.user) if user else "anonymous (dev)", source=SwitchSource.API, user=user,
+            enabled=form.validated_data["enabled"],
+            reason=form.validated_data["reason"],
+            actor=str(request.user) if user else "anonymous (dev)",
+            source=SwitchSource.API,
+            user=user,
         )
         return Response(_switch_body(state))
 
 
 def _switch_body(state) -> dict:
-    return {"oms_enabled": state.enabled, "switch_on": state.switch_on, "forced_off_by_env": state.forced_off_by_env,
-            "changed_by": state.changed_by, "changed_at": state.changed_at, "reason": state.reason}
+    return {
+        "oms_enabled": state.enabled,
+        "switch_on": state.switch_on,
+        "forced_off_by_env": state.forced_off_by_env,
+        "changed_by": state.changed_by,
+        "changed_at": state.changed_at,
+        "reason": state.reason,
+    }

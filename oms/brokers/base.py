@@ -98,8 +98,17 @@ class Broker:
         """The quantity that will be ordered: rounded to the lot size, checked against minimums."""
         return qty
 
-    def open(self, *, symbol: str, side: str, qty: Decimal, price: Decimal, client_order_id: str,
-             tp_price: Decimal | None, sl_price: Decimal | None) -> Fill:
+    def open(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        qty: Decimal,
+        price: Decimal,
+        client_order_id: str,
+        tp_price: Decimal | None,
+        sl_price: Decimal | None,
+    ) -> Fill:
         raise NotImplementedError
 
     def close(self, *, symbol: str, side: str, qty: Decimal, price: Decimal | None, client_order_id: str) -> Fill:

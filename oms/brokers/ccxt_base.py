@@ -99,11 +99,13 @@ class CcxtBroker(Broker):
             raise EntryRefused(f"qty {qty} is below the minimum order size {minimum} of {symbol} on {self.name}")
         min_cost = as_decimal((market["limits"].get("cost") or {}).get("min"), Decimal("0"))
         if rounded * price < min_cost:
-            raise EntryRefused(f"order value {rounded * price} USDT is below the minimum {min_cost} USDT of "
-                               f"{symbol} on {self.name}")
+            raise EntryRefused(
+                f"order value {rounded * price} USDT is below the minimum {min_cost} USDT of {symbol} on {self.name}"
+            )
         if rounded * price > settings.LIVE_MAX_NOTIONAL_USDT:
-            raise EntryRefused(f"order value {rounded * price} USDT is above LIVE_MAX_NOTIONAL_USDT "
-                               f"{settings.LIVE_MAX_NOTIONAL_USDT}")
+            raise EntryRefused(
+                f"order value {rounded * price} USDT is above LIVE_MAX_NOTIONAL_USDT {settings.LIVE_MAX_NOTIONAL_USDT}"
+            )
         return rounded.normalize()
 
     def price_str(self, symbol: str, price: Decimal) -> str:
@@ -128,8 +130,9 @@ class CcxtBroker(Broker):
         try:
             return self.settled(symbol=symbol, client_order_id=client_order_id)
         except BrokerError as exc:
-            raise BrokerError(f"order {client_order_id} accepted, read-back failed: {exc.message}",
-                              kind="unavailable", accepted=True) from exc
+            raise BrokerError(
+                f"order {client_order_id} accepted, read-back failed: {exc.message}", kind="unavailable", accepted=True
+            ) from exc
 
     def call(self, method: str, params: dict, *, sending: bool = False) -> dict:
         try:

@@ -16,14 +16,28 @@ class PaperBroker(Broker):
     mode = "paper"
     is_paper = True
 
-    def open(self, *, symbol: str, side: str, qty: Decimal, price: Decimal, client_order_id: str = "",
-             tp_price: Decimal | None = None, sl_price: Decimal | None = None) -> Fill:
-        return Fill(status="filled", price=price, qty=qty, fee=fee_for(price=price, qty=qty,
-                                                                        rate=settings.PAPER_FEE_RATE))
+    def open(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        qty: Decimal,
+        price: Decimal,
+        client_order_id: str = "",
+        tp_price: Decimal | None = None,
+        sl_price: Decimal | None = None,
+    ) -> Fill:
+        return Fill(
+            status="filled", price=price, qty=qty, fee=fee_for(price=price, qty=qty, rate=settings.PAPER_FEE_RATE)
+        )
 
     def close(self, *, symbol: str, side: str, qty: Decimal, price: Decimal | None, client_order_id: str = "") -> Fill:
         if price is None:
             raise ValueError("the paper broker closes at a given market price")
         close_price = slipped_close_price(side=side, price=price, slippage_bps=settings.PAPER_SLIPPAGE_BPS)
-        return Fill(status="filled", price=close_price, qty=qty,
-                    fee=fee_for(price=close_price, qty=qty, rate=settings.PAPER_FEE_RATE))
+        return Fill(
+            status="filled",
+            price=close_price,
+            qty=qty,
+            fee=fee_for(price=close_price, qty=qty, rate=settings.PAPER_FEE_RATE),
+        )

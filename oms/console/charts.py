@@ -22,8 +22,9 @@ class LineChart:
     points: int
 
 
-def equity_chart(points: list[tuple[datetime, Decimal]], *, width: int = 800, height: int = 170,
-                 pad: int = 6) -> LineChart | None:
+def equity_chart(
+    points: list[tuple[datetime, Decimal]], *, width: int = 800, height: int = 170, pad: int = 6
+) -> LineChart | None:
     """Scale (time, value) points into an SVG box; the zero line is always inside the range."""
     if not points:
         return None
@@ -46,7 +47,15 @@ def equity_chart(points: list[tuple[datetime, Decimal]], *, width: int = 800, he
     line = " ".join(f"{cx},{cy}" for cx, cy in coords)
     area = f"M{coords[0][0]},{zero_y} " + " ".join(f"L{cx},{cy}" for cx, cy in coords) + f" L{coords[-1][0]},{zero_y} Z"
     return LineChart(
-        width=width, height=height, line=line, area=area, zero_y=zero_y,
-        top_label=Decimal(str(round(high, 4))), bottom_label=Decimal(str(round(low, 4))),
-        first_at=points[0][0], last_at=points[-1][0], last_value=points[-1][1], points=count,
+        width=width,
+        height=height,
+        line=line,
+        area=area,
+        zero_y=zero_y,
+        top_label=Decimal(str(round(high, 4))),
+        bottom_label=Decimal(str(round(low, 4))),
+        first_at=points[0][0],
+        last_at=points[-1][0],
+        last_value=points[-1][1],
+        points=count,
     )

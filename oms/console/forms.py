@@ -11,8 +11,19 @@ from django.utils import timezone
 from oms.models import OperatorActionKind, PositionStatus, Side, SignalOutcome
 
 CLOSE_ALL_PHRASE = "CLOSE ALL"
-POSITION_SORTS = {"id", "symbol", "side", "qty", "entry_price", "status", "pnl", "created_at", "closed_at",
-                  "strategy", "exchange"}
+POSITION_SORTS = {
+    "id",
+    "symbol",
+    "side",
+    "qty",
+    "entry_price",
+    "status",
+    "pnl",
+    "created_at",
+    "closed_at",
+    "strategy",
+    "exchange",
+}
 DEFAULT_POSITION_SORT = "-created_at"
 
 
@@ -42,8 +53,9 @@ def _choices(options) -> list[tuple[str, str]]:
 
 
 def _text(label: str, max_length: int = 64) -> forms.CharField:
-    return forms.CharField(label=label, required=False, max_length=max_length,
-                           widget=forms.TextInput(attrs={"placeholder": label}))
+    return forms.CharField(
+        label=label, required=False, max_length=max_length, widget=forms.TextInput(attrs={"placeholder": label})
+    )
 
 
 def _day(label: str) -> forms.DateField:
@@ -58,8 +70,12 @@ class PositionFilterForm(DateRangeMixin, forms.Form):
     side = forms.ChoiceField(choices=_choices(Side.choices), required=False)
     since = _day("From")
     until = _day("To")
-    sort = forms.ChoiceField(label="Sort", required=False, widget=forms.HiddenInput,
-                             choices=[(f"{sign}{key}", key) for key in sorted(POSITION_SORTS) for sign in ("", "-")])
+    sort = forms.ChoiceField(
+        label="Sort",
+        required=False,
+        widget=forms.HiddenInput,
+        choices=[(f"{sign}{key}", key) for key in sorted(POSITION_SORTS) for sign in ("", "-")],
+    )
 
     def sort_key(self) -> str:
         """The column (with `-` for descending) to sort by: the default when none or an unknown one is given."""
@@ -115,10 +131,12 @@ class OrderFilterForm(forms.Form):
 
 class SwitchForm(forms.Form):
     # "flatten" (demo/live, issue #11): OFF, then cancel every order and close every position on the exchange.
-    enabled = forms.TypedChoiceField(choices=[("on", "ON"), ("off", "OFF"), ("flatten", "OFF and flatten")],
-                                     coerce=lambda v: v == "on")
+    enabled = forms.TypedChoiceField(
+        choices=[("on", "ON"), ("off", "OFF"), ("flatten", "OFF and flatten")], coerce=lambda v: v == "on"
+    )
     reason = forms.CharField(
-        max_length=500, strip=True,
+        max_length=500,
+        strip=True,
         widget=forms.TextInput(attrs={"placeholder": "Why? (recorded with your name)", "autocomplete": "off"}),
         error_messages={"required": "Give a reason: it is recorded with your name in the switch history."},
     )
@@ -127,8 +145,9 @@ class SwitchForm(forms.Form):
 class SettleForm(forms.Form):
     """A stuck position: close at a given price, or void (issue #12 §7)."""
 
-    price = forms.DecimalField(required=False, min_value=Decimal("0"), max_digits=28, decimal_places=10,
-                               label="Close price")
+    price = forms.DecimalField(
+        required=False, min_value=Decimal("0"), max_digits=28, decimal_places=10, label="Close price"
+    )
     void = forms.BooleanField(required=False, label="Void it instead (no price, no PnL, not a trade)")
     reason = forms.CharField(max_length=1000, strip=True, label="Why (recorded in the operator audit)")
 
@@ -146,9 +165,12 @@ class SettleForm(forms.Form):
 
 class CloseAllForm(forms.Form):
     confirm = forms.CharField(
-        label=f'Type "{CLOSE_ALL_PHRASE}" to confirm', max_length=20, strip=True,
-        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters",
-                                      "placeholder": CLOSE_ALL_PHRASE}),
+        label=f'Type "{CLOSE_ALL_PHRASE}" to confirm',
+        max_length=20,
+        strip=True,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "off", "autocapitalize": "characters", "placeholder": CLOSE_ALL_PHRASE}
+        ),
     )
 
     def clean_confirm(self) -> str:
@@ -157,5 +179,4 @@ class CloseAllForm(forms.Form):
             raise forms.ValidationError(f'Type exactly "{CLOSE_ALL_PHRASE}" to close every open position.')
         return value
 
-    reason = forms.CharField(label="Why (recorded in the operator audit)", max_length=1000, required=False,
-                             strip=True)
+    reason = forms.CharField(label="Why (recorded in the operator audit)", max_length=1000, required=False, strip=True)

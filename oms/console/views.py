@@ -180,8 +180,11 @@ def position_detail(request: HttpRequest, position_id: int) -> HttpResponse:
 def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
     """GET: the confirmation with the price and PnL a close would book now. POST: close at market."""
     if request.method == "GET":
-        context = {**_position_context(position_id), "confirm_close": True,
-                   "next": _safe_next(request, reverse("oms:positions"))}
+        context = {
+            **_position_context(position_id),
+            "confirm_close": True,
+            "next": _safe_next(request, reverse("oms:positions")),
+        }
         return render(request, "oms/position_detail.html", context)
     try:
         operator = Operator.from_request(request, OperatorSource.CONSOLE, request.POST.get("reason", ""))
@@ -192,8 +195,10 @@ def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
         messages.error(request, f"Position #{position_id} was not closed: {exc.message}")
         return redirect("oms:position-detail", position_id=position_id)
     p = result.position
-    summary = (f"#{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, PnL {money(p.pnl)} USDT "
-               f"({p.get_auto_close_reason_display().lower()})")
+    summary = (
+        f"#{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, PnL {money(p.pnl)} USDT "
+        f"({p.get_auto_close_reason_display().lower()})"
+    )
     if result.closed_now:
         messages.success(request, f"Closed position {summary}.")
     else:
@@ -213,8 +218,9 @@ def position_settle_view(request: HttpRequest, position_id: int) -> HttpResponse
     data = form.cleaned_data
     operator = Operator.from_request(request, OperatorSource.CONSOLE, data["reason"])
     try:
-        result = position_settle(position_id=position_id, price=None if data["void"] else data["price"],
-                                 void=data["void"], operator=operator)
+        result = position_settle(
+            position_id=position_id, price=None if data["void"] else data["price"], void=data["void"], operator=operator
+        )
     except PositionNotFound:
         raise Http404(f"position {position_id} does not exist") from None
     except (SettleRefused, PositionCloseFailed) as exc:
@@ -229,8 +235,11 @@ def position_settle_view(request: HttpRequest, position_id: int) -> HttpResponse
     elif data["void"]:
         messages.success(request, f"Voided position #{p.pk} {p.symbol} {p.side}: no PnL, not a trade.")
     else:
-        messages.success(request, f"Closed position #{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, "
-                                  f"PnL {money(p.pnl)} USDT (operator's price).")
+        messages.success(
+            request,
+            f"Closed position #{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, "
+            f"PnL {money(p.pnl)} USDT (operator's price).",
+        )
     return redirect("oms:position-detail", position_id=position_id)
 
 
@@ -266,8 +275,11 @@ def switch(request: HttpRequest) -> HttpResponse:
             return _switch_off_and_flatten(request, form.cleaned_data["reason"])
         if form.is_valid():
             state = oms_switch_set(
-                enabled=form.cleaned_data["enabled"], reason=form.cleaned_data["reason"],
-                actor=request.user.get_username(), source=SwitchSource.DASHBOARD, user=request.user,
+                enabled=form.cleaned_data["enabled"],
+                reason=form.cleaned_data["reason"],
+                actor=request.user.get_username(),
+                source=SwitchSource.DASHBOARD,
+                user=request.user,
             )
             word = "ON" if state.switch_on else "OFF"
             note = " The environment still forces it off (OMS_ENABLED=false)." if state.forced_off_by_env else ""
@@ -289,11 +301,13 @@ def _switch_off_and_flatten(request: HttpRequest, reason: str) -> HttpResponse:
         raise PermissionDenied("Your account lacks the permission oms.close_position.")
     from oms.services.execution import flatten
 
-    result = flatten(actor=request.user.get_username(), reason=reason, source=SwitchSource.DASHBOARD,
-                     user=request.user)
+    result = flatten(actor=request.user.get_username(), reason=reason, source=SwitchSource.DASHBOARD, user=request.user)
     if result.flat:
-        messages.success(request, f"OMS switched OFF and flat: {len(result.closed)} position(s) closed in "
-                                  f"{result.seconds:.1f} s; the exchange confirms no position and no open order.")
+        messages.success(
+            request,
+            f"OMS switched OFF and flat: {len(result.closed)} position(s) closed in "
+            f"{result.seconds:.1f} s; the exchange confirms no position and no open order.",
+        )
     else:
         problems = "; ".join([*result.remaining_positions, *(f"{k}: {v}" for k, v in result.failed.items())])
         messages.error(request, f"OMS switched OFF but NOT FLAT: {problems}. Check the exchange's app now.")
@@ -330,8 +344,11 @@ def statistics(request: HttpRequest) -> HttpResponse:
                 groups = groups[::-1]  # newest day first
             breakdowns.append({"key": group_by, "title": title, "groups": groups})
         stats = book_stats(filters)
-        return {"stats": stats, "breakdowns": breakdowns,
-                "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"]}
+        return {
+            "stats": stats,
+            "breakdowns": breakdowns,
+            "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
+        }
 
     figures = _book_cached("stats", compute, sorted(filters.items()))
     return render(request, "oms/statistics.html", {"form": form, **figures})
@@ -342,8 +359,9 @@ def audit(request: HttpRequest) -> HttpResponse:
     """The operator audit: every manual action, who, when, from where and why (viewers may read it)."""
     form = AuditFilterForm(request.GET or None)
     chosen = form.cleaned_data if form.is_bound and form.is_valid() else {}
-    queryset = operator_action_list(position_id=chosen.get("position"), actor=(chosen.get("actor") or "").strip(),
-                                    action=chosen.get("action") or "")
+    queryset = operator_action_list(
+        position_id=chosen.get("position"), actor=(chosen.get("actor") or "").strip(), action=chosen.get("action") or ""
+    )
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "oms/audit.html", {"form": form, "page": page}, status=400 if form.errors else 200)
 
@@ -355,6 +373,11 @@ def notifications(request: HttpRequest) -> HttpResponse:
     if status not in NotificationStatus.values:
         status = ""
     page = Paginator(notification_list(status=status), PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"page": page, "status": status, "statuses": NotificationStatus.choices,
-               "configured": bool(settings.NOTIFY_URLS.strip()), "repeat_min": settings.NOTIFY_REPEAT_MIN}
+    context = {
+        "page": page,
+        "status": status,
+        "statuses": NotificationStatus.choices,
+        "configured": bool(settings.NOTIFY_URLS.strip()),
+        "repeat_min": settings.NOTIFY_REPEAT_MIN,
+    }
     return render(request, "oms/notifications.html", context)

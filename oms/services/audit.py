@@ -85,8 +85,9 @@ def audit_append(record: dict) -> bool:
     """
     line = audit_line(record)
     now = time.monotonic()
-    if ((_spool_state["pending_here"] or _memory_spool or now >= _spool_state["next_check"])
-            and now >= _spool_state["retry_after"]):
+    if (_spool_state["pending_here"] or _memory_spool or now >= _spool_state["next_check"]) and now >= _spool_state[
+        "retry_after"
+    ]:
         _flush_quietly()  # spooled lines first, so the trail keeps its order
     try:
         _write_lines([line])
@@ -102,12 +103,19 @@ def _spool(entries: list[tuple[int | None, str]], exc: BaseException) -> None:
     error = f"{type(exc).__name__}: {exc}"[:300]
     try:
         AuditSpool.objects.bulk_create(
-            [AuditSpool(signal_row_id=signal_row_id, line=line, error=error) for signal_row_id, line in entries])
+            [AuditSpool(signal_row_id=signal_row_id, line=line, error=error) for signal_row_id, line in entries]
+        )
         _spool_state["pending_here"] = True
     except DatabaseError:
         _memory_spool.extend(entries)  # last resort: this process retries at its next append
-    log_event(logger, "audit_spooled", level=logging.ERROR, lines=len(entries), error=error,
-              signal_row_ids=[signal_row_id for signal_row_id, _ in entries])
+    log_event(
+        logger,
+        "audit_spooled",
+        level=logging.ERROR,
+        lines=len(entries),
+        error=error,
+        signal_row_ids=[signal_row_id for signal_row_id, _ in entries],
+    )
 
 
 def _flush_quietly() -> None:
@@ -215,8 +223,13 @@ def _signal_ids_in_trail(*, since: datetime | None, path: Path | None = None) ->
 
 def signal_audit_record(row) -> dict:
     """The audit record of a stored `Signal`, as the intake writes it (used by the recovery)."""
-    record = {"signal_row_id": row.pk, "outcome": row.outcome, "reason": row.reason, "payload": row.payload,
-              "received_at": row.received_at}
+    record = {
+        "signal_row_id": row.pk,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "payload": row.payload,
+        "received_at": row.received_at,
+    }
     if row.dedupe_key or row.duplicate_of_id:
         record["dedupe_key"] = row.dedupe_key or (row.duplicate_of.dedupe_key if row.duplicate_of else None)
     if row.outcome != "rejected":
@@ -232,8 +245,9 @@ class RecoverResult:
     recovered: list[int] = field(default_factory=list)  # signals whose missing line was written
 
 
-def audit_recover(*, grace_sec: float = 30, window_hours: float = RECOVER_WINDOW_HOURS,
-                  now: datetime | None = None) -> RecoverResult:
+def audit_recover(
+    *, grace_sec: float = 30, window_hours: float = RECOVER_WINDOW_HOURS, now: datetime | None = None
+) -> RecoverResult:
     """Write the spooled lines, then the line of every committed signal of the last `window_hours`
     that has none in the trail (rotated files included), keyed by `signal_row_id`.
 
@@ -250,9 +264,12 @@ def audit_recover(*, grace_sec: float = 30, window_hours: float = RECOVER_WINDOW
         result = RecoverResult(flushed=_flush_spool())
         now = now or timezone.now()
         spooled = set(AuditSpool.objects.exclude(signal_row_id=None).values_list("signal_row_id", flat=True))
-        committed = dict(Signal.objects.filter(received_at__gte=now - timedelta(hours=window_hours),
-                                               received_at__lte=now - timedelta(seconds=grace_sec))
-                         .values_list("pk", "received_at"))
+        committed = dict(
+            Signal.objects.filter(
+                received_at__gte=now - timedelta(hours=window_hours),
+                received_at__lte=now - timedelta(seconds=grace_sec),
+            ).values_list("pk", "received_at")
+        )
         result.checked = len(committed)
         if not committed:
             return result
@@ -262,8 +279,7 @@ def audit_recover(*, grace_sec: float = 30, window_hours: float = RECOVER_WINDOW
             rows = Signal.objects.filter(pk__in=missing).select_related("duplicate_of").order_by("pk")
             _write_lines([audit_line({**signal_audit_record(row), "recovered": True}) for row in rows], path)
             result.recovered = missing
-            log_event(logger, "audit_recovered", level=logging.WARNING, lines=len(missing),
-                      signal_row_ids=missing[:50])
+            log_event(logger, "audit_recovered", level=logging.WARNING, lines=len(missing), signal_row_ids=missing[:50])
         return result
 
 

@@ -66,35 +66,47 @@ def lease_acquire(owner: str, *, handover: str | None = None) -> bool:
     available = Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
     if handover:
         available |= Q(lease_owner=handover)
-    return AutoCloseMonitor.objects.filter(available, pk=1).update(
-        lease_owner=owner,
-        lease_pid=os.getpid(),
-        lease_host=socket.gethostname()[:255],
-        lease_expires_at=now + _lease_seconds(),
-        lease_acquired_at=now,
-        loops_started=F("loops_started") + 1,
-    ) == 1
+    return (
+        AutoCloseMonitor.objects.filter(available, pk=1).update(
+            lease_owner=owner,
+            lease_pid=os.getpid(),
+            lease_host=socket.gethostname()[:255],
+            lease_expires_at=now + _lease_seconds(),
+            lease_acquired_at=now,
+            loops_started=F("loops_started") + 1,
+        )
+        == 1
+    )
 
 
 def lease_renew(owner: str) -> bool:
     """Extend our own unexpired lease; False means it lapsed or someone else holds it now."""
     now = timezone.now()
-    return AutoCloseMonitor.objects.filter(pk=1, lease_owner=owner, lease_expires_at__gt=now).update(
-        lease_expires_at=now + _lease_seconds()
-    ) == 1
+    return (
+        AutoCloseMonitor.objects.filter(pk=1, lease_owner=owner, lease_expires_at__gt=now).update(
+            lease_expires_at=now + _lease_seconds()
+        )
+        == 1
+    )
 
 
 def lease_hand_over(owner: str, successor: str) -> bool:
     """Pass our lease to the `successor` token (a fresh full term for it to start)."""
-    return AutoCloseMonitor.objects.filter(pk=1, lease_owner=owner).update(
-        lease_owner=successor, lease_pid=None, lease_expires_at=timezone.now() + _lease_seconds()
-    ) == 1
+    return (
+        AutoCloseMonitor.objects.filter(pk=1, lease_owner=owner).update(
+            lease_owner=successor, lease_pid=None, lease_expires_at=timezone.now() + _lease_seconds()
+        )
+        == 1
+    )
 
 
 def lease_release(owner: str) -> bool:
-    return AutoCloseMonitor.objects.filter(pk=1, lease_owner=owner).update(
-        lease_owner="", lease_pid=None, lease_expires_at=None
-    ) == 1
+    return (
+        AutoCloseMonitor.objects.filter(pk=1, lease_owner=owner).update(
+            lease_owner="", lease_pid=None, lease_expires_at=None
+        )
+        == 1
+    )
 
 
 def _lease_state() -> tuple[str, object]:
@@ -134,8 +146,14 @@ class LoopResult:
     sweep_starts: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"owner": self.owner, "acquired": self.acquired, "sweeps": self.sweeps, "errors": self.errors,
-                "stopped": self.stopped, "successor": self.successor}
+        return {
+            "owner": self.owner,
+            "acquired": self.acquired,
+            "sweeps": self.sweeps,
+            "errors": self.errors,
+            "stopped": self.stopped,
+            "successor": self.successor,
+        }
 
 
 def enqueue_loop(*, handover: str = "", first_sweep_at: float | None = None) -> None:

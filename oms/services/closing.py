@@ -65,29 +65,43 @@ class CloseBatchResult:
     failed: dict[int, str] = field(default_factory=dict)  # position id → why it could not be closed
 
 
-def close_values(*, position: Position, price: Decimal, reason: str, now: datetime,
-                 fill_fee: Decimal | None = None, void: bool = False) -> dict:
+def close_values(
+    *,
+    position: Position,
+    price: Decimal,
+    reason: str,
+    now: datetime,
+    fill_fee: Decimal | None = None,
+    void: bool = False,
+) -> dict:
     """The column values that close `position`: at market `price` on paper (slippage, exit fee at
     PAPER_FEE_RATE), or at an exchange fill's `price` with its `fill_fee`; net PnL. Raises
     `CloseRefused` when the row cannot be closed or the result does not fit its columns. `void`:
     cancelled, with no close price and no PnL (not a trade)."""
     if void:
-        return {"status": PositionStatus.CANCELLED, "closed_at": max(now, position.created_at), "close_price": None,
-                "fee": position.fee, "pnl": None, "auto_close_reason": reason}
+        return {
+            "status": PositionStatus.CANCELLED,
+            "closed_at": max(now, position.created_at),
+            "close_price": None,
+            "fee": position.fee,
+            "pnl": None,
+            "auto_close_reason": reason,
+        }
     if position.qty <= 0 or position.entry_price <= 0:
         raise CloseRefused(f"qty {position.qty} and entry price {position.entry_price} must both be positive")
     if not price > 0:
         raise CloseRefused(f"market price {price} is not positive")
     try:
         if fill_fee is None:
-            close_price = slipped_close_price(side=position.side, price=price,
-                                              slippage_bps=settings.PAPER_SLIPPAGE_BPS)
+            close_price = slipped_close_price(side=position.side, price=price, slippage_bps=settings.PAPER_SLIPPAGE_BPS)
             exit_fee = fee_for(price=close_price, qty=position.qty, rate=settings.PAPER_FEE_RATE)
         else:
             close_price, exit_fee = price, fill_fee
         total_fee = position.fee + exit_fee
-        pnl = gross_pnl(side=position.side, entry_price=position.entry_price, close_price=close_price,
-                        qty=position.qty) - total_fee
+        pnl = (
+            gross_pnl(side=position.side, entry_price=position.entry_price, close_price=close_price, qty=position.qty)
+            - total_fee
+        )
         values = {"close_price": close_price, "fee": total_fee, "pnl": pnl}
         for name, value in values.items():
             if not value.is_finite() or abs(value) >= COLUMN_LIMIT:
@@ -132,7 +146,7 @@ def close_positions(instructions: Iterable[CloseInstruction], *, now: datetime |
     ids = list(by_id)
     with transaction.atomic():
         for start in range(0, len(ids), CHUNK):
-            chunk = ids[start:start + CHUNK]
+            chunk = ids[start : start + CHUNK]
             try:
                 with transaction.atomic():
                     _close_chunk(chunk, by_id, now, result)
@@ -163,8 +177,14 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
     for position in locked:
         instruction = by_id[position.pk]
         try:
-            values = close_values(position=position, price=instruction.price, reason=instruction.reason, now=now,
-                                  fill_fee=instruction.fill_fee, void=instruction.void)
+            values = close_values(
+                position=position,
+                price=instruction.price,
+                reason=instruction.reason,
+                now=now,
+                fill_fee=instruction.fill_fee,
+                void=instruction.void,
+            )
         except CloseRefused as exc:
             failed[position.pk] = str(exc)
             continue
@@ -203,10 +223,15 @@ def _update_still_open(positions: list[Position], fields: list[str]) -> int:
     columns = [meta.get_field(name) for name in fields]
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
-    sql = (f"UPDATE {quote(meta.db_table)} SET {assignments} "
-           f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s")
-    rows = [[column.get_db_prep_save(getattr(p, column.attname), connection) for column in columns]
-            + [p.pk, PositionStatus.OPEN.value] for p in positions]
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
+    )
+    rows = [
+        [column.get_db_prep_save(getattr(p, column.attname), connection) for column in columns]
+        + [p.pk, PositionStatus.OPEN.value]
+        for p in positions
+    ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
         return cursor.rowcount

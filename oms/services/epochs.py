@@ -37,15 +37,28 @@ def epoch_start(*, name: str, actor: str, source: str = "command", user=None, re
     control.epoch, control.epoch_started_at = name, timezone.now()
     control.save(update_fields=["epoch", "epoch_started_at"])
     log_event(logger, "epoch_started", epoch=name, previous=previous, actor=actor)
-    operator_action_record(actor=actor, source=source, user=user, action="epoch", reason=reason,
-                           details={"previous": previous, "epoch": name})
+    operator_action_record(
+        actor=actor,
+        source=source,
+        user=user,
+        action="epoch",
+        reason=reason,
+        details={"previous": previous, "epoch": name},
+    )
     return previous, name
 
 
 def epochs_summary() -> list[dict]:
     """Every epoch seen in the positions, with counts and dates, oldest first."""
-    rows = (Position.objects.order_by().values("account_label")
-            .annotate(positions=Count("id"), open=Count("id", filter=Q(status=PositionStatus.OPEN)),
-                      first=Min("created_at"), last=Max("created_at"))
-            .order_by("first"))
+    rows = (
+        Position.objects.order_by()
+        .values("account_label")
+        .annotate(
+            positions=Count("id"),
+            open=Count("id", filter=Q(status=PositionStatus.OPEN)),
+            first=Min("created_at"),
+            last=Max("created_at"),
+        )
+        .order_by("first")
+    )
     return [{"epoch": row.pop("account_label"), **row} for row in rows]

@@ -116,8 +116,10 @@ def pretrade_sanity(*, symbol: str, price: Decimal, timestamp: datetime, now: da
             return f"no current price to check the signal against: {exc}"
         deviation = abs(price - quote) / quote * 100
         if deviation > settings.MAX_SIGNAL_PRICE_DEVIATION_PCT:
-            return (f"signal price {price} is {deviation:.2f} % away from the current price {quote} "
-                    f"(MAX_SIGNAL_PRICE_DEVIATION_PCT {settings.MAX_SIGNAL_PRICE_DEVIATION_PCT})")
+            return (
+                f"signal price {price} is {deviation:.2f} % away from the current price {quote} "
+                f"(MAX_SIGNAL_PRICE_DEVIATION_PCT {settings.MAX_SIGNAL_PRICE_DEVIATION_PCT})"
+            )
     return ""
 
 
@@ -140,9 +142,12 @@ def _book_entry_fill(order: Order, fill: Fill) -> None:
         order = Order.objects.select_for_update().get(pk=order.pk)
         if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED):
             if order.status == OrderStatus.REJECTED and fill.qty > 0:  # never silently ignored
-                transaction.on_commit(lambda: switch_off(
-                    f"late fill of entry order {order.client_order_id} already marked rejected: {fill.qty} at "
-                    f"{fill.price} on the exchange (position {order.position_id} is cancelled in LOMS)"))
+                transaction.on_commit(
+                    lambda: switch_off(
+                        f"late fill of entry order {order.client_order_id} already marked rejected: {fill.qty} at "
+                        f"{fill.price} on the exchange (position {order.position_id} is cancelled in LOMS)"
+                    )
+                )
             return  # already resolved (by the reconciliation, say)
         position = Position.objects.select_for_update().get(pk=order.position_id)
         order.status, order.updated_at = fill.status, now
@@ -155,8 +160,15 @@ def _book_entry_fill(order: Order, fill: Fill) -> None:
         elif fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
             _cancel_position(position, order, "the exchange did not fill the entry order")
         order.save(update_fields=["status", "updated_at", "exchange_order_id", "filled_qty", "price", "fee"])
-    log_event(logger, "entry_order_outcome", position_id=order.position_id, status=fill.status, qty=fill.qty,
-              price=fill.price, fee=fill.fee)
+    log_event(
+        logger,
+        "entry_order_outcome",
+        position_id=order.position_id,
+        status=fill.status,
+        qty=fill.qty,
+        price=fill.price,
+        fee=fill.fee,
+    )
 
 
 def _cancel_position(position: Position, order: Order, error: str) -> None:
@@ -189,19 +201,26 @@ def _refuse_entry(order: Order, signal: Signal | None, reason: str, detail: str 
         order.save(update_fields=["status", "updated_at", "error"])
         if signal is not None:
             signal.outcome, signal.reason = SignalOutcome.BROKER_REJECTED, reason
-            signal.response = {"received": True, "oms_enabled": True, "risk_ok": False,
-                               "risk_reason": f"exchange refused the order: {reason}"}
+            signal.response = {
+                "received": True,
+                "oms_enabled": True,
+                "risk_ok": False,
+                "risk_reason": f"exchange refused the order: {reason}",
+            }
             signal.save(update_fields=["outcome", "reason", "response"])
-    log_event(logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason,
-              detail=detail)
+    log_event(
+        logger, "entry_order_refused", logging.WARNING, position_id=order.position_id, reason=reason, detail=detail
+    )
 
 
 def _entry_pending(order: Order, signal: Signal | None, error: str) -> None:
     """The entry may be (or is) on the exchange but its outcome is unknown: the order stays
     `submitted` (the position counts for the caps) and the reconciliation settles it by its client
     order id. The bot is told the order is pending, not refused."""
-    broker_alert(f"entry of position {order.position_id}: outcome unknown ({error}); "
-                 "the reconciliation will resolve it by its client order id")
+    broker_alert(
+        f"entry of position {order.position_id}: outcome unknown ({error}); "
+        "the reconciliation will resolve it by its client order id"
+    )
     if signal is not None:
         signal.response = {**signal.response, "order_status": OrderStatus.SUBMITTED, "pending": True}
         signal.save(update_fields=["response"])
@@ -216,15 +235,24 @@ def entry_send(order: Order, signal: Signal | None = None) -> Fill | None:
     broker = get_broker()
     try:
         try:
-            fill = _with_backoff(lambda: broker.open(
-                symbol=position.symbol, side=position.side, qty=order.qty, price=position.entry_price,
-                client_order_id=order.client_order_id, tp_price=position.tp_price, sl_price=position.sl_price))
+            fill = _with_backoff(
+                lambda: broker.open(
+                    symbol=position.symbol,
+                    side=position.side,
+                    qty=order.qty,
+                    price=position.entry_price,
+                    client_order_id=order.client_order_id,
+                    tp_price=position.tp_price,
+                    sl_price=position.sl_price,
+                )
+            )
         except (BrokerError, EntryRefused):
             raise
         except Exception as unexpected:  # an answer we could not read: the order may exist
             logger.exception("entry order: unexpected error")
-            raise BrokerError(f"{type(unexpected).__name__}: {unexpected}", kind="unavailable",
-                              maybe_sent=True) from unexpected
+            raise BrokerError(
+                f"{type(unexpected).__name__}: {unexpected}", kind="unavailable", maybe_sent=True
+            ) from unexpected
     except EntryRefused as exc:
         _refuse_entry(order, signal, exc.message)
         return None
@@ -259,8 +287,12 @@ def entry_execute(signal: Signal) -> Signal:
     fill = entry_send(position.orders.get(purpose=OrderPurpose.ENTRY), signal)
     if fill is not None:
         position.refresh_from_db()
-        signal.response = {**signal.response, "order_status": fill.status, "entry_price": float(position.entry_price),
-                           "qty": float(position.qty)}
+        signal.response = {
+            **signal.response,
+            "order_status": fill.status,
+            "entry_price": float(position.entry_price),
+            "qty": float(position.qty),
+        }
         signal.save(update_fields=["response"])
     signal.refresh_from_db()
     return signal
@@ -273,13 +305,13 @@ class ExchangeCloseResult:
     closed_now: bool
 
 
-def _book_close(position: Position, *, price: Decimal, fee: Decimal, reason: str, order: Order,
-                now: datetime) -> bool:
+def _book_close(position: Position, *, price: Decimal, fee: Decimal, reason: str, order: Order, now: datetime) -> bool:
     """Book an exchange fill as the position's close, through the one close path (oms/services/closing.py)."""
     outcome = close_positions([CloseInstruction(position.pk, price, reason, fill_fee=fee, exit_order=order)], now=now)
     if outcome.failed:
-        raise ExchangeCloseFailed(f"the close of position {position.pk} could not be booked: "
-                                  f"{outcome.failed[position.pk]}")
+        raise ExchangeCloseFailed(
+            f"the close of position {position.pk} could not be booked: {outcome.failed[position.pk]}"
+        )
     if not outcome.closed:
         return False
     for name in ("status", "closed_at", "close_price", "fee", "pnl", "auto_close_reason"):
@@ -290,7 +322,8 @@ def _book_close(position: Position, *, price: Decimal, fee: Decimal, reason: str
 def _in_paper_mode(position: Position) -> ExchangePositionInPaperMode:
     return ExchangePositionInPaperMode(
         f"position {position.pk} is a {position.broker_mode} position on the exchange and BROKER_MODE is paper: "
-        "LOMS cannot close it; set BROKER_MODE back, flatten, then switch to paper (docs/LIVE.md, rollback)")
+        "LOMS cannot close it; set BROKER_MODE back, flatten, then switch to paper (docs/LIVE.md, rollback)"
+    )
 
 
 def exchange_position_close(*, position: Position, reason: str, now: datetime | None = None) -> ExchangeCloseResult:
@@ -313,24 +346,40 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
             return ExchangeCloseResult(position=position, closed_now=False)
         in_flight = locked.orders.filter(purpose=OrderPurpose.EXIT, status=OrderStatus.SUBMITTED).first()
         if in_flight is not None:
-            raise ExchangeCloseFailed(f"a close order of position {locked.pk} ({in_flight.client_order_id}) is "
-                                      "already in flight; the reconciliation resolves it by its client id")
+            raise ExchangeCloseFailed(
+                f"a close order of position {locked.pk} ({in_flight.client_order_id}) is "
+                "already in flight; the reconciliation resolves it by its client id"
+            )
         attempt = locked.orders.filter(purpose=OrderPurpose.EXIT).count() + 1
         order = Order.objects.create(
-            position=locked, exchange=locked.exchange, symbol=locked.symbol, side=locked.side, qty=locked.qty,
-            status=OrderStatus.SUBMITTED, purpose=OrderPurpose.EXIT,
-            trade_side=_trade_side(locked.side, OrderPurpose.EXIT), reduce_only=True,
-            client_order_id=client_order_id(locked, "exit", attempt), created_at=timezone.now())
+            position=locked,
+            exchange=locked.exchange,
+            symbol=locked.symbol,
+            side=locked.side,
+            qty=locked.qty,
+            status=OrderStatus.SUBMITTED,
+            purpose=OrderPurpose.EXIT,
+            trade_side=_trade_side(locked.side, OrderPurpose.EXIT),
+            reduce_only=True,
+            client_order_id=client_order_id(locked, "exit", attempt),
+            created_at=timezone.now(),
+        )
     failure = None
     try:
-        fill = _with_backoff(lambda: broker.close(symbol=locked.symbol, side=locked.side, qty=locked.qty,
-                                                   price=None, client_order_id=order.client_order_id))
+        fill = _with_backoff(
+            lambda: broker.close(
+                symbol=locked.symbol,
+                side=locked.side,
+                qty=locked.qty,
+                price=None,
+                client_order_id=order.client_order_id,
+            )
+        )
     except BrokerError as exc:
         fill, failure = None, exc
         if exc.maybe_sent:
             try:
-                fill = _with_backoff(lambda: broker.lookup(symbol=locked.symbol,
-                                                           client_order_id=order.client_order_id))
+                fill = _with_backoff(lambda: broker.lookup(symbol=locked.symbol, client_order_id=order.client_order_id))
                 failure = None
             except BrokerError:
                 pass
@@ -340,15 +389,17 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
     return ExchangeCloseResult(position=locked, closed_now=closed)
 
 
-def _book_exit_fill(position: Position, order: Order, fill: Fill | None, *, failure: BrokerError | None,
-                    reason: str, now: datetime) -> bool:
+def _book_exit_fill(
+    position: Position, order: Order, fill: Fill | None, *, failure: BrokerError | None, reason: str, now: datetime
+) -> bool:
     """Write an exit order's outcome. Only a full fill is the close (booked through close_positions
     with the fill's price and fee). A partial fill is recorded on the order, the position stays open
     and the switch goes off for an operator; anything else raises ExchangeCloseFailed."""
     order.updated_at = timezone.now()
     if fill is None or fill.qty <= 0 or fill.price is None:
         refused = (failure is not None and not failure.maybe_sent) or (
-            fill is not None and fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED))
+            fill is not None and fill.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED)
+        )
         order.status = OrderStatus.REJECTED if refused else OrderStatus.SUBMITTED
         order.error = failure.message if failure else f"close order {fill.status if fill else 'unknown'}, not filled"
         order.save(update_fields=["status", "error", "updated_at"])
@@ -360,8 +411,7 @@ def _book_exit_fill(position: Position, order: Order, fill: Fill | None, *, fail
         done = fill.status not in (OrderStatus.SUBMITTED,)
         order.status = OrderStatus.PARTIALLY_FILLED if done else OrderStatus.SUBMITTED
         order.error = f"partial exit fill: {fill.qty} of {order.qty}"
-        order.save(update_fields=["status", "price", "filled_qty", "fee", "exchange_order_id", "error",
-                                  "updated_at"])
+        order.save(update_fields=["status", "price", "filled_qty", "fee", "exchange_order_id", "error", "updated_at"])
         message = f"position {position.pk}: partial exit fill: {fill.qty} of {order.qty} (still open in LOMS)"
         switch_off(message)
         raise ExchangeCloseFailed(message)
@@ -369,8 +419,9 @@ def _book_exit_fill(position: Position, order: Order, fill: Fill | None, *, fail
     return _book_close(position, price=fill.price, fee=fill.fee, reason=reason, order=order, now=now)
 
 
-def sweep_exchange_positions(closes: list[CloseInstruction],
-                             updates: list[Position]) -> tuple[list[CloseInstruction], list[Position]]:
+def sweep_exchange_positions(
+    closes: list[CloseInstruction], updates: list[Position]
+) -> tuple[list[CloseInstruction], list[Position]]:
     """The auto-close sweep's decisions for exchange positions, taken out of its paper batch.
 
     TP and SL (static or trailing) are the exchange's own orders: the sweep does not race them. A
@@ -381,19 +432,27 @@ def sweep_exchange_positions(closes: list[CloseInstruction],
     ids = {close.position_id for close in closes} | {p.pk for p in updates}
     if not ids:
         return closes, updates
-    exchange_ids = ids & set(Position.objects.open().exclude(broker_mode=BrokerMode.PAPER)
-                             .values_list("pk", flat=True))
+    exchange_ids = ids & set(Position.objects.open().exclude(broker_mode=BrokerMode.PAPER).values_list("pk", flat=True))
     if not exchange_ids:
         return closes, updates
     broker = get_broker()
     if broker.is_paper:  # never closed (nor moved) at a simulated price: reported, left for a flatten
         for position_id in sorted(exchange_ids):
-            log_event(logger, "exchange_position_skipped", logging.WARNING, position_id=position_id,
-                      reason="BROKER_MODE is paper")
-        broker_alert(f"exchange positions {sorted(exchange_ids)} are open while BROKER_MODE is paper: the sweep "
-                     "skips them; flatten them in demo/live mode (docs/LIVE.md, rollback)")
-        return ([c for c in closes if c.position_id not in exchange_ids],
-                [u for u in updates if u.pk not in exchange_ids])
+            log_event(
+                logger,
+                "exchange_position_skipped",
+                logging.WARNING,
+                position_id=position_id,
+                reason="BROKER_MODE is paper",
+            )
+        broker_alert(
+            f"exchange positions {sorted(exchange_ids)} are open while BROKER_MODE is paper: the sweep "
+            "skips them; flatten them in demo/live mode (docs/LIVE.md, rollback)"
+        )
+        return (
+            [c for c in closes if c.position_id not in exchange_ids],
+            [u for u in updates if u.pk not in exchange_ids],
+        )
     kept_updates = []
     for update in updates:
         if update.pk not in exchange_ids:
@@ -405,8 +464,9 @@ def sweep_exchange_positions(closes: list[CloseInstruction],
             try:
                 broker.move_stop(symbol=position.symbol, side=position.side, sl_price=new_sl)
             except BrokerError as exc:
-                log_event(logger, "exchange_stop_not_moved", logging.WARNING, position_id=position.pk,
-                          error=exc.message)
+                log_event(
+                    logger, "exchange_stop_not_moved", logging.WARNING, position_id=position.pk, error=exc.message
+                )
                 continue
         kept_updates.append(update)
     paper_closes = []
@@ -419,8 +479,13 @@ def sweep_exchange_positions(closes: list[CloseInstruction],
         try:
             exchange_position_close(position=Position.objects.get(pk=close.position_id), reason=close.reason)
         except (BrokerError, ExchangeCloseFailed) as exc:
-            log_event(logger, "exchange_timeout_close_failed", logging.WARNING, position_id=close.position_id,
-                      error=exc.message)
+            log_event(
+                logger,
+                "exchange_timeout_close_failed",
+                logging.WARNING,
+                position_id=close.position_id,
+                error=exc.message,
+            )
     return paper_closes, kept_updates
 
 
@@ -448,8 +513,9 @@ def _exchange_reason(position: Position, price: Decimal) -> str:
     candidates = []
     if stop is not None and (price <= stop + tolerance if long else price >= stop - tolerance):
         candidates.append((abs(price - stop), CloseReason.EXCHANGE_SL))
-    if position.tp_price is not None and (price >= position.tp_price - tolerance if long
-                                          else price <= position.tp_price + tolerance):
+    if position.tp_price is not None and (
+        price >= position.tp_price - tolerance if long else price <= position.tp_price + tolerance
+    ):
         candidates.append((abs(price - position.tp_price), CloseReason.EXCHANGE_TP))
     if not candidates:
         return CloseReason.EXCHANGE_CLOSE
@@ -488,8 +554,9 @@ def _resolve_submitted(broker: Broker, result: ReconcileResult, now: datetime) -
     """Orders still `submitted` (a timeout, a killed process, a failed read-back): look them up by
     their client id. "Not found" means never placed only after RECONCILE_SUBMITTED_GRACE_SEC (an
     order just sent may not be visible yet). Entries and exits alike."""
-    pending = (Order.objects.filter(status=OrderStatus.SUBMITTED).exclude(client_order_id=None)
-               .select_related("position"))
+    pending = (
+        Order.objects.filter(status=OrderStatus.SUBMITTED).exclude(client_order_id=None).select_related("position")
+    )
     for order in pending:
         young = (now - order.created_at).total_seconds() <= settings.RECONCILE_SUBMITTED_GRACE_SEC
         try:
@@ -500,8 +567,9 @@ def _resolve_submitted(broker: Broker, result: ReconcileResult, now: datetime) -
             if order.purpose == OrderPurpose.ENTRY:
                 _refuse_entry(order, order.position.signals.first(), "the order never reached the exchange")
             else:  # a new close may be sent
-                Order.objects.filter(pk=order.pk).update(status=OrderStatus.REJECTED, error="not on the exchange",
-                                                         updated_at=now)
+                Order.objects.filter(pk=order.pk).update(
+                    status=OrderStatus.REJECTED, error="not on the exchange", updated_at=now
+                )
             result.resolved_orders.append(order.pk)
             continue
         if fill.status != OrderStatus.SUBMITTED and order.purpose == OrderPurpose.ENTRY:
@@ -544,13 +612,30 @@ def _reconcile_positions(broker: Broker, result: ReconcileResult, now: datetime)
             continue
         for position in positions:
             fee = closed.fee - position.fee if closed.fee >= position.fee else closed.fee
-            order = Order(position=position, exchange=position.exchange, symbol=position.symbol, side=position.side,
-                          qty=position.qty, price=closed.close_price, status=OrderStatus.FILLED,
-                          purpose=OrderPurpose.EXIT, trade_side=_trade_side(position.side, OrderPurpose.EXIT),
-                          reduce_only=True, filled_qty=position.qty, fee=fee, created_at=now)
+            order = Order(
+                position=position,
+                exchange=position.exchange,
+                symbol=position.symbol,
+                side=position.side,
+                qty=position.qty,
+                price=closed.close_price,
+                status=OrderStatus.FILLED,
+                purpose=OrderPurpose.EXIT,
+                trade_side=_trade_side(position.side, OrderPurpose.EXIT),
+                reduce_only=True,
+                filled_qty=position.qty,
+                fee=fee,
+                created_at=now,
+            )
             try:
-                if _book_close(position, price=closed.close_price, fee=fee, order=order, now=now,
-                               reason=_exchange_reason(position, closed.close_price)):
+                if _book_close(
+                    position,
+                    price=closed.close_price,
+                    fee=fee,
+                    order=order,
+                    now=now,
+                    reason=_exchange_reason(position, closed.close_price),
+                ):
                     result.closed.append(position.pk)
             except ExchangeCloseFailed as exc:  # this row cannot be booked: say so, book the others
                 result.problems.append(exc.message)
@@ -562,15 +647,17 @@ def _late_fills(broker: Broker, symbol: str, side: str) -> str:
     """An unknown position may be an entry LOMS marked rejected that filled after all: name it."""
     since = timezone.now() - timedelta(days=1)
     late = []
-    for order in Order.objects.filter(purpose=OrderPurpose.ENTRY, status=OrderStatus.REJECTED, symbol=symbol,
-                                      side=side, created_at__gte=since).exclude(client_order_id=None)[:5]:
+    for order in Order.objects.filter(
+        purpose=OrderPurpose.ENTRY, status=OrderStatus.REJECTED, symbol=symbol, side=side, created_at__gte=since
+    ).exclude(client_order_id=None)[:5]:
         try:
             fill = broker.lookup(symbol=symbol, client_order_id=order.client_order_id)
         except BrokerError:
             continue
         if fill.qty > 0:
-            late.append(f"late fill of entry order {order.client_order_id} already marked rejected: "
-                        f"{fill.qty} at {fill.price}")
+            late.append(
+                f"late fill of entry order {order.client_order_id} already marked rejected: {fill.qty} at {fill.price}"
+            )
     return f" ({'; '.join(late)})" if late else ""
 
 
@@ -589,10 +676,13 @@ class FlattenResult:
 
 def _open_in_loms() -> list[str]:
     """What LOMS still shows open after a flatten: positions and orders in flight."""
-    open_positions = [f"position {p.pk} {p.symbol} {p.side} {p.qty} ({p.broker_mode})"
-                      for p in Position.objects.open().order_by("pk")]
-    in_flight = [f"order {o.client_order_id} {o.status}" for o in
-                 Order.objects.filter(status=OrderStatus.SUBMITTED, position__status=PositionStatus.OPEN)]
+    open_positions = [
+        f"position {p.pk} {p.symbol} {p.side} {p.qty} ({p.broker_mode})" for p in Position.objects.open().order_by("pk")
+    ]
+    in_flight = [
+        f"order {o.client_order_id} {o.status}"
+        for o in Order.objects.filter(status=OrderStatus.SUBMITTED, position__status=PositionStatus.OPEN)
+    ]
     return open_positions + in_flight
 
 
@@ -602,8 +692,9 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
     open position and no order in flight (a close that failed in LOMS is not flat)."""
     started = time.perf_counter()
     oms_switch_set(enabled=False, actor=actor, reason=f"flatten: {reason}", source=source, user=user)
-    operator = Operator(actor=actor, source=SWITCH_TO_OPERATOR_SOURCE.get(source, OperatorSource.COMMAND), user=user,
-                        reason=reason)
+    operator = Operator(
+        actor=actor, source=SWITCH_TO_OPERATOR_SOURCE.get(source, OperatorSource.COMMAND), user=user, reason=reason
+    )
     broker = get_broker()
     result = FlattenResult(flat=False)
     if broker.is_paper:
@@ -628,17 +719,24 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
             closed = exchange_position_close(position=position, reason=CloseReason.FLATTEN)
             if closed.closed_now:
                 result.closed.append(position.pk)
-                operator.record("close", position=closed.position,
-                                details=position_close_details(closed.position, via="flatten"))
+                operator.record(
+                    "close", position=closed.position, details=position_close_details(closed.position, via="flatten")
+                )
         except (BrokerError, ExchangeCloseFailed) as exc:
             result.failed[f"position {position.pk}"] = exc.message
     try:
         # Anything the exchange still holds (unknown to LOMS, or a failed close) is closed too.
         for held in broker.positions():
             try:
-                _with_backoff(lambda held=held: broker.close(
-                    symbol=held.symbol, side=held.side, qty=held.qty, price=None,
-                    client_order_id=f"loms-flat-{int(time.time() * 1000) % 10**12}"))
+                _with_backoff(
+                    lambda held=held: broker.close(
+                        symbol=held.symbol,
+                        side=held.side,
+                        qty=held.qty,
+                        price=None,
+                        client_order_id=f"loms-flat-{int(time.time() * 1000) % 10**12}",
+                    )
+                )
             except BrokerError as exc:
                 result.failed[f"{held.symbol} {held.side} on the exchange"] = exc.message
         result.remaining_positions = [f"{p.symbol} {p.side} {p.qty}" for p in broker.positions()]
@@ -650,19 +748,34 @@ def flatten(*, actor: str, reason: str = "flatten", source: str = SwitchSource.C
         result.failed["reading the exchange back"] = exc.message
         result.remaining_in_loms = _open_in_loms()
     result.seconds = time.perf_counter() - started
-    log_event(logger, "flatten", flat=result.flat, closed=result.closed, failed=result.failed,
-              remaining=result.remaining_positions, seconds=round(result.seconds, 3))
+    log_event(
+        logger,
+        "flatten",
+        flat=result.flat,
+        closed=result.closed,
+        failed=result.failed,
+        remaining=result.remaining_positions,
+        seconds=round(result.seconds, 3),
+    )
     if not result.flat:
-        broker_alert(f"flatten did not confirm flat: "
-                     f"{result.remaining_positions or result.remaining_in_loms or result.failed}")
+        broker_alert(
+            f"flatten did not confirm flat: {result.remaining_positions or result.remaining_in_loms or result.failed}"
+        )
     _flatten_record(operator, result)
     return result
 
 
 def _flatten_record(operator: Operator, result: FlattenResult) -> None:
-    operator.record("flatten", details={"flat": result.flat, "closed_ids": result.closed, "failed": result.failed,
-                                        "remaining_positions": result.remaining_positions,
-                                        "remaining_orders": result.remaining_orders})
+    operator.record(
+        "flatten",
+        details={
+            "flat": result.flat,
+            "closed_ids": result.closed,
+            "failed": result.failed,
+            "remaining_positions": result.remaining_positions,
+            "remaining_orders": result.remaining_orders,
+        },
+    )
 
 
 # --- preflight -----------------------------------------------------------------------------------
@@ -689,44 +802,65 @@ def preflight(*, broker: Broker | None = None) -> list[PreflightCheck]:
         add("keys work (balance read)", False, exc.message)
         return checks
     add("keys work (balance read)", True, f"equity {account.equity_usdt} USDT")
-    add("no withdraw permission", account.withdraw_permission is not True,
-        "key can withdraw: make a key without it" if account.withdraw_permission
-        else ("not reported by the exchange" if account.withdraw_permission is None else "no withdraw"))
-    add("account equity within LIVE_MAX_ACCOUNT_USDT",
+    add(
+        "no withdraw permission",
+        account.withdraw_permission is not True,
+        "key can withdraw: make a key without it"
+        if account.withdraw_permission
+        else ("not reported by the exchange" if account.withdraw_permission is None else "no withdraw"),
+    )
+    add(
+        "account equity within LIVE_MAX_ACCOUNT_USDT",
         account.equity_usdt is not None and account.equity_usdt <= settings.LIVE_MAX_ACCOUNT_USDT,
-        f"{account.equity_usdt} USDT (max {settings.LIVE_MAX_ACCOUNT_USDT}): use a dedicated sub-account")
-    add("one-way position mode", account.one_way_mode is not False,
-        "one-way" if account.one_way_mode is not False else "hedge mode: switch the account to one-way")
+        f"{account.equity_usdt} USDT (max {settings.LIVE_MAX_ACCOUNT_USDT}): use a dedicated sub-account",
+    )
+    add(
+        "one-way position mode",
+        account.one_way_mode is not False,
+        "one-way" if account.one_way_mode is not False else "hedge mode: switch the account to one-way",
+    )
     for symbol in symbols:
         entry = account.symbols.get(symbol, {})
         ok = entry.get("margin_mode") == settings.LIVE_MARGIN_MODE and entry.get("leverage") == settings.LIVE_LEVERAGE
-        add(f"{symbol} margin mode and leverage", ok,
+        add(
+            f"{symbol} margin mode and leverage",
+            ok,
             f"{entry.get('margin_mode')} x{entry.get('leverage')} (want {settings.LIVE_MARGIN_MODE} "
-            f"x{settings.LIVE_LEVERAGE})")
+            f"x{settings.LIVE_LEVERAGE})",
+        )
         try:
             broker.market(symbol) if hasattr(broker, "market") else None
         except (EntryRefused, BrokerError) as exc:
             add(f"{symbol} market", False, getattr(exc, "message", str(exc)))
     try:
-        known = {(p.symbol, p.side) for p in Position.objects.open()
-                 .exclude(broker_mode=BrokerMode.PAPER)}
+        known = {(p.symbol, p.side) for p in Position.objects.open().exclude(broker_mode=BrokerMode.PAPER)}
         unknown = [f"{p.symbol} {p.side}" for p in broker.positions() if (p.symbol, p.side) not in known]
         ours = set(Order.objects.exclude(client_order_id=None).values_list("client_order_id", flat=True))
-        stray = [o["client_order_id"] or o["exchange_order_id"] for o in broker.open_orders()
-                 if o.get("client_order_id") not in ours]
+        stray = [
+            o["client_order_id"] or o["exchange_order_id"]
+            for o in broker.open_orders()
+            if o.get("client_order_id") not in ours
+        ]
     except BrokerError as exc:
         add("no unknown position or order", False, exc.message)
     else:
-        add("no unknown position or order", not unknown and not stray,
-            "none" if not unknown and not stray else f"positions: {unknown}, orders: {stray}")
+        add(
+            "no unknown position or order",
+            not unknown and not stray,
+            "none" if not unknown and not stray else f"positions: {unknown}, orders: {stray}",
+        )
     return checks
 
 
 def reconcile_report() -> dict:
     monitor = BrokerMonitor.load()
     age = (timezone.now() - monitor.last_run_at).total_seconds() if monitor.last_run_at else None
-    return {"last_run_at": monitor.last_run_at.isoformat() if monitor.last_run_at else None,
-            "last_run_age_sec": round(age, 1) if age is not None else None, "state": monitor.last_state or "never",
-            "detail": monitor.last_detail, "runs": monitor.runs, "closed_by_exchange": monitor.closed_by_exchange,
-            "stale": age is None or age > 3 * settings.RECONCILE_INTERVAL_SEC + 30}
-
+    return {
+        "last_run_at": monitor.last_run_at.isoformat() if monitor.last_run_at else None,
+        "last_run_age_sec": round(age, 1) if age is not None else None,
+        "state": monitor.last_state or "never",
+        "detail": monitor.last_detail,
+        "runs": monitor.runs,
+        "closed_by_exchange": monitor.closed_by_exchange,
+        "stale": age is None or age > 3 * settings.RECONCILE_INTERVAL_SEC + 30,
+    }

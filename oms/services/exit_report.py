@@ -23,13 +23,20 @@ def exit_engine_summary() -> dict[str, list[dict]]:
     closed = Q(status=PositionStatus.CLOSED)
     by_status = list(Position.objects.order_by().values("status").annotate(count=Count("id")).order_by("status"))
     by_reason = list(
-        Position.objects.filter(closed).order_by().values("auto_close_reason")
-        .annotate(count=Count("id"), pnl=Sum("pnl")).order_by("-count", "auto_close_reason")
+        Position.objects.filter(closed)
+        .order_by()
+        .values("auto_close_reason")
+        .annotate(count=Count("id"), pnl=Sum("pnl"))
+        .order_by("-count", "auto_close_reason")
     )
     by_strategy = list(
-        Position.objects.order_by().values("exit_strategy")
-        .annotate(open=Count("id", filter=Q(status=PositionStatus.OPEN)), closed=Count("id", filter=closed),
-                  pnl=Sum("pnl", filter=closed))
+        Position.objects.order_by()
+        .values("exit_strategy")
+        .annotate(
+            open=Count("id", filter=Q(status=PositionStatus.OPEN)),
+            closed=Count("id", filter=closed),
+            pnl=Sum("pnl", filter=closed),
+        )
         .order_by("exit_strategy")
     )
     return {"by_status": by_status, "by_reason": by_reason, "by_strategy": by_strategy}
@@ -63,10 +70,27 @@ def _evaluate(
     fields = levels.level_fields if levels else None
     if close is not None:
         values = close_values(position=position, price=price, reason=close.reason, now=now)
-        return ReplayOutcome(position, policy, "close", price, close.reason, values["close_price"], values["pnl"],
-                             dynamic_sl, favorable, now), fields
-    return ReplayOutcome(position, policy, "update" if levels else "hold", price, dynamic_sl_price=dynamic_sl,
-                         max_favorable_move=favorable, at=now), fields
+        return ReplayOutcome(
+            position,
+            policy,
+            "close",
+            price,
+            close.reason,
+            values["close_price"],
+            values["pnl"],
+            dynamic_sl,
+            favorable,
+            now,
+        ), fields
+    return ReplayOutcome(
+        position,
+        policy,
+        "update" if levels else "hold",
+        price,
+        dynamic_sl_price=dynamic_sl,
+        max_favorable_move=favorable,
+        at=now,
+    ), fields
 
 
 def scenario_price(position: Position, scenario: str) -> Decimal | None:
@@ -143,8 +167,10 @@ def exit_replay_walk(
             final[pk], levels = _evaluate(position, names[pk], price, quote, when, params)
             if levels:
                 state[pk] = replace_levels(position, levels)
-    return [final.get(pk) or ReplayOutcome(p, names[pk], "no_price", note="no usable recorded quote")
-            for pk, p in state.items()]
+    return [
+        final.get(pk) or ReplayOutcome(p, names[pk], "no_price", note="no usable recorded quote")
+        for pk, p in state.items()
+    ]
 
 
 def replace_levels(position: Position, fields: dict) -> Position:
@@ -153,4 +179,3 @@ def replace_levels(position: Position, fields: dict) -> Position:
     for name, value in fields.items():
         setattr(copy, name, value)
     return copy
-

@@ -19,9 +19,29 @@ from django.db.models import QuerySet
 from oms.models import Position
 
 EXPORT_FIELDS = [
-    "id", "account_label", "exchange", "market_type", "symbol", "side", "qty", "strategy", "timeframe_min",
-    "entry_price", "tp_price", "sl_price", "status", "created_at", "closed_at", "close_price", "pnl", "fee",
-    "auto_close_reason", "exit_strategy", "dynamic_tp_price", "dynamic_sl_price", "max_favorable_move",
+    "id",
+    "account_label",
+    "exchange",
+    "market_type",
+    "symbol",
+    "side",
+    "qty",
+    "strategy",
+    "timeframe_min",
+    "entry_price",
+    "tp_price",
+    "sl_price",
+    "status",
+    "created_at",
+    "closed_at",
+    "close_price",
+    "pnl",
+    "fee",
+    "auto_close_reason",
+    "exit_strategy",
+    "dynamic_tp_price",
+    "dynamic_sl_price",
+    "max_favorable_move",
     "external_order_id",
 ]
 

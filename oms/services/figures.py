@@ -47,16 +47,42 @@ DIMS = ("account_label", "symbol", "strategy", "exchange")
 KINDS = tuple(",".join(c) for n in range(len(DIMS) + 1) for c in combinations(DIMS, n))
 DAY_KINDS = ("", "account_label")
 ALL_TIME = BookFigure.ALL_TIME
-REASON_FIELDS = {CloseReason.TP: "tp_count", CloseReason.SL: "sl_count", CloseReason.TRAILING_SL: "trailing_sl_count",
-                 CloseReason.MANUAL: "manual_count", CloseReason.TIMEOUT: "timeout_count",
-                 CloseReason.PANIC: "panic_count", CloseReason.MANUAL_PRICE: "manual_price_count",
-                 # An exchange-side TP or SL (demo/live) counts as one (oms.models TAKE_PROFIT/STOP_LOSS_REASONS).
-                 CloseReason.EXCHANGE_TP: "tp_count", CloseReason.EXCHANGE_SL: "sl_count"}
+REASON_FIELDS = {
+    CloseReason.TP: "tp_count",
+    CloseReason.SL: "sl_count",
+    CloseReason.TRAILING_SL: "trailing_sl_count",
+    CloseReason.MANUAL: "manual_count",
+    CloseReason.TIMEOUT: "timeout_count",
+    CloseReason.PANIC: "panic_count",
+    CloseReason.MANUAL_PRICE: "manual_price_count",
+    # An exchange-side TP or SL (demo/live) counts as one (oms.models TAKE_PROFIT/STOP_LOSS_REASONS).
+    CloseReason.EXCHANGE_TP: "tp_count",
+    CloseReason.EXCHANGE_SL: "sl_count",
+}
 REASON_COUNTS = list(dict.fromkeys(REASON_FIELDS.values()))  # each counter once
-COUNTS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "voided_count", "pnl",
-          "fees", "gross_win", "gross_loss"]
-UPDATE_FIELDS = [*COUNTS, "peak", "trough", "drawdown", "first_created_at", "last_created_at", "last_closed_at",
-                 "last_id"]
+COUNTS = [
+    "positions",
+    "open_positions",
+    "trades",
+    "wins",
+    "losses",
+    *REASON_COUNTS,
+    "voided_count",
+    "pnl",
+    "fees",
+    "gross_win",
+    "gross_loss",
+]
+UPDATE_FIELDS = [
+    *COUNTS,
+    "peak",
+    "trough",
+    "drawdown",
+    "first_created_at",
+    "last_created_at",
+    "last_closed_at",
+    "last_id",
+]
 FACT_FIELDS = ("id", "status", "created_at", "closed_at", "pnl", "fee", "auto_close_reason", *DIMS)
 CHUNK = 2000
 
@@ -150,8 +176,13 @@ def _add_created(row, created: datetime) -> None:
 
 
 def _summary(row: BookFigure) -> Drawdown:
-    return Drawdown(trades=row.trades, total=money(row.pnl), peak=money(row.peak), trough=money(row.trough),
-                    drawdown=money(row.drawdown))
+    return Drawdown(
+        trades=row.trades,
+        total=money(row.pnl),
+        peak=money(row.peak),
+        trough=money(row.trough),
+        drawdown=money(row.drawdown),
+    )
 
 
 def _set_summary(row: BookFigure, summary: Drawdown, last: tuple[datetime, int] | None) -> None:
@@ -166,10 +197,14 @@ def _save(rows: list[BookFigure]) -> None:
     connection = connections[BookFigure.objects.db]
     fields = [BookFigure._meta.get_field(name) for name in UPDATE_FIELDS]
     quote = connection.ops.quote_name
-    sql = (f"UPDATE {quote(BookFigure._meta.db_table)} SET "
-           + ", ".join(f"{quote(field.column)} = %s" for field in fields) + " WHERE id = %s")
-    params = [[field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields] + [row.pk]
-              for row in rows]
+    sql = (
+        f"UPDATE {quote(BookFigure._meta.db_table)} SET "
+        + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        + " WHERE id = %s"
+    )
+    params = [
+        [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields] + [row.pk] for row in rows
+    ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
 
@@ -181,24 +216,25 @@ def _locked_rows(keys: dict[str, tuple[str, dict, date]]) -> dict[str, BookFigur
     def load(wanted: list[str]) -> dict[str, BookFigure]:
         found: dict[str, BookFigure] = {}
         for start in range(0, len(wanted), CHUNK):
-            query = BookFigure.objects.select_for_update().filter(rid__in=wanted[start:start + CHUNK]).order_by("rid")
+            query = BookFigure.objects.select_for_update().filter(rid__in=wanted[start : start + CHUNK]).order_by("rid")
             found.update((row.rid, row) for row in query)
         return found
 
     existing: set[str] = set()
     for start in range(0, len(rids), CHUNK):  # not locked yet: creating a row never waits while holding one
-        existing.update(BookFigure.objects.filter(rid__in=rids[start:start + CHUNK]).values_list("rid", flat=True))
+        existing.update(BookFigure.objects.filter(rid__in=rids[start : start + CHUNK]).values_list("rid", flat=True))
     missing = [rid for rid in rids if rid not in existing]
     if missing:  # new rows (a new symbol, a new day); a concurrent creator of the same row wins
-        BookFigure.objects.bulk_create([BookFigure(rid=rid, kind=keys[rid][0], day=keys[rid][2], **keys[rid][1])
-                                        for rid in missing], ignore_conflicts=True)
+        BookFigure.objects.bulk_create(
+            [BookFigure(rid=rid, kind=keys[rid][0], day=keys[rid][2], **keys[rid][1]) for rid in missing],
+            ignore_conflicts=True,
+        )
     return load(rids)
 
 
 def _closes_of(row: BookFigure, *, day: date | None) -> Iterable[tuple[Decimal, datetime, int]]:
     """(pnl, closed_at, id) of the closed positions a row counts, in closing order, from the positions."""
-    query = Position.objects.closed().filter(
-                                    **{name: getattr(row, name) for name in _dims_of(row.kind)})
+    query = Position.objects.closed().filter(**{name: getattr(row, name) for name in _dims_of(row.kind)})
     if day is not None:
         start = datetime.combine(day, time.min, tzinfo=UTC)
         query = query.filter(closed_at__gte=start, closed_at__lt=start + timedelta(days=1))
@@ -213,8 +249,11 @@ def _recompute_from_positions(row: BookFigure) -> None:
 
 
 def _recompute_from_days(row: BookFigure) -> None:
-    days = BookFigure.objects.filter(kind=row.kind, trades__gt=0, **{n: getattr(row, n) for n in _dims_of(row.kind)}
-                                     ).exclude(day=ALL_TIME).order_by("day")
+    days = (
+        BookFigure.objects.filter(kind=row.kind, trades__gt=0, **{n: getattr(row, n) for n in _dims_of(row.kind)})
+        .exclude(day=ALL_TIME)
+        .order_by("day")
+    )
     summary, last = Drawdown(), None
     for day_row in days:
         summary = summary.then(_summary(day_row))
@@ -333,8 +372,10 @@ def _facts(ids: list[int]) -> list[Fact]:
     """Read back from the database (in the caller's transaction) exactly what was stored."""
     facts = []
     for start in range(0, len(ids), CHUNK):
-        facts += [Fact(*values) for values in
-                  Position.objects.filter(pk__in=ids[start:start + CHUNK]).values_list(*FACT_FIELDS)]
+        facts += [
+            Fact(*values)
+            for values in Position.objects.filter(pk__in=ids[start : start + CHUNK]).values_list(*FACT_FIELDS)
+        ]
     return facts
 
 
@@ -346,17 +387,28 @@ def book_figures_record_one_open(position: Position) -> None:
     if position.status != PositionStatus.OPEN:
         book_figures_record_open(position)
         return
-    fact = Fact(position.pk, position.status, position.created_at, None, None, position.fee, "",
-                *(getattr(position, name) for name in DIMS))
+    fact = Fact(
+        position.pk,
+        position.status,
+        position.created_at,
+        None,
+        None,
+        position.fee,
+        "",
+        *(getattr(position, name) for name in DIMS),
+    )
     rids = sorted(rid for rid, *_ in _row_keys(fact))
     rows = BookFigure.objects.filter(rid__in=rids)
     if len(rows.select_for_update().order_by("rid").values_list("id", flat=True)) != len(rids):
         book_figures_record_open(position)
         return
     created = Value(position.created_at, output_field=BookFigure._meta.get_field("first_created_at"))
-    rows.update(positions=F("positions") + 1, open_positions=F("open_positions") + 1,
-                first_created_at=Least(Coalesce("first_created_at", created), created),
-                last_created_at=Greatest(Coalesce("last_created_at", created), created))
+    rows.update(
+        positions=F("positions") + 1,
+        open_positions=F("open_positions") + 1,
+        first_created_at=Least(Coalesce("first_created_at", created), created),
+        last_created_at=Greatest(Coalesce("last_created_at", created), created),
+    )
 
 
 @transaction.atomic(savepoint=False)
@@ -410,8 +462,9 @@ def _rebuilt_rows(positions) -> dict[str, BookFigure]:
     def row_for(rid: str, kind: str, dims: dict, day: date) -> BookFigure:
         row = rows.get(rid)
         if row is None:
-            row = rows[rid] = BookFigure(rid=rid, kind=kind, day=day, **dims, **{f: 0 for f in COUNTS},
-                                         peak=0, trough=0, drawdown=0)
+            row = rows[rid] = BookFigure(
+                rid=rid, kind=kind, day=day, **dims, **{f: 0 for f in COUNTS}, peak=0, trough=0, drawdown=0
+            )
         return row
 
     def fold(rid: str, pnl: int) -> None:
@@ -471,6 +524,7 @@ def _rebuilt_rows(positions) -> dict[str, BookFigure]:
 
 # --- reading --------------------------------------------------------------------------------------
 
+
 def _filter_dims(filters: dict) -> dict[str, str]:
     dims = {name: filters.get(name) for name in DIMS if filters.get(name)}
     if "symbol" in dims:
@@ -488,8 +542,23 @@ def figures_can_serve(filters: dict, group_by: str | None = None) -> bool:
     return True
 
 
-READ_FIELDS = ["positions", "open_positions", "trades", "wins", "losses", *REASON_COUNTS, "voided_count", "pnl",
-               "fees", "gross_win", "gross_loss", "drawdown", "first_created_at", "last_created_at", "last_closed_at"]
+READ_FIELDS = [
+    "positions",
+    "open_positions",
+    "trades",
+    "wins",
+    "losses",
+    *REASON_COUNTS,
+    "voided_count",
+    "pnl",
+    "fees",
+    "gross_win",
+    "gross_loss",
+    "drawdown",
+    "first_created_at",
+    "last_created_at",
+    "last_closed_at",
+]
 
 
 def _figures(row: dict, *, day_row: bool = False) -> dict:
@@ -497,11 +566,18 @@ def _figures(row: dict, *, day_row: bool = False) -> dict:
     sums = Sums(
         total_positions=row["trades"] if day_row else row["positions"],
         open_positions=0 if day_row else row["open_positions"],
-        closed_positions=row["trades"], winning_trades=row["wins"], losing_trades=row["losses"],
-        **{field: row[field] for field in REASON_COUNTS}, voided_count=0 if day_row else row["voided_count"],
-        total_pnl=money(row["pnl"]), total_fees=money(row["fees"]), gross_win=money(row["gross_win"]),
-        gross_loss=money(row["gross_loss"]), first_trade_at=row["first_created_at"],
-        last_trade_at=row["last_created_at"], last_close_at=row["last_closed_at"],
+        closed_positions=row["trades"],
+        winning_trades=row["wins"],
+        losing_trades=row["losses"],
+        **{field: row[field] for field in REASON_COUNTS},
+        voided_count=0 if day_row else row["voided_count"],
+        total_pnl=money(row["pnl"]),
+        total_fees=money(row["fees"]),
+        gross_win=money(row["gross_win"]),
+        gross_loss=money(row["gross_loss"]),
+        first_trade_at=row["first_created_at"],
+        last_trade_at=row["last_created_at"],
+        last_close_at=row["last_closed_at"],
     )
     return stats_figures(sums, money(row["drawdown"]))
 
@@ -513,8 +589,9 @@ def figures_stats(filters: dict, group_by: str | None = None) -> dict | list[dic
     if group_by == "day":
         kind = ",".join(name for name in DIMS if name in dims)
         rows = rows.filter(kind=kind, trades__gt=0).exclude(day=ALL_TIME).order_by("day")
-        return [{"day": row["day"].isoformat(), **_figures(row, day_row=True)}
-                for row in rows.values("day", *READ_FIELDS)]
+        return [
+            {"day": row["day"].isoformat(), **_figures(row, day_row=True)} for row in rows.values("day", *READ_FIELDS)
+        ]
     if group_by:
         kind = ",".join(name for name in DIMS if name in dims or name == group_by)
         rows = rows.filter(kind=kind, day=ALL_TIME, positions__gt=0).order_by(group_by)
@@ -547,7 +624,10 @@ def figures_drawdown_since(since: datetime | None) -> Drawdown:
         row = rows.filter(day=ALL_TIME).first()
         return _summary(row) if row is not None else Drawdown()
     next_day = datetime.combine(_day(since) + timedelta(days=1), time.min, tzinfo=UTC)
-    first = Drawdown.of(Position.objects.closed().filter(closed_at__gt=since,
-                                                closed_at__lt=next_day)
-                        .order_by("closed_at", "id").values_list("pnl", flat=True))
+    first = Drawdown.of(
+        Position.objects.closed()
+        .filter(closed_at__gt=since, closed_at__lt=next_day)
+        .order_by("closed_at", "id")
+        .values_list("pnl", flat=True)
+    )
     return first.then(Drawdown.chain(_summary(row) for row in rows.filter(day__gt=_day(since)).order_by("day")))

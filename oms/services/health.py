@@ -27,8 +27,17 @@ from oms.services.audit import audit_spool_pending
 from oms.services.switch import SwitchState, switch_state
 
 # Keys of the report an anonymous caller sees; everything else is for authenticated callers.
-PUBLIC_KEYS = ("ok", "service", "status", "reasons", "environment", "broker_mode", "oms_enabled", "database",
-               "checked_at")
+PUBLIC_KEYS = (
+    "ok",
+    "service",
+    "status",
+    "reasons",
+    "environment",
+    "broker_mode",
+    "oms_enabled",
+    "database",
+    "checked_at",
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,11 @@ def check_switch(ctx: HealthContext) -> Iterable[Reason]:
 
         how = {TRIP_ACTOR: "by an automatic trip", "broker": "by the broker"}.get(state.changed_by, "by hand")
         when = state.changed_at.isoformat() if state.changed_at else "-"
-        yield Reason("switch_off", f"the OMS switch is off ({how})",
-                     f"switched off by {state.changed_by or '-'} at {when}: {state.reason or '-'}")
+        yield Reason(
+            "switch_off",
+            f"the OMS switch is off ({how})",
+            f"switched off by {state.changed_by or '-'} at {when}: {state.reason or '-'}",
+        )
 
 
 def check_loop_stale(ctx: HealthContext) -> Iterable[Reason]:
@@ -80,8 +92,11 @@ def check_sweeps_failing(ctx: HealthContext) -> Iterable[Reason]:
     count = settings.HEALTH_FAILED_SWEEPS
     recent = list(SweepRun.objects.order_by("-started_at", "-id").values_list("error", flat=True)[:count])
     if len(recent) == count and all(recent):
-        yield Reason("sweeps_failing", f"the last {count} auto-close sweeps all failed",
-                     f"last error: {ctx.monitor.last_error[:300]}")
+        yield Reason(
+            "sweeps_failing",
+            f"the last {count} auto-close sweeps all failed",
+            f"last error: {ctx.monitor.last_error[:300]}",
+        )
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -96,8 +111,7 @@ def check_quotes(ctx: HealthContext) -> Iterable[Reason]:
     failing = set(ctx.monitor.last_sweep_failed_symbols or [])
     if not failing:
         return
-    open_symbols = set(Position.objects.open().filter(symbol__in=failing)
-                       .values_list("symbol", flat=True).distinct())
+    open_symbols = set(Position.objects.open().filter(symbol__in=failing).values_list("symbol", flat=True).distinct())
     limit = settings.PRICE_ALERT_AFTER_SEC
     late = {}
     for symbol in sorted(open_symbols):
@@ -106,9 +120,13 @@ def check_quotes(ctx: HealthContext) -> Iterable[Reason]:
         if since and (ctx.now - since).total_seconds() >= limit:
             late[symbol] = (since, entry.get("last_error", ""))
     if late:
-        yield Reason("no_quote", f"no usable quote for {limit:g} s for open position symbol(s): {', '.join(late)}",
-                     "; ".join(f"{symbol} failing since {since.isoformat()}: {error}"
-                               for symbol, (since, error) in late.items()))
+        yield Reason(
+            "no_quote",
+            f"no usable quote for {limit:g} s for open position symbol(s): {', '.join(late)}",
+            "; ".join(
+                f"{symbol} failing since {since.isoformat()}: {error}" for symbol, (since, error) in late.items()
+            ),
+        )
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -132,8 +150,11 @@ def check_audit_spool(ctx: HealthContext) -> Iterable[Reason]:
     """Audit lines accepted but not yet written to the trail (spooled after a failed write)."""
     pending = audit_spool_pending()
     if pending:
-        yield Reason("audit_spooled", f"{pending} audit line(s) wait to be written to the audit log",
-                     f"{settings.AUDIT_LOG_PATH}")
+        yield Reason(
+            "audit_spooled",
+            f"{pending} audit line(s) wait to be written to the audit log",
+            f"{settings.AUDIT_LOG_PATH}",
+        )
 
 
 def check_alerts(ctx: HealthContext) -> Iterable[Reason]:
@@ -145,12 +166,20 @@ def check_alerts(ctx: HealthContext) -> Iterable[Reason]:
     if not settings.NOTIFY_URLS:
         return
     if problems := notify_url_problems():
-        yield Reason("alerts_misconfigured", f"NOTIFY_URLS has {len(problems)} entry(ies) apprise does not understand",
-                     "entries #" + ", #".join(map(str, problems)))
+        yield Reason(
+            "alerts_misconfigured",
+            f"NOTIFY_URLS has {len(problems)} entry(ies) apprise does not understand",
+            "entries #" + ", #".join(map(str, problems)),
+        )
     # The newest alert a sender tried: a failed attempt (waiting for its retry, or given up) means
     # the channel is broken right now.
-    last = (Notification.objects.filter(attempts__gt=0).exclude(status=NotificationStatus.SENDING)
-            .order_by("-updated_at", "-id").values("status", "error", "title").first())
+    last = (
+        Notification.objects.filter(attempts__gt=0)
+        .exclude(status=NotificationStatus.SENDING)
+        .order_by("-updated_at", "-id")
+        .values("status", "error", "title")
+        .first()
+    )
     if last and last["status"] != NotificationStatus.SENT:
         yield Reason("alerts_failing", "the last alert could not be sent", f"{last['title']}: {last['error'][:300]}")
 
@@ -163,19 +192,25 @@ def check_reconciliation(ctx: HealthContext) -> Iterable[Reason]:
 
     report = reconcile_report()
     if report["stale"]:
-        yield Reason("reconciliation_stale", "no recent reconciliation with the exchange",
-                     f"last run {report['last_run_at'] or 'never'}")
+        yield Reason(
+            "reconciliation_stale",
+            "no recent reconciliation with the exchange",
+            f"last run {report['last_run_at'] or 'never'}",
+        )
     elif report["state"] != "ok":
-        yield Reason("reconciliation_" + report["state"], f"the last reconciliation says {report['state']}",
-                     report["detail"])
+        yield Reason(
+            "reconciliation_" + report["state"], f"the last reconciliation says {report['state']}", report["detail"]
+        )
 
 
 def check_close_failures(ctx: HealthContext) -> Iterable[Reason]:
     """Open positions whose exit failed in the last sweep (the close path isolated them)."""
     failing = ctx.monitor.close_failures or {}
     if failing:
-        ids = ", ".join(f"#{position_id} ({entry.get('count')} sweeps: {entry.get('last_error')})"
-                        for position_id, entry in sorted(failing.items(), key=lambda item: int(item[0])))
+        ids = ", ".join(
+            f"#{position_id} ({entry.get('count')} sweeps: {entry.get('last_error')})"
+            for position_id, entry in sorted(failing.items(), key=lambda item: int(item[0]))
+        )
         yield Reason("close_failing", f"{len(failing)} open position(s) cannot be closed by the sweep", ids)
 
 
@@ -201,8 +236,9 @@ def health_reasons(ctx: HealthContext) -> list[Reason]:
         except DatabaseError:
             raise
         except Exception as exc:
-            reasons.append(Reason("check_failed", f"the health check {check.__name__} failed",
-                                  f"{type(exc).__name__}: {exc}"))
+            reasons.append(
+                Reason("check_failed", f"the health check {check.__name__} failed", f"{type(exc).__name__}: {exc}")
+            )
     return reasons
 
 
@@ -227,8 +263,9 @@ def auto_close_report(monitor: AutoCloseMonitor | None = None) -> dict:
         "last_sweep_closed": monitor.last_sweep_closed,
         "last_sweep_failed_symbols": monitor.last_sweep_failed_symbols,
         "loop": {
-            "alive": bool(monitor.lease_owner and monitor.lease_expires_at
-                          and monitor.lease_expires_at > timezone.now()),
+            "alive": bool(
+                monitor.lease_owner and monitor.lease_expires_at and monitor.lease_expires_at > timezone.now()
+            ),
             "owner": monitor.lease_owner,
             "host": monitor.lease_host,
             "pid": monitor.lease_pid,
@@ -266,8 +303,13 @@ def health_report(*, details: bool = True) -> dict:
         reasons = health_reasons(HealthContext(now=now, switch=state, monitor=monitor, auto_close=auto_close))
     except DatabaseError as exc:
         connection.close()
-        report.update(ok=False, status="error", oms_enabled=False, database=f"unavailable ({type(exc).__name__})",
-                      reasons=[Reason("database", "the database is unavailable", type(exc).__name__).as_dict()])
+        report.update(
+            ok=False,
+            status="error",
+            oms_enabled=False,
+            database=f"unavailable ({type(exc).__name__})",
+            reasons=[Reason("database", "the database is unavailable", type(exc).__name__).as_dict()],
+        )
         return report if details else public_report(report)
     report.update(
         database="ok",
@@ -301,5 +343,6 @@ def public_report(report: dict) -> dict:
 def current_reasons() -> list[Reason]:
     """The reasons right now (for the notifier); raises DatabaseError when the database is down."""
     monitor = AutoCloseMonitor.load()
-    return health_reasons(HealthContext(now=timezone.now(), switch=switch_state(), monitor=monitor,
-                                         auto_close=auto_close_report(monitor)))
+    return health_reasons(
+        HealthContext(now=timezone.now(), switch=switch_state(), monitor=monitor, auto_close=auto_close_report(monitor))
+    )

@@ -50,23 +50,38 @@ def _lock_key(key: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ["loms.notify:" + key])
 
 
-def notify(kind: str, title: str, body: str = "", dedupe_key: str | None = None, *, level: str = "warning",
-           now: datetime | None = None) -> Notification:
+def notify(
+    kind: str,
+    title: str,
+    body: str = "",
+    dedupe_key: str | None = None,
+    *,
+    level: str = "warning",
+    now: datetime | None = None,
+) -> Notification:
     """Record an alert and enqueue its sending (after commit). Returns the recorded row, which is
     `suppressed` when the same `dedupe_key` (default: kind + title) was sent within NOTIFY_REPEAT_MIN."""
     now = now or timezone.now()
     key = (dedupe_key or f"{kind}:{title}")[:200]
     level = level if level in LEVELS else "warning"
-    fields = {"kind": kind[:32], "dedupe_key": key, "title": title[:250], "body": body, "level": level,
-              "created_at": now, "updated_at": now}
+    fields = {
+        "kind": kind[:32],
+        "dedupe_key": key,
+        "title": title[:250],
+        "body": body,
+        "level": level,
+        "created_at": now,
+        "updated_at": now,
+    }
     with transaction.atomic():
         _lock_key(key)
         recent = _active_in_window(key, now)
         if recent.exclude(status__in=[NotificationStatus.SUPPRESSED, NotificationStatus.FAILED]).exists():
             folded = recent.filter(status=NotificationStatus.SUPPRESSED).order_by("-created_at", "-id").first()
             if folded:
-                Notification.objects.filter(pk=folded.pk).update(suppressed_count=F("suppressed_count") + 1,
-                                                                 updated_at=now)
+                Notification.objects.filter(pk=folded.pk).update(
+                    suppressed_count=F("suppressed_count") + 1, updated_at=now
+                )
                 folded.refresh_from_db()
                 return folded
             return Notification.objects.create(**fields, status=NotificationStatus.SUPPRESSED, suppressed_count=1)
@@ -149,7 +164,8 @@ def notification_deliver(pk: int, *, now: datetime | None = None) -> str:
     """Send one pending notification if it is due; returns its status afterwards."""
     now = now or timezone.now()
     claimed = Notification.objects.filter(pk=pk, status=NotificationStatus.PENDING, next_attempt_at__lte=now).update(
-        status=NotificationStatus.SENDING, attempts=F("attempts") + 1, updated_at=now)
+        status=NotificationStatus.SENDING, attempts=F("attempts") + 1, updated_at=now
+    )
     if not claimed:
         row = Notification.objects.filter(pk=pk).values_list("status", flat=True).first()
         return row or "missing"
@@ -162,13 +178,27 @@ def notification_deliver(pk: int, *, now: datetime | None = None) -> str:
         log_event(logger, "notification_sent", id=pk, kind=notification.kind, attempts=notification.attempts)
     elif notification.attempts >= settings.NOTIFY_MAX_ATTEMPTS:
         notification.status, notification.next_attempt_at, notification.error = NotificationStatus.FAILED, None, error
-        log_event(logger, "notification_failed", logging.ERROR, id=pk, kind=notification.kind,
-                  attempts=notification.attempts, error=error)
+        log_event(
+            logger,
+            "notification_failed",
+            logging.ERROR,
+            id=pk,
+            kind=notification.kind,
+            attempts=notification.attempts,
+            error=error,
+        )
     else:
         notification.status, notification.error = NotificationStatus.PENDING, error
         notification.next_attempt_at = done + retry_delay(notification.attempts)
-        log_event(logger, "notification_retry", logging.WARNING, id=pk, kind=notification.kind,
-                  attempts=notification.attempts, error=error)
+        log_event(
+            logger,
+            "notification_retry",
+            logging.WARNING,
+            id=pk,
+            kind=notification.kind,
+            attempts=notification.attempts,
+            error=error,
+        )
     notification.updated_at = done
     notification.save(update_fields=["status", "sent_at", "next_attempt_at", "error", "updated_at"])
     return notification.status
@@ -179,9 +209,13 @@ def notifications_retry_due(*, now: datetime | None = None, limit: int = 10) -> 
     `limit` per call, so a tick stays well inside the django-q task timeout when targets hang."""
     now = now or timezone.now()
     Notification.objects.filter(status=NotificationStatus.SENDING, updated_at__lt=now - SENDING_STUCK_AFTER).update(
-        status=NotificationStatus.PENDING, next_attempt_at=now, updated_at=now)
-    due = list(Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
-               .order_by("next_attempt_at", "id").values_list("pk", flat=True)[:limit])
+        status=NotificationStatus.PENDING, next_attempt_at=now, updated_at=now
+    )
+    due = list(
+        Notification.objects.filter(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
     for pk in due:
         notification_deliver(pk, now=now)
     return len(due)
@@ -189,14 +223,20 @@ def notifications_retry_due(*, now: datetime | None = None, limit: int = 10) -> 
 
 # --- what is worth an alert ------------------------------------------------------------------------
 
+
 def notify_safely(*args, **kwargs) -> Notification | None:
     """`notify`, but a failure is only logged: an alert must never block the kill switch or hide the
     error of a failed backup. (`notify` runs in a savepoint, so the caller's transaction goes on.)"""
     try:
         return notify(*args, **kwargs)
     except Exception as exc:
-        log_event(logger, "notification_record_failed", logging.ERROR, kind=args[0] if args else kwargs.get("kind"),
-                  error=f"{type(exc).__name__}: {exc}")
+        log_event(
+            logger,
+            "notification_record_failed",
+            logging.ERROR,
+            kind=args[0] if args else kwargs.get("kind"),
+            error=f"{type(exc).__name__}: {exc}",
+        )
         return None
 
 
@@ -206,24 +246,41 @@ def notify_switch_change(*, enabled: bool, actor: str, reason: str, source: str,
 
     word = "ON" if enabled else "OFF"
     who = "an automatic trip" if actor == TRIP_ACTOR else (actor or "unknown")
-    notify_safely("switch", f"LOMS switch {word}",
-                  f"The OMS switch was turned {word} by {who} ({source}).\nWhy: {reason}",
-                  dedupe_key=f"switch:{change_id}" if change_id else None, level="success" if enabled else "failure")
+    notify_safely(
+        "switch",
+        f"LOMS switch {word}",
+        f"The OMS switch was turned {word} by {who} ({source}).\nWhy: {reason}",
+        dedupe_key=f"switch:{change_id}" if change_id else None,
+        level="success" if enabled else "failure",
+    )
 
 
-def notify_reconciliation_mismatch(*, account: str, mismatches: list[str] | str, dedupe_key: str | None = None,
-                                   ) -> Notification:
+def notify_reconciliation_mismatch(
+    *,
+    account: str,
+    mismatches: list[str] | str,
+    dedupe_key: str | None = None,
+) -> Notification:
     """A broker reconciliation found differences between the book and the exchange (for the live broker)."""
     lines = [mismatches] if isinstance(mismatches, str) else list(mismatches)
     body = f"Reconciliation of {account} found {len(lines)} mismatch(es):\n" + "\n".join(f"- {m}" for m in lines)
-    return notify("reconciliation", f"LOMS reconciliation mismatch ({account})", body,
-                  dedupe_key=dedupe_key or f"reconciliation:{account}:{'|'.join(sorted(lines))}"[:200],
-                  level="failure")
+    return notify(
+        "reconciliation",
+        f"LOMS reconciliation mismatch ({account})",
+        body,
+        dedupe_key=dedupe_key or f"reconciliation:{account}:{'|'.join(sorted(lines))}"[:200],
+        level="failure",
+    )
 
 
 def notify_backup_failed(error: str) -> Notification | None:
-    return notify_safely("backup", "LOMS backup failed", f"The scheduled backup failed: {error}",
-                  dedupe_key="backup:failed", level="failure")
+    return notify_safely(
+        "backup",
+        "LOMS backup failed",
+        f"The scheduled backup failed: {error}",
+        dedupe_key="backup:failed",
+        level="failure",
+    )
 
 
 def health_reasons_check(*, now: datetime | None = None) -> list[Notification]:
@@ -236,20 +293,29 @@ def health_reasons_check(*, now: datetime | None = None) -> list[Notification]:
     sent: list[Notification] = []
     for seen in HealthReasonSeen.objects.exclude(code__in=reasons):
         if seen.notified_at:
-            sent.append(notify("health", f"LOMS recovered: {seen.code}", f"Cleared: {seen.message}",
-                               dedupe_key=f"health-recovered:{seen.code}:{seen.first_seen_at.isoformat()}",
-                               level="success", now=now))
+            sent.append(
+                notify(
+                    "health",
+                    f"LOMS recovered: {seen.code}",
+                    f"Cleared: {seen.message}",
+                    dedupe_key=f"health-recovered:{seen.code}:{seen.first_seen_at.isoformat()}",
+                    level="success",
+                    now=now,
+                )
+            )
         seen.delete()
     lasting = timedelta(seconds=settings.NOTIFY_DEGRADED_AFTER_SEC)
     for code, reason in reasons.items():
         seen, _ = HealthReasonSeen.objects.get_or_create(
-            code=code, defaults={"message": reason.message[:500], "first_seen_at": now, "last_seen_at": now})
+            code=code, defaults={"message": reason.message[:500], "first_seen_at": now, "last_seen_at": now}
+        )
         seen.last_seen_at, seen.message = now, reason.message[:500]
         if now - seen.first_seen_at >= lasting:
             minutes = (now - seen.first_seen_at).total_seconds() / 60
             body = f"{reason.message}\nFor {minutes:.0f} min.\n{reason.detail}".strip()
-            notification = notify("health", f"LOMS degraded: {reason.message}"[:250], body,
-                                  dedupe_key=f"health:{code}", now=now)
+            notification = notify(
+                "health", f"LOMS degraded: {reason.message}"[:250], body, dedupe_key=f"health:{code}", now=now
+            )
             if notification.status != NotificationStatus.SUPPRESSED:
                 seen.notified_at = now
                 sent.append(notification)
@@ -285,8 +351,10 @@ def daily_summary_text(day: date) -> tuple[str, str]:
         f"Shadow verdict (all closed trades): {overall['verdict']}"
         + (f" — failing: {', '.join(overall['failed'])}" if overall["failed"] else ""),
     ]
-    return f"LOMS daily summary {day.isoformat()}: PnL {_money(metrics['total_pnl'])} USDT, {overall['verdict']}", \
-        "\n".join(lines)
+    return (
+        f"LOMS daily summary {day.isoformat()}: PnL {_money(metrics['total_pnl'])} USDT, {overall['verdict']}",
+        "\n".join(lines),
+    )
 
 
 def daily_summary_check(*, now: datetime | None = None) -> Notification | None:
@@ -308,9 +376,11 @@ def notify_tick(*, now: datetime | None = None) -> dict:
     even when another fails."""
     now = now or timezone.now()
     result: dict = {}
-    for name, step in (("retried", lambda: notifications_retry_due(now=now)),
-                       ("health_alerts", lambda: len(health_reasons_check(now=now))),
-                       ("daily_summary", lambda: bool(daily_summary_check(now=now)))):
+    for name, step in (
+        ("retried", lambda: notifications_retry_due(now=now)),
+        ("health_alerts", lambda: len(health_reasons_check(now=now))),
+        ("daily_summary", lambda: bool(daily_summary_check(now=now))),
+    ):
         try:
             result[name] = step()
         except Exception as exc:

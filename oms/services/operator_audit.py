@@ -42,17 +42,22 @@ class Operator:
     @classmethod
     def from_request(cls, request, source: str, reason: str = "") -> Operator:
         user = request.user if getattr(request.user, "pk", None) else None
-        return cls(actor=user.get_username() if user else "anonymous (dev)", source=source, user=user,
-                   reason=reason)
+        return cls(actor=user.get_username() if user else "anonymous (dev)", source=source, user=user, reason=reason)
 
     @classmethod
     def command(cls, actor: str | None = None, reason: str = "") -> Operator:
         return cls(actor=command_actor(actor), source=OperatorSource.COMMAND, reason=reason)
 
-    def record(self, action: str, *, position: Position | None = None, details: dict | None = None
-               ) -> OperatorAction:
-        return operator_action_record(actor=self.actor, source=self.source, user=self.user, action=action,
-                                      position=position, reason=self.reason, details=details)
+    def record(self, action: str, *, position: Position | None = None, details: dict | None = None) -> OperatorAction:
+        return operator_action_record(
+            actor=self.actor,
+            source=self.source,
+            user=self.user,
+            action=action,
+            position=position,
+            reason=self.reason,
+            details=details,
+        )
 
 
 def command_actor(actor: str | None = None) -> str:
@@ -60,19 +65,40 @@ def command_actor(actor: str | None = None) -> str:
     return (actor or "").strip() or f"{getpass.getuser()} (command)"
 
 
-def operator_action_record(*, actor: str, source: str, action: str, user=None, position: Position | None = None,
-                           reason: str = "", details: dict | None = None) -> OperatorAction:
+def operator_action_record(
+    *,
+    actor: str,
+    source: str,
+    action: str,
+    user=None,
+    position: Position | None = None,
+    reason: str = "",
+    details: dict | None = None,
+) -> OperatorAction:
     """Record one manual action (inside the caller's transaction when there is one)."""
     if action not in OperatorActionKind.values:
         raise ValueError(f"unknown operator action {action!r}")
     if source not in OperatorSource.values:
         raise ValueError(f"unknown operator source {source!r}")
     row = OperatorAction.objects.create(
-        actor=(actor or "unknown")[:150], user=user if getattr(user, "pk", None) else None, source=source,
-        action=action, position=position, reason=(reason or "").strip()[:MAX_REASON], details=details or {},
+        actor=(actor or "unknown")[:150],
+        user=user if getattr(user, "pk", None) else None,
+        source=source,
+        action=action,
+        position=position,
+        reason=(reason or "").strip()[:MAX_REASON],
+        details=details or {},
     )
-    log_event(logger, "operator_action", action=action, actor=row.actor, source=source,
-              position_id=position.pk if position else None, reason=row.reason, details=row.details)
+    log_event(
+        logger,
+        "operator_action",
+        action=action,
+        actor=row.actor,
+        source=source,
+        position_id=position.pk if position else None,
+        reason=row.reason,
+        details=row.details,
+    )
     return row
 
 
@@ -82,5 +108,10 @@ def _amount(value: Decimal | None) -> str | None:
 
 def position_close_details(position: Position, *, via: str) -> dict:
     """What a manual close booked, for its audit row (amounts as the columns store them)."""
-    return {"via": via, "close_reason": position.auto_close_reason, "symbol": position.symbol,
-            "close_price": _amount(position.close_price), "pnl": _amount(position.pnl)}
+    return {
+        "via": via,
+        "close_reason": position.auto_close_reason,
+        "symbol": position.symbol,
+        "close_price": _amount(position.close_price),
+        "pnl": _amount(position.pnl),
+    }

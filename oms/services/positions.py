@@ -129,8 +129,11 @@ def position_open_locked(
     if exchange_mode:  # BROKER (#11): the qty the exchange takes (lot size, minimum, LIVE_MAX_NOTIONAL_USDT)
         from oms.services.execution import entry_qty
 
-        request = replace(request, qty=entry_qty(symbol=request.symbol, qty=request.qty, price=request.entry_price),
-                          exchange=settings.BROKER_EXCHANGE)  # where the order goes, not the signal's field
+        request = replace(
+            request,
+            qty=entry_qty(symbol=request.symbol, qty=request.qty, price=request.entry_price),
+            exchange=settings.BROKER_EXCHANGE,
+        )  # where the order goes, not the signal's field
     limits = RiskLimits.from_settings()
     exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
     decision = check_risk_limits(request.symbol, request.entry_price, request.qty, exposure=exposure, limits=limits)
@@ -174,19 +177,21 @@ def position_open_locked(
     book_changed()
     book_figures_record_one_open(position)
     # Logged once the position is committed, never for one that is rolled back.
-    transaction.on_commit(lambda: log_event(
-        logger,
-        "position_opened",
-        position_id=position.pk,
-        order_id=order.pk,
-        symbol=position.symbol,
-        side=position.side,
-        qty=position.qty,
-        entry_price=position.entry_price,
-        tp_price=position.tp_price,
-        sl_price=position.sl_price,
-        strategy=position.strategy,
-    ))
+    transaction.on_commit(
+        lambda: log_event(
+            logger,
+            "position_opened",
+            position_id=position.pk,
+            order_id=order.pk,
+            symbol=position.symbol,
+            side=position.side,
+            qty=position.qty,
+            entry_price=position.entry_price,
+            tp_price=position.tp_price,
+            sl_price=position.sl_price,
+            strategy=position.strategy,
+        )
+    )
     return OpenedPosition(position=position, order=order)
 
 
@@ -228,8 +233,9 @@ def market_price(symbol: str) -> Decimal:
         raise PriceUnavailable(f"no usable price for {symbol}: {exc.reason}") from exc
 
 
-def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANUAL,
-                             operator: Operator | None = None) -> CloseResult:
+def position_close_at_market(
+    *, position_id: int, reason: str = CloseReason.MANUAL, operator: Operator | None = None
+) -> CloseResult:
     """Close one position at the current market price; an already closed one is returned as is.
     With an `operator`, a close made now is recorded in the operator audit (action `close`)."""
     try:
@@ -243,8 +249,7 @@ def position_close_at_market(*, position_id: int, reason: str = CloseReason.MANU
     else:
         result = position_close(position=position, price=market_price(position.symbol), reason=reason)
     if operator and result.closed_now:
-        operator.record("close", position=result.position, details=position_close_details(result.position,
-                                                                                           via="close"))
+        operator.record("close", position=result.position, details=position_close_details(result.position, via="close"))
     return result
 
 
@@ -255,8 +260,9 @@ class CloseAllResult:
     failed_positions: dict[int, str] = field(default_factory=dict)  # position id → why its close failed
 
 
-def positions_close_at_market(*, positions: list[Position], reason: str, operator: Operator | None = None,
-                              via: str = "close") -> CloseAllResult:
+def positions_close_at_market(
+    *, positions: list[Position], reason: str, operator: Operator | None = None, via: str = "close"
+) -> CloseAllResult:
     """Close the given positions at market: one quote per symbol; a bad quote leaves its symbol
     open, a position that cannot be closed stays open alone. With an `operator`, each position
     closed now is recorded in the operator audit (action `close`, `via` what closed it)."""
@@ -290,14 +296,21 @@ def _positions_close_at_market(*, positions: list[Position], reason: str) -> Clo
     return result
 
 
-def positions_close_all(*, reason: str = CloseReason.PANIC, operator: Operator | None = None,
-                        via: str = "close_all") -> CloseAllResult:
+def positions_close_all(
+    *, reason: str = CloseReason.PANIC, operator: Operator | None = None, via: str = "close_all"
+) -> CloseAllResult:
     """Panic: close every open position at the current price. With an `operator`, each close is
     recorded in the operator audit, and (as `close_all`) the whole action with what stayed open."""
-    result = positions_close_at_market(positions=list(Position.objects.open()), reason=reason, operator=operator,
-                                       via=via)
+    result = positions_close_at_market(
+        positions=list(Position.objects.open()), reason=reason, operator=operator, via=via
+    )
     if operator and via == "close_all":
-        operator.record("close_all", details={"closed_ids": [p.pk for p in result.closed], "failed": result.failed,
-                                              "failed_positions": {str(k): v for k, v in
-                                                                   result.failed_positions.items()}})
+        operator.record(
+            "close_all",
+            details={
+                "closed_ids": [p.pk for p in result.closed],
+                "failed": result.failed,
+                "failed_positions": {str(k): v for k, v in result.failed_positions.items()},
+            },
+        )
     return result

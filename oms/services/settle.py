@@ -31,8 +31,9 @@ class SettleInvalid(ValueError):
     """The settle request itself is wrong (both or neither of price and void, no reason, a bad price)."""
 
 
-def position_settle(*, position_id: int, price: Decimal | None, void: bool, operator: Operator,
-                    now: datetime | None = None) -> CloseResult:
+def position_settle(
+    *, position_id: int, price: Decimal | None, void: bool, operator: Operator, now: datetime | None = None
+) -> CloseResult:
     """Close a stuck paper position at `price` (reason `manual_price`) or void it (`void=True`).
     An already closed position is returned as is (`closed_now` False), and nothing is recorded."""
     if void == (price is not None):
@@ -48,9 +49,11 @@ def position_settle(*, position_id: int, price: Decimal | None, void: bool, oper
     if not position.is_open:
         return CloseResult(position=position, closed_now=False)
     if position.broker_mode != BrokerMode.PAPER:
-        raise SettleRefused(f"position {position.pk} is on the exchange ({position.broker_mode}): the exchange is the "
-                            "truth, close it there (the reconciliation books it) or with the normal close",
-                            code="exchange_position")
+        raise SettleRefused(
+            f"position {position.pk} is on the exchange ({position.broker_mode}): the exchange is the "
+            "truth, close it there (the reconciliation books it) or with the normal close",
+            code="exchange_position",
+        )
     try:
         market_price(position.symbol)
     except PriceUnavailable:
@@ -70,6 +73,7 @@ def position_settle(*, position_id: int, price: Decimal | None, void: bool, oper
             position.refresh_from_db()
             return CloseResult(position=position, closed_now=False)
         settled = outcome.closed[0]
-        operator.record("void" if void else "settle_price", position=settled,
-                        details=position_close_details(settled, via="settle"))
+        operator.record(
+            "void" if void else "settle_price", position=settled, details=position_close_details(settled, via="settle")
+        )
     return CloseResult(position=settled, closed_now=True)

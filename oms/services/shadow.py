@@ -44,9 +44,12 @@ class Thresholds:
 
     @classmethod
     def from_settings(cls) -> Thresholds:
-        return cls(min_trades=settings.SHADOW_MIN_TRADES, min_winrate_pct=settings.SHADOW_MIN_WINRATE_PCT,
-                   max_drawdown_usdt=settings.SHADOW_MAX_DRAWDOWN_USDT,
-                   max_open_age_hours=settings.SHADOW_MAX_OPEN_AGE_HOURS)
+        return cls(
+            min_trades=settings.SHADOW_MIN_TRADES,
+            min_winrate_pct=settings.SHADOW_MIN_WINRATE_PCT,
+            max_drawdown_usdt=settings.SHADOW_MAX_DRAWDOWN_USDT,
+            max_open_age_hours=settings.SHADOW_MAX_OPEN_AGE_HOURS,
+        )
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -152,26 +155,41 @@ class Criterion:
     detail: str
 
 
-def shadow_verdict(metrics: dict, thresholds: Thresholds, *, stale_open_ids: list[int],
-                   autoclose_error: str = "") -> list[Criterion]:
+def shadow_verdict(
+    metrics: dict, thresholds: Thresholds, *, stale_open_ids: list[int], autoclose_error: str = ""
+) -> list[Criterion]:
     """The go/no-go criteria, each with a sentence saying why it passed or failed."""
     n = metrics["closed_trades"]
     low = metrics["winrate_ci95_low_pct"] or 0.0
     drawdown = metrics["max_drawdown"]
     return [
-        Criterion("min_trades", n >= thresholds.min_trades,
-                  f"{n} closed trades (need at least {thresholds.min_trades})"),
-        Criterion("winrate", n > 0 and Decimal(str(low)) >= thresholds.min_winrate_pct,
-                  f"winrate {metrics['winrate_pct'] or 0}% with 95% CI lower bound {low}% "
-                  f"(the lower bound must be at least {_plain(thresholds.min_winrate_pct)}%)"),
-        Criterion("max_drawdown", drawdown <= thresholds.max_drawdown_usdt,
-                  f"max drawdown {_plain(drawdown)} USDT (limit {_plain(thresholds.max_drawdown_usdt)} USDT)"),
-        Criterion("stale_open_positions", not stale_open_ids,
-                  f"{len(stale_open_ids)} open position(s) older than {thresholds.max_open_age_hours} h"
-                  + (f": {', '.join(f'#{i}' for i in stale_open_ids[:20])}" if stale_open_ids else "")),
-        Criterion("autoclose_errors", not autoclose_error,
-                  f"auto-close errors in the period: {autoclose_error}" if autoclose_error
-                  else "no auto-close errors in the period"),
+        Criterion(
+            "min_trades", n >= thresholds.min_trades, f"{n} closed trades (need at least {thresholds.min_trades})"
+        ),
+        Criterion(
+            "winrate",
+            n > 0 and Decimal(str(low)) >= thresholds.min_winrate_pct,
+            f"winrate {metrics['winrate_pct'] or 0}% with 95% CI lower bound {low}% "
+            f"(the lower bound must be at least {_plain(thresholds.min_winrate_pct)}%)",
+        ),
+        Criterion(
+            "max_drawdown",
+            drawdown <= thresholds.max_drawdown_usdt,
+            f"max drawdown {_plain(drawdown)} USDT (limit {_plain(thresholds.max_drawdown_usdt)} USDT)",
+        ),
+        Criterion(
+            "stale_open_positions",
+            not stale_open_ids,
+            f"{len(stale_open_ids)} open position(s) older than {thresholds.max_open_age_hours} h"
+            + (f": {', '.join(f'#{i}' for i in stale_open_ids[:20])}" if stale_open_ids else ""),
+        ),
+        Criterion(
+            "autoclose_errors",
+            not autoclose_error,
+            f"auto-close errors in the period: {autoclose_error}"
+            if autoclose_error
+            else "no auto-close errors in the period",
+        ),
     ]
 
 
@@ -183,8 +201,9 @@ def _trades(*, since: datetime | None, until: datetime | None, epoch: str | None
         queryset = queryset.filter(closed_at__lt=until)
     if epoch:
         queryset = queryset.filter(account_label=epoch)
-    rows = queryset.order_by("closed_at", "id").values_list("id", "closed_at", "pnl", "auto_close_reason", "symbol",
-                                                            "strategy")
+    rows = queryset.order_by("closed_at", "id").values_list(
+        "id", "closed_at", "pnl", "auto_close_reason", "symbol", "strategy"
+    )
     return [Trade(id=i, closed_at=c, pnl=p, reason=r, symbol=s, strategy=st) for i, c, p, r, s, st in rows]
 
 
@@ -198,16 +217,21 @@ def _autoclose_error(since: datetime | None) -> str:
     return f"last at {monitor.last_error_at:%Y-%m-%d %H:%M:%S} UTC: {monitor.last_error[:200]}"
 
 
-def shadow_report(*, since: datetime | None = None, until: datetime | None = None, epoch: str | None = None,
-                  thresholds: Thresholds | None = None, now: datetime | None = None) -> dict:
+def shadow_report(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    epoch: str | None = None,
+    thresholds: Thresholds | None = None,
+    now: datetime | None = None,
+) -> dict:
     """Trades closed in [since, until) of `epoch` (None: every epoch), their figures and the verdict."""
     now = now or timezone.now()
     thresholds = thresholds or Thresholds.from_settings()
     trades = _trades(since=since, until=until, epoch=epoch)
     period_days = ((until or now) - since).total_seconds() / 86400 if since else None
     metrics = trade_metrics(trades, period_days=period_days)
-    open_positions = Position.objects.open().filter(
-                                             created_at__lt=now - timedelta(hours=thresholds.max_open_age_hours))
+    open_positions = Position.objects.open().filter(created_at__lt=now - timedelta(hours=thresholds.max_open_age_hours))
     if epoch:
         open_positions = open_positions.filter(account_label=epoch)
     stale = list(open_positions.order_by("created_at").values_list("id", flat=True))
@@ -235,10 +259,12 @@ def equity_svg(points: list[tuple[datetime, Decimal]], *, width: int = 800, heig
     if not points:
         return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"></svg>'
     chart = equity_chart([(points[0][0], ZERO), *points], width=width, height=height, pad=10)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="Equity curve">'
-            f'<line x1="10" y1="{chart.zero_y:.1f}" x2="{width - 10}" y2="{chart.zero_y:.1f}" stroke="#999" '
-            f'stroke-dasharray="4 3"/>'
-            f'<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{chart.line}"/>'
-            f'<text x="10" y="20" font-size="11">{chart.top_label:.2f}</text>'
-            f'<text x="10" y="{height - 10}" font-size="11">{chart.bottom_label:.2f}</text></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="Equity curve">'
+        f'<line x1="10" y1="{chart.zero_y:.1f}" x2="{width - 10}" y2="{chart.zero_y:.1f}" stroke="#999" '
+        f'stroke-dasharray="4 3"/>'
+        f'<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{chart.line}"/>'
+        f'<text x="10" y="20" font-size="11">{chart.top_label:.2f}</text>'
+        f'<text x="10" y="{height - 10}" font-size="11">{chart.bottom_label:.2f}</text></svg>'
+    )

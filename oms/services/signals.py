@@ -71,15 +71,23 @@ def _request_for(signal: BounceSignal) -> PositionRequest:
 
 
 def _signal_fields(signal: BounceSignal, payload: dict) -> dict:
-    return {"payload": payload, "symbol": signal.symbol, "side": signal.side, "strategy": signal.strategy,
-            "exchange": signal.exchange}
+    return {
+        "payload": payload,
+        "symbol": signal.symbol,
+        "side": signal.side,
+        "strategy": signal.strategy,
+        "exchange": signal.exchange,
+    }
 
 
 def _record_duplicate(signal: BounceSignal, payload: dict, first: Signal) -> Signal:
     """A signal already seen: recorded (no dedupe key of its own), answered as the first one was."""
     return Signal.objects.create(
-        **_signal_fields(signal, payload), outcome=SignalOutcome.DUPLICATE, reason=f"duplicate of signal {first.pk}",
-        duplicate_of=first, response={**first.response, "duplicate": True},
+        **_signal_fields(signal, payload),
+        outcome=SignalOutcome.DUPLICATE,
+        reason=f"duplicate of signal {first.pk}",
+        duplicate_of=first,
+        response={**first.response, "duplicate": True},
     )
 
 
@@ -124,8 +132,15 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
         signal = parse_bounce_signal(payload, idempotency_key=idempotency_key)
     except SignalInvalid as exc:
         return _reject(stored_payload, exc.errors)
-    log_event(logger, "bounce_received", symbol=signal.symbol, side=signal.side, price=signal.price,
-              strategy=signal.strategy, signal_id=signal.signal_id)
+    log_event(
+        logger,
+        "bounce_received",
+        symbol=signal.symbol,
+        side=signal.side,
+        price=signal.price,
+        strategy=signal.strategy,
+        signal_id=signal.signal_id,
+    )
     try:
         # Checked outside the OMS lock so duplicates never queue for it (the lock is the throughput limit).
         first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
@@ -147,8 +162,16 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
     except Exception as exc:
         audit_append({"outcome": "error", "error": type(exc).__name__, "payload": stored_payload})
         raise
-    audit_append({"signal_row_id": row.pk, "outcome": row.outcome, "reason": row.reason,
-                  "dedupe_key": signal.dedupe_key, "payload": stored_payload, "response": row.response})
+    audit_append(
+        {
+            "signal_row_id": row.pk,
+            "outcome": row.outcome,
+            "reason": row.reason,
+            "dedupe_key": signal.dedupe_key,
+            "payload": stored_payload,
+            "response": row.response,
+        }
+    )
     return IntakeResult(status_code=200, body=row.response, signal=row)
 
 
@@ -196,10 +219,24 @@ def order_open(*, request: PositionRequest, payload: object, actor: str = "") ->
             "sl_price": float(position.sl_price) if position.sl_price is not None else None,
         }
         row = Signal.objects.create(
-            payload=stored_payload, symbol=position.symbol, side=position.side, strategy=position.strategy,
-            exchange=position.exchange, outcome=SignalOutcome.OPENED, position=position, response=response,
+            payload=stored_payload,
+            symbol=position.symbol,
+            side=position.side,
+            strategy=position.strategy,
+            exchange=position.exchange,
+            outcome=SignalOutcome.OPENED,
+            position=position,
+            response=response,
             reason=f"POST /orders by {actor}" if actor else "POST /orders",
         )
-    audit_append({"signal_row_id": row.pk, "outcome": row.outcome, "reason": row.reason, "source": "orders_api",
-                  "payload": stored_payload, "response": response})
+    audit_append(
+        {
+            "signal_row_id": row.pk,
+            "outcome": row.outcome,
+            "reason": row.reason,
+            "source": "orders_api",
+            "payload": stored_payload,
+            "response": response,
+        }
+    )
     return opened

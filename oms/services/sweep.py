@@ -26,7 +26,15 @@ logger = logging.getLogger("loms.oms.auto_close")
 SWEEP_LOG_KEEP = timedelta(hours=6)
 LEVEL_FIELDS = ["dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta"]
 EVAL_FIELDS = (
-    "id", "symbol", "side", "entry_price", "tp_price", "sl_price", "exit_strategy", "created_at", "exit_meta",
+    "id",
+    "symbol",
+    "side",
+    "entry_price",
+    "tp_price",
+    "sl_price",
+    "exit_strategy",
+    "created_at",
+    "exit_meta",
 )
 
 
@@ -81,21 +89,30 @@ def _current_close_failures(known: dict, failed: dict[int, str], now: datetime) 
     current = {}
     for position_id, reason in failed.items():
         entry = (known or {}).get(str(position_id)) or {}
-        current[str(position_id)] = {"count": int(entry.get("count", 0)) + 1, "last_error": reason[:500],
-                                     "since": entry.get("since", now.isoformat()), "last_at": now.isoformat()}
+        current[str(position_id)] = {
+            "count": int(entry.get("count", 0)) + 1,
+            "last_error": reason[:500],
+            "since": entry.get("since", now.isoformat()),
+            "last_at": now.isoformat(),
+        }
     return current
 
 
-def _merge_failures(known: dict, failed: dict[str, str], now: datetime,
-                    previously_failed: frozenset[str] | set[str] = frozenset()) -> dict:
+def _merge_failures(
+    known: dict, failed: dict[str, str], now: datetime, previously_failed: frozenset[str] | set[str] = frozenset()
+) -> dict:
     """`failing_since`: start of the symbol's current run of failed sweeps (read by /health)."""
     merged = dict(known or {})
     for symbol, reason in failed.items():
         entry = merged.get(symbol) or {}
         count = int(entry.get("count", 0)) + 1
         since = entry.get("failing_since") if symbol in previously_failed else None
-        merged[symbol] = {"count": count, "last_error": reason[:500], "last_at": now.isoformat(),
-                          "failing_since": since or now.isoformat()}
+        merged[symbol] = {
+            "count": count,
+            "last_error": reason[:500],
+            "last_at": now.isoformat(),
+            "failing_since": since or now.isoformat(),
+        }
     return merged
 
 
@@ -183,7 +200,7 @@ def _update_levels(updates: list[Position], result: SweepResult) -> int:
     still_open = Position.objects.open()
     written = 0
     for start in range(0, len(updates), CHUNK):
-        batch = updates[start:start + CHUNK]
+        batch = updates[start : start + CHUNK]
         try:
             with transaction.atomic():
                 still_open.bulk_update(batch, LEVEL_FIELDS)
@@ -223,15 +240,26 @@ def _record_sweep(monitor: AutoCloseMonitor, result: SweepResult, *, lease_owner
     monitor.last_sweep_closed = len(result.closed)
     previously_failed = set(monitor.last_sweep_failed_symbols or [])
     monitor.last_sweep_failed_symbols = sorted(result.failed)
-    fields = ["last_sweep_at", "last_sweep_duration_ms", "sweeps", "positions_checked", "positions_closed",
-              "last_sweep_checked", "last_sweep_closed", "last_sweep_failed_symbols", "lease_expires_at"]
+    fields = [
+        "last_sweep_at",
+        "last_sweep_duration_ms",
+        "sweeps",
+        "positions_checked",
+        "positions_closed",
+        "last_sweep_checked",
+        "last_sweep_closed",
+        "last_sweep_failed_symbols",
+        "lease_expires_at",
+    ]
     if result.failed:
-        monitor.quote_failures = _merge_failures(monitor.quote_failures, result.failed, result.finished_at,
-                                                 previously_failed)
+        monitor.quote_failures = _merge_failures(
+            monitor.quote_failures, result.failed, result.finished_at, previously_failed
+        )
         fields.append("quote_failures")
     if not result.error and (result.failed_positions or monitor.close_failures):
-        monitor.close_failures = _current_close_failures(monitor.close_failures, result.failed_positions,
-                                                         result.finished_at)
+        monitor.close_failures = _current_close_failures(
+            monitor.close_failures, result.failed_positions, result.finished_at
+        )
         fields.append("close_failures")
     if result.error:
         monitor.errors = F("errors") + 1

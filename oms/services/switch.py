@@ -65,8 +65,14 @@ def oms_switch_set(*, enabled: bool, actor: str, reason: str, source: str = Swit
     if source != SwitchSource.AUTO:  # an automatic trip is no operator's action
         from oms.services.operator_audit import SWITCH_TO_OPERATOR_SOURCE, operator_action_record
 
-        operator_action_record(actor=actor, source=SWITCH_TO_OPERATOR_SOURCE[source], user=user, action="switch",
-                               reason=reason, details={"enabled": enabled, "switch_change_id": change.pk})
+        operator_action_record(
+            actor=actor,
+            source=SWITCH_TO_OPERATOR_SOURCE[source],
+            user=user,
+            action="switch",
+            reason=reason,
+            details={"enabled": enabled, "switch_change_id": change.pk},
+        )
     from oms.services.notify import notify_switch_change  # recorded now, sent by django-q after commit
 
     notify_switch_change(enabled=enabled, actor=actor, reason=reason, source=source, change_id=change.pk)

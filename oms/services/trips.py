@@ -67,8 +67,12 @@ class TripFigures:
 
 def armed_at() -> datetime | None:
     """When the switch was last turned on (None: never recorded, count every trade)."""
-    return (OmsSwitchChange.objects.filter(enabled=True).order_by("-changed_at", "-id")
-            .values_list("changed_at", flat=True).first())
+    return (
+        OmsSwitchChange.objects.filter(enabled=True)
+        .order_by("-changed_at", "-id")
+        .values_list("changed_at", flat=True)
+        .first()
+    )
 
 
 def _closed_since(since: datetime | None):
@@ -119,14 +123,17 @@ def trip_figures(*, now: datetime | None = None, limits: TripLimits | None = Non
 def trip_reason(figures: TripFigures, limits: TripLimits) -> str | None:
     """The first limit reached, as the reason recorded with the switch change (pure)."""
     if limits.daily_loss is not None and figures.daily_loss > 0 and figures.daily_loss >= limits.daily_loss:
-        return (f"daily loss {figures.daily_loss:.4f} USDT reached the limit {limits.daily_loss} "
-                "(DAILY_LOSS_LIMIT_USDT)")
+        return f"daily loss {figures.daily_loss:.4f} USDT reached the limit {limits.daily_loss} (DAILY_LOSS_LIMIT_USDT)"
     if limits.max_drawdown is not None and figures.drawdown > 0 and figures.drawdown >= limits.max_drawdown:
-        return (f"drawdown {figures.drawdown:.4f} USDT from peak equity reached the limit {limits.max_drawdown} "
-                "(MAX_DRAWDOWN_USDT)")
+        return (
+            f"drawdown {figures.drawdown:.4f} USDT from peak equity reached the limit {limits.max_drawdown} "
+            "(MAX_DRAWDOWN_USDT)"
+        )
     if limits.max_consecutive_sl is not None and figures.consecutive_sl >= limits.max_consecutive_sl:
-        return (f"{figures.consecutive_sl} consecutive stop-losses reached the limit {limits.max_consecutive_sl} "
-                "(MAX_CONSECUTIVE_SL)")
+        return (
+            f"{figures.consecutive_sl} consecutive stop-losses reached the limit {limits.max_consecutive_sl} "
+            "(MAX_CONSECUTIVE_SL)"
+        )
     return None
 
 

@@ -60,16 +60,24 @@ def test_close_selected_goes_through_the_close_service(dummy_prices):
     client, _ = staff_client("ada", "operator")
     first, second = open_position(entry="90"), open_position(entry="95", symbol="ETHUSDT")
     done = closed_position(pnl="1")
-    response = client.post("/admin/oms/position/", {
-        "action": "close_selected", "_selected_action": [first.pk, second.pk, done.pk],
-    }, follow=True)
+    response = client.post(
+        "/admin/oms/position/",
+        {
+            "action": "close_selected",
+            "_selected_action": [first.pk, second.pk, done.pk],
+        },
+        follow=True,
+    )
     page = response.content.decode()
     assert "Closed 2 position(s), PnL +15.0000 USDT." in page
     assert "1 selected position(s) were not open." in page
     for position in (first, second):
         position.refresh_from_db()
-        assert (position.status, position.close_price, position.auto_close_reason) == ("closed", Decimal("100"),
-                                                                                      "manual")
+        assert (position.status, position.close_price, position.auto_close_reason) == (
+            "closed",
+            Decimal("100"),
+            "manual",
+        )
         assert position.orders.filter(purpose="exit").count() == 1
 
 

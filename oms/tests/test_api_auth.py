@@ -16,8 +16,13 @@ from oms.tests.factories import open_position
 
 pytestmark = pytest.mark.django_db
 
-WRITES = [("post", "/signals/bounce"), ("post", "/orders"), ("post", "/positions/1/close"),
-          ("post", "/positions/close-all"), ("post", "/oms/switch")]
+WRITES = [
+    ("post", "/signals/bounce"),
+    ("post", "/orders"),
+    ("post", "/positions/1/close"),
+    ("post", "/positions/close-all"),
+    ("post", "/oms/switch"),
+]
 READS = ["/positions", "/orders", "/stats", "/signals", "/market?symbol=BTCUSDT", "/oms/switch"]
 
 
@@ -53,8 +58,9 @@ def test_a_bot_cannot_flip_the_switch(strict_api, bot_client):
     assert response.status_code == 403
 
 
-def test_the_bot_role_ingests_and_reads_but_cannot_close_close_all_or_create_orders(strict_api, bot_client,
-                                                                                    signal_body):
+def test_the_bot_role_ingests_and_reads_but_cannot_close_close_all_or_create_orders(
+    strict_api, bot_client, signal_body
+):
     position = open_position()
     assert bot_client.get("/positions").status_code == 200
     assert bot_client.post(f"/positions/{position.pk}/close").status_code == 403
@@ -132,8 +138,14 @@ class TestHmacSignedSignals:
         ts = str(int(time.time()) if ts is None else ts)
         extra = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
         signature = sign_body(secret or self.SECRET, ts, raw, key if sign_key else None)
-        return client.post("/signals/bounce", data=raw, content_type="application/json",
-                           HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=signature, **extra)
+        return client.post(
+            "/signals/bounce",
+            data=raw,
+            content_type="application/json",
+            HTTP_X_TIMESTAMP=ts,
+            HTTP_X_SIGNATURE=signature,
+            **extra,
+        )
 
     def test_a_signed_idempotency_key_is_accepted_and_dedupes(self, anon_client, signal_body):
         body = signal_body()
@@ -155,8 +167,17 @@ class TestHmacSignedSignals:
         raw = json.dumps(signal_body()).encode()
         ts = str(int(time.time()))
         signature = sign_body(self.SECRET, ts, raw, "k-1")
-        post = lambda **extra: anon_client.post("/signals/bounce", data=raw, content_type="application/json",  # noqa: E731
-                                                HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=signature, **extra)
+
+        def post(**extra):
+            return anon_client.post(
+                "/signals/bounce",
+                data=raw,
+                content_type="application/json",
+                HTTP_X_TIMESTAMP=ts,
+                HTTP_X_SIGNATURE=signature,
+                **extra,
+            )
+
         assert post(HTTP_IDEMPOTENCY_KEY="k-1").status_code == 200
         assert post(HTTP_IDEMPOTENCY_KEY="k-2").status_code == 401
         assert post().status_code == 401
@@ -165,8 +186,13 @@ class TestHmacSignedSignals:
     @pytest.mark.parametrize("signature", ["sha256=\u00e9", "sha256=\u00e9" * 40, "\u00ff", "sha256=00"])
     def test_a_malformed_signature_is_401_not_500(self, anon_client, signal_body, signature):
         raw = json.dumps(signal_body()).encode()
-        response = anon_client.post("/signals/bounce", data=raw, content_type="application/json",
-                                    HTTP_X_TIMESTAMP=str(int(time.time())), HTTP_X_SIGNATURE=signature)
+        response = anon_client.post(
+            "/signals/bounce",
+            data=raw,
+            content_type="application/json",
+            HTTP_X_TIMESTAMP=str(int(time.time())),
+            HTTP_X_SIGNATURE=signature,
+        )
         assert response.status_code == 401 and Position.objects.count() == 0
 
     def test_a_valid_signature_is_accepted_without_a_token(self, anon_client, signal_body):
@@ -186,9 +212,13 @@ class TestHmacSignedSignals:
     def test_a_tampered_body_is_401(self, anon_client, signal_body):
         raw = json.dumps(signal_body()).encode()
         ts = str(int(time.time()))
-        response = anon_client.post("/signals/bounce", data=raw.replace(b"100.0", b"1.0"),
-                                    content_type="application/json", HTTP_X_TIMESTAMP=ts,
-                                    HTTP_X_SIGNATURE=sign_body(self.SECRET, ts, raw))
+        response = anon_client.post(
+            "/signals/bounce",
+            data=raw.replace(b"100.0", b"1.0"),
+            content_type="application/json",
+            HTTP_X_TIMESTAMP=ts,
+            HTTP_X_SIGNATURE=sign_body(self.SECRET, ts, raw),
+        )
         assert response.status_code == 401
 
 

@@ -22,10 +22,31 @@ def test_positions_are_newest_first_and_paginated(anon_client):
 def test_position_rows_carry_every_field_as_json_numbers(anon_client):
     open_position(entry="104812.4", qty="0.01")
     row = anon_client.get("/positions").json()["results"][0]
-    for field in ("exchange", "market_type", "symbol", "side", "qty", "account_label", "external_order_id",
-                  "external_position_ref", "entry_price", "tp_price", "sl_price", "status", "created_at",
-                  "closed_at", "close_price", "pnl", "fee", "auto_close_reason", "exit_strategy",
-                  "dynamic_tp_price", "dynamic_sl_price", "max_favorable_move", "exit_meta"):
+    for field in (
+        "exchange",
+        "market_type",
+        "symbol",
+        "side",
+        "qty",
+        "account_label",
+        "external_order_id",
+        "external_position_ref",
+        "entry_price",
+        "tp_price",
+        "sl_price",
+        "status",
+        "created_at",
+        "closed_at",
+        "close_price",
+        "pnl",
+        "fee",
+        "auto_close_reason",
+        "exit_strategy",
+        "dynamic_tp_price",
+        "dynamic_sl_price",
+        "max_favorable_move",
+        "exit_meta",
+    ):
         assert field in row
     assert row["entry_price"] == 104812.4 and row["qty"] == 0.01
 
@@ -50,8 +71,11 @@ def test_position_filters(anon_client):
 
 
 def test_post_orders_creates_an_order_and_its_open_position(anon_client):
-    response = anon_client.post("/orders", data={"symbol": "solusdt", "side": "BUY", "qty": 2, "entry_price": 150,
-                                                  "tp_price": 160, "sl_price": 145}, format="json")
+    response = anon_client.post(
+        "/orders",
+        data={"symbol": "solusdt", "side": "BUY", "qty": 2, "entry_price": 150, "tp_price": 160, "sl_price": 145},
+        format="json",
+    )
     assert response.status_code == 201
     body = response.json()
     position = Position.objects.get(pk=body["position_id"])
@@ -62,15 +86,22 @@ def test_post_orders_creates_an_order_and_its_open_position(anon_client):
 
 def test_post_orders_goes_through_the_risk_checks(anon_client, settings):
     settings.MAX_OPEN_POSITIONS = 0
-    response = anon_client.post("/orders", data={"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 100},
-                                format="json")
+    response = anon_client.post(
+        "/orders", data={"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 100}, format="json"
+    )
     assert response.status_code == 409 and "max_total_open_reached" in response.json()["detail"]
     assert Position.objects.count() == 0
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"tp_price": 90}, "tp_price"), ({"sl_price": 110}, "sl_price"), ({"qty": -1}, "qty"), ({"side": "up"}, "side"),
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"tp_price": 90}, "tp_price"),
+        ({"sl_price": 110}, "sl_price"),
+        ({"qty": -1}, "qty"),
+        ({"side": "up"}, "side"),
+    ],
+)
 def test_post_orders_validates_levels_and_fields(anon_client, body, field):
     payload = {"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 100, **body}
     response = anon_client.post("/orders", data=payload, format="json")
@@ -99,8 +130,16 @@ def test_health_reports_configuration_without_secrets(operator_client, settings)
     body = operator_client.get("/health/").json()
     assert body["service"] == "loms" and body["ok"] is (body["status"] == "ok")
     assert body["database_url"] == "postgres://loms:***@db.example:5432/loms"
-    for key in ("environment", "broker_mode", "oms_enabled", "audit_log_path", "price_source", "price_mode",
-                "price_exchange", "auto_close"):
+    for key in (
+        "environment",
+        "broker_mode",
+        "oms_enabled",
+        "audit_log_path",
+        "price_source",
+        "price_mode",
+        "price_exchange",
+        "auto_close",
+    ):
         assert key in body
     assert "s3cr3t-pw" not in str(body) and settings.SECRET_KEY not in str(body)
 

@@ -59,8 +59,9 @@ def test_a_second_create_without_rotate_refuses_instead_of_showing_the_key(stric
     assert token_client(new_key).get("/positions").status_code == 200
 
 
-@pytest.mark.parametrize("header", ["Token", "Token a b", "Token not-a-key", "Token " + "0" * 40, "Bearer x",
-                                    "Token \u00e9\u00e9"])
+@pytest.mark.parametrize(
+    "header", ["Token", "Token a b", "Token not-a-key", "Token " + "0" * 40, "Bearer x", "Token \u00e9\u00e9"]
+)
 def test_a_wrong_or_malformed_token_is_401(strict_api, header):
     ApiToken.issue(make_user("rickybot", "bot"))
     client = APIClient()
@@ -82,16 +83,23 @@ def test_the_migration_hashes_existing_plain_tokens_and_drops_the_plain_table(st
     plain = {bot.pk: "a" * 20 + "0123456789abcdef0123", viewer.pk: "f" * 40}
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE authtoken_token ({quote('key')} varchar(40) PRIMARY KEY, "
-                       f"{quote('created')} timestamp with time zone NOT NULL, {quote('user_id')} integer NOT NULL)"
-                       if connection.vendor == "postgresql" else
-                       f"CREATE TABLE authtoken_token ({quote('key')} varchar(40) PRIMARY KEY, "
-                       f"{quote('created')} datetime NOT NULL, {quote('user_id')} integer NOT NULL)")
+        cursor.execute(
+            f"CREATE TABLE authtoken_token ({quote('key')} varchar(40) PRIMARY KEY, "
+            f"{quote('created')} timestamp with time zone NOT NULL, {quote('user_id')} integer NOT NULL)"
+            if connection.vendor == "postgresql"
+            else f"CREATE TABLE authtoken_token ({quote('key')} varchar(40) PRIMARY KEY, "
+            f"{quote('created')} datetime NOT NULL, {quote('user_id')} integer NOT NULL)"
+        )
         for user_id, key in plain.items():
-            cursor.execute(f"INSERT INTO authtoken_token ({quote('key')}, {quote('created')}, {quote('user_id')}) "
-                           "VALUES (%s, %s, %s)", [key, "2025-01-02 03:04:05", user_id])
-        cursor.execute("INSERT INTO django_migrations (app, name, applied) VALUES ('authtoken', '0001_initial', "
-                       "'2025-01-02 03:04:05')")
+            cursor.execute(
+                f"INSERT INTO authtoken_token ({quote('key')}, {quote('created')}, {quote('user_id')}) "
+                "VALUES (%s, %s, %s)",
+                [key, "2025-01-02 03:04:05", user_id],
+            )
+        cursor.execute(
+            "INSERT INTO django_migrations (app, name, applied) VALUES ('authtoken', '0001_initial', "
+            "'2025-01-02 03:04:05')"
+        )
     hash_plain_tokens(apps, SimpleNamespace(connection=connection))
     assert "authtoken_token" not in connection.introspection.table_names()
     assert not any(key in stored_text() for key in plain.values())

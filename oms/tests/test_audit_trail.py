@@ -60,9 +60,11 @@ def _fresh_spool_state(monkeypatch):
 
 # --- a failed append --------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db
 def test_a_failed_audit_write_still_answers_the_truth_then_the_spooled_line_is_written_once(
-        anon_client, signal_body, settings):
+    anon_client, signal_body, settings
+):
     live = Path(settings.AUDIT_LOG_PATH)
     live.mkdir(parents=True)  # the trail cannot be written: opening it fails with IsADirectoryError
 
@@ -117,7 +119,8 @@ def test_during_an_outage_appends_do_not_retry_the_spool_for_every_signal(signal
 
 @pytest.mark.django_db
 def test_when_even_the_spool_table_refuses_the_line_is_kept_in_memory_and_written_once(
-        signal_body, settings, monkeypatch):
+    signal_body, settings, monkeypatch
+):
     from django.db import DatabaseError
 
     live = Path(settings.AUDIT_LOG_PATH)
@@ -137,6 +140,7 @@ def test_when_even_the_spool_table_refuses_the_line_is_kept_in_memory_and_writte
 
 
 # --- a process dying between the commit and the append ------------------------------------------------
+
 
 @pytest.mark.django_db
 def test_a_line_lost_between_commit_and_append_is_recovered_exactly_once(signal_body, settings, monkeypatch):
@@ -173,6 +177,7 @@ def test_the_recovery_leaves_signals_younger_than_the_grace_to_their_process(sig
 
 
 # --- restore during traffic ---------------------------------------------------------------------------
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_line_appended_during_a_restore_is_not_overwritten(settings, tmp_path, monkeypatch):
@@ -231,10 +236,14 @@ def test_no_line_is_lost_when_a_restore_runs_during_continuous_appends(settings,
 
 # --- POST /orders ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.django_db
 def test_post_orders_records_a_ledger_row_and_an_audit_line(operator_client, settings):
-    response = operator_client.post("/orders", data={"symbol": "solusdt", "side": "BUY", "qty": 2,
-                                                     "entry_price": 150, "tp_price": 160}, format="json")
+    response = operator_client.post(
+        "/orders",
+        data={"symbol": "solusdt", "side": "BUY", "qty": 2, "entry_price": 150, "tp_price": 160},
+        format="json",
+    )
     assert response.status_code == 201
     position_id = response.json()["position_id"]
     row = Signal.objects.get()
@@ -249,21 +258,24 @@ def test_post_orders_records_a_ledger_row_and_an_audit_line(operator_client, set
 @pytest.mark.django_db
 def test_a_refused_post_orders_leaves_no_ledger_row(operator_client, settings):
     settings.MAX_OPEN_POSITIONS = 0
-    response = operator_client.post("/orders", data={"symbol": "BTCUSDT", "side": "long", "qty": 1,
-                                                     "entry_price": 100}, format="json")
+    response = operator_client.post(
+        "/orders", data={"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 100}, format="json"
+    )
     assert response.status_code >= 400
     assert not Signal.objects.exists() and not Position.objects.exists()
 
 
 # --- position_opened ---------------------------------------------------------------------------------
 
+
 def opened_events(caplog) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.getMessage() == "position_opened"]
 
 
 def request() -> PositionRequest:
-    return PositionRequest(symbol="BTCUSDT", side="long", qty=1, entry_price=100, tp_price=None, sl_price=None,
-                           exchange="bitget")
+    return PositionRequest(
+        symbol="BTCUSDT", side="long", qty=1, entry_price=100, tp_price=None, sl_price=None, exchange="bitget"
+    )
 
 
 @pytest.mark.django_db(transaction=True)

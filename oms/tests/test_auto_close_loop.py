@@ -149,7 +149,11 @@ def test_two_loops_started_together_never_sweep_at_the_same_time(settings):
 def test_the_watchdog_schedule_exists_after_migrate_and_is_recreated_at_worker_start():
     schedule = Schedule.objects.get(name=SCHEDULE_NAME)
     assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) == (
-        "oms.tasks.auto_close_loop", Schedule.MINUTES, 1, -1)
+        "oms.tasks.auto_close_loop",
+        Schedule.MINUTES,
+        1,
+        -1,
+    )
     schedule.delete()
     on_worker_spawn(sender="django_q", proc_name="Process-1")
     assert Schedule.objects.filter(name=SCHEDULE_NAME).count() == 1

@@ -15,8 +15,10 @@ from oms.tests.factories import open_position
 
 pytestmark = pytest.mark.django_db
 
-VALID = ('{"symbol": "BTCUSDT", "side": "BUY", "price": 100, "timestamp": "2025-06-19T10:15:00Z", '
-         '"tp_pct": 4.5, "sl_pct": 1.5')
+VALID = (
+    '{"symbol": "BTCUSDT", "side": "BUY", "price": 100, "timestamp": "2025-06-19T10:15:00Z", '
+    '"tp_pct": 4.5, "sl_pct": 1.5'
+)
 
 
 def post_raw(client, text: str | bytes, path: str = "/signals/bounce", **headers):
@@ -29,8 +31,10 @@ def post(client, body: dict, path: str = "/signals/bounce", **headers):
 
 def strict_json(text: str):
     """What any JSON reader accepts: no bare NaN/Infinity."""
+
     def refuse(constant):
         raise ValueError(f"bare {constant} is not JSON")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -55,19 +59,24 @@ def assert_recorded_400(response, settings, field: str) -> Signal:
 
 # --- §1: amounts the columns cannot hold are refused at the door ---------------------------------------
 
-@pytest.mark.parametrize("overrides,field", [
-    ({"qty": 1e-11}, "qty"),
-    ({"qty": 0.12345678901}, "qty"),  # 11 places: the column would round it
-    ({"price": 1e-11}, "price"),
-    ({"price": 100.00000000001}, "price"),
-    ({"price": 9e11, "qty": 9e11}, "notional"),
-    ({"price": 1e6, "qty": 1e9}, "notional"),  # PnL of a 1000-fold move could overflow 18 digits
-    ({"side": "SELL", "tp_pct": 99.99999999999}, "tp_pct"),  # a short's TP would be stored as 0
-    ({"side": "BUY", "sl_pct": 99.99999999999}, "sl_pct"),  # a long's SL would be stored as 0
-    ({"price": 1e-10, "tp_pct": 0.01}, "tp_pct"),  # the TP rounds onto the entry price
-])
-def test_amounts_the_columns_cannot_hold_are_a_400_naming_the_field(anon_client, signal_body, settings,
-                                                                    overrides, field):
+
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"qty": 1e-11}, "qty"),
+        ({"qty": 0.12345678901}, "qty"),  # 11 places: the column would round it
+        ({"price": 1e-11}, "price"),
+        ({"price": 100.00000000001}, "price"),
+        ({"price": 9e11, "qty": 9e11}, "notional"),
+        ({"price": 1e6, "qty": 1e9}, "notional"),  # PnL of a 1000-fold move could overflow 18 digits
+        ({"side": "SELL", "tp_pct": 99.99999999999}, "tp_pct"),  # a short's TP would be stored as 0
+        ({"side": "BUY", "sl_pct": 99.99999999999}, "sl_pct"),  # a long's SL would be stored as 0
+        ({"price": 1e-10, "tp_pct": 0.01}, "tp_pct"),  # the TP rounds onto the entry price
+    ],
+)
+def test_amounts_the_columns_cannot_hold_are_a_400_naming_the_field(
+    anon_client, signal_body, settings, overrides, field
+):
     response = post(anon_client, signal_body(**overrides))
     assert_recorded_400(response, settings, field)
 
@@ -92,17 +101,27 @@ def test_default_sizing_that_rounds_to_zero_is_refused_naming_qty(anon_client, s
     assert_recorded_400(response, settings, "qty")
 
 
-@pytest.mark.parametrize("overrides,field", [
-    ({"qty": 1e-11}, "qty"),
-    ({"entry_price": 1e-11}, "entry_price"),
-    ({"entry_price": 9e11, "qty": 9e11}, "notional"),
-    ({"tp_price": 110.00000000001}, "tp_price"),
-    ({"sl_price": 1e-11}, "sl_price"),
-    ({"entry_price": 1, "qty": 9e11, "tp_price": 9e11}, "tp_price"),  # the PnL at TP could overflow
-])
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"qty": 1e-11}, "qty"),
+        ({"entry_price": 1e-11}, "entry_price"),
+        ({"entry_price": 9e11, "qty": 9e11}, "notional"),
+        ({"tp_price": 110.00000000001}, "tp_price"),
+        ({"sl_price": 1e-11}, "sl_price"),
+        ({"entry_price": 1, "qty": 9e11, "tp_price": 9e11}, "tp_price"),  # the PnL at TP could overflow
+    ],
+)
 def test_manual_orders_refuse_amounts_the_columns_cannot_hold(operator_client, overrides, field):
-    body = {"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 100, "tp_price": 110, "sl_price": 90,
-            **overrides}
+    body = {
+        "symbol": "BTCUSDT",
+        "side": "long",
+        "qty": 1,
+        "entry_price": 100,
+        "tp_price": 110,
+        "sl_price": 90,
+        **overrides,
+    }
     response = operator_client.post("/orders", body, format="json")
     assert response.status_code == 400, response.content
     assert field in response.json()["errors"]
@@ -111,12 +130,16 @@ def test_manual_orders_refuse_amounts_the_columns_cannot_hold(operator_client, o
 
 # --- §4: each bad body is a JSON 400, recorded, with a valid audit line --------------------------------
 
-@pytest.mark.parametrize("text,field", [
-    (VALID.replace('"price": 100', '"price": 1e309') + "}", "price"),
-    (VALID.replace('"price": 100', '"price": -1e400') + "}", "price"),
-    (VALID + ', "extra": 1e400}', "extra"),  # an unknown field: the audit line held a bare Infinity
-    (VALID + ', "meta": {"deep": [1, 1e999]}}', "meta.deep[1]"),
-])
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        (VALID.replace('"price": 100', '"price": 1e309') + "}", "price"),
+        (VALID.replace('"price": 100', '"price": -1e400') + "}", "price"),
+        (VALID + ', "extra": 1e400}', "extra"),  # an unknown field: the audit line held a bare Infinity
+        (VALID + ', "meta": {"deep": [1, 1e999]}}', "meta.deep[1]"),
+    ],
+)
 def test_numbers_that_overflow_to_infinity_are_a_recorded_400(anon_client, settings, text, field):
     row = assert_recorded_400(post_raw(anon_client, text), settings, field)
     assert "Infinity" in json.dumps(row.payload)
@@ -159,8 +182,9 @@ def test_json_nested_too_deep_in_a_field_is_a_recorded_400(anon_client, settings
     assert_recorded_400(post_raw(anon_client, VALID + ', "x": ' + "[" * 900 + "]" * 900 + "}"), settings, "body")
 
 
-@pytest.mark.parametrize("text", ["{not json", VALID + ', "price": NaN}', VALID + ', "qty": Infinity}',
-                                  b'{"symbol": "\xff\xfe"}'])
+@pytest.mark.parametrize(
+    "text", ["{not json", VALID + ', "price": NaN}', VALID + ', "qty": Infinity}', b'{"symbol": "\xff\xfe"}']
+)
 def test_malformed_json_and_nan_are_a_recorded_400(anon_client, settings, text):
     row = assert_recorded_400(post_raw(anon_client, text), settings, "body")
     assert set(row.payload) == {"raw"}
@@ -179,8 +203,9 @@ def test_a_body_over_the_size_limit_elsewhere_is_a_json_400(operator_client, set
 
 
 @pytest.mark.parametrize("message", ["database is locked", "canceling statement due to lock timeout"])
-def test_a_database_lock_held_past_its_timeout_is_a_json_503_with_retry_after(anon_client, signal_body, settings,
-                                                                             message):
+def test_a_database_lock_held_past_its_timeout_is_a_json_503_with_retry_after(
+    anon_client, signal_body, settings, message
+):
     with mock.patch("oms.services.signals.lock_oms_control", side_effect=OperationalError(message)):
         response = post(anon_client, signal_body())
     assert response.status_code == 503 and response["Content-Type"] == "application/json"
@@ -199,6 +224,7 @@ def test_other_database_errors_are_not_disguised_as_a_busy_database(anon_client,
 
 # --- ids in the path, console filters ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("segment", ["%C2%B2", "%D9%A1", "%EF%BC%91", "1%20", "+1", "-1", "99999999999999999999"])
 def test_a_close_with_an_id_that_is_not_ascii_digits_is_a_json_404(operator_client, segment):
     open_position()
@@ -214,8 +240,14 @@ def test_arabic_indic_digits_never_name_a_position(operator_client):
     assert position.status == "open"
 
 
-@pytest.mark.parametrize("path", ["/console/positions?until=9999-12-31", "/console/stats?until=9999-12-31",
-                                  "/console/positions?since=9999-12-31&until=9999-12-31"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/positions?until=9999-12-31",
+        "/console/stats?until=9999-12-31",
+        "/console/positions?since=9999-12-31&until=9999-12-31",
+    ],
+)
 def test_a_console_date_at_the_end_of_the_calendar_is_a_form_error(client, operator, path):
     client.force_login(operator)
     response = client.get(path)
@@ -235,8 +267,15 @@ def test_a_console_sort_that_is_not_a_column_never_fails(client, operator, sort)
         assert "Sort: Select a valid choice" in response.content.decode()
 
 
-@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-23:59", "9999-12-31T23:59:59-00:01",
-                                   "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+01:00"])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "9999-12-31T23:59:59-23:59",
+        "9999-12-31T23:59:59-00:01",
+        "0001-01-01T00:00:00+14:00",
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
 def test_a_timestamp_past_the_representable_range_in_utc_is_a_recorded_400(anon_client, settings, stamp):
     body = json.loads(VALID + "}")
     response = post(anon_client, {**body, "timestamp": stamp})

@@ -41,13 +41,24 @@ from oms.tests.factories import closed_position, open_position
 pytestmark = pytest.mark.django_db
 
 T0 = datetime(2025, 6, 1, 22, 0, tzinfo=UTC)
-REASONS = [CloseReason.TP, CloseReason.SL, CloseReason.TRAILING_SL, CloseReason.TIMEOUT, CloseReason.MANUAL,
-           CloseReason.PANIC, CloseReason.EXCHANGE_TP, CloseReason.EXCHANGE_SL, CloseReason.EXCHANGE_CLOSE,
-           CloseReason.MANUAL_PRICE, CloseReason.VOID]  # void: cancelled, no PnL, counted as voided (issue #12 §7)
+REASONS = [
+    CloseReason.TP,
+    CloseReason.SL,
+    CloseReason.TRAILING_SL,
+    CloseReason.TIMEOUT,
+    CloseReason.MANUAL,
+    CloseReason.PANIC,
+    CloseReason.EXCHANGE_TP,
+    CloseReason.EXCHANGE_SL,
+    CloseReason.EXCHANGE_CLOSE,
+    CloseReason.MANUAL_PRICE,
+    CloseReason.VOID,
+]  # void: cancelled, no PnL, counted as voided (issue #12 §7)
 GROUPS = [None, "symbol", "strategy", "exchange", "day"]
 
 
 # --- the reference: from scratch, in Python, with oms.metrics ---------------------------------------
+
 
 def reference(filters: dict, group_by: str | None):
     positions = list(positions_filtered(**filters))
@@ -58,7 +69,8 @@ def reference(filters: dict, group_by: str | None):
         sums = Sums(
             total_positions=len(closed) if day else len(items),
             open_positions=0 if day else sum(p.status == PositionStatus.OPEN for p in items),
-            closed_positions=len(closed), winning_trades=sum(x > 0 for x in pnls),
+            closed_positions=len(closed),
+            winning_trades=sum(x > 0 for x in pnls),
             losing_trades=sum(x < 0 for x in pnls),
             tp_count=sum(p.auto_close_reason in ("tp", "exchange_tp") for p in closed),
             sl_count=sum(p.auto_close_reason in ("sl", "exchange_sl") for p in closed),
@@ -67,9 +79,11 @@ def reference(filters: dict, group_by: str | None):
             timeout_count=sum(p.auto_close_reason == "timeout" for p in closed),
             panic_count=sum(p.auto_close_reason == "panic" for p in closed),
             manual_price_count=sum(p.auto_close_reason == "manual_price" for p in closed),
-            voided_count=0 if day else sum(p.status == PositionStatus.CANCELLED and p.auto_close_reason == "void"
-                                           for p in items),
-            total_pnl=sum(pnls, Decimal(0)), total_fees=sum((p.fee for p in closed), Decimal(0)),
+            voided_count=0
+            if day
+            else sum(p.status == PositionStatus.CANCELLED and p.auto_close_reason == "void" for p in items),
+            total_pnl=sum(pnls, Decimal(0)),
+            total_fees=sum((p.fee for p in closed), Decimal(0)),
             gross_win=sum((x for x in pnls if x > 0), Decimal(0)),
             gross_loss=sum((x for x in pnls if x < 0), Decimal(0)),
             first_trade_at=min((p.created_at for p in (closed if day else items)), default=None),
@@ -130,11 +144,18 @@ def check_everything(extra_filters: list[dict] = ()):
 
 # --- 1. one source of truth -------------------------------------------------------------------------
 
+
 def test_the_same_book_gives_the_same_figures_everywhere(anon_client):
     pnls = ["12.5", "-4.25", "30", "-18.125", "-7", "0", "9.0000000001", "-2.5"]
     for i, pnl in enumerate(pnls):
-        closed_position(pnl=pnl, closed_at=T0 + timedelta(hours=5 * i), reason=REASONS[i % 6],
-                        symbol="BTCUSDT" if i % 3 else "ETHUSDT", strategy=f"s{i % 2}", fee="0.1")
+        closed_position(
+            pnl=pnl,
+            closed_at=T0 + timedelta(hours=5 * i),
+            reason=REASONS[i % 6],
+            symbol="BTCUSDT" if i % 3 else "ETHUSDT",
+            strategy=f"s{i % 2}",
+            fee="0.1",
+        )
     open_position(created_at=T0)
     expected = reference({}, None)
     assert expected["max_drawdown"] == Decimal("25.125") and expected["closed_positions"] == 8
@@ -190,28 +211,45 @@ POSITION = st.tuples(
     st.integers(0, 1),  # exchange
     st.integers(-3 * 1440, 3 * 1440),  # created, minutes from T0
     st.one_of(st.none(), st.integers(0, 2 * 1440)),  # closed after created (minutes); None: stays open
-    st.integers(-10**6, 10**6).map(lambda cents: Decimal(cents) / 10**4),  # pnl
+    st.integers(-(10**6), 10**6).map(lambda cents: Decimal(cents) / 10**4),  # pnl
     st.sampled_from(REASONS),
     st.booleans(),  # inserted already closed (as a restore or a factory does) instead of closed later
 )
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
-@given(book=st.lists(POSITION, max_size=14), close_order=st.randoms(use_true_random=False),
-       batch=st.integers(1, 4), since=st.integers(-3 * 1440, 3 * 1440), span=st.integers(1, 4 * 1440))
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    book=st.lists(POSITION, max_size=14),
+    close_order=st.randoms(use_true_random=False),
+    batch=st.integers(1, 4),
+    since=st.integers(-3 * 1440, 3 * 1440),
+    span=st.integers(1, 4 * 1440),
+)
 def test_maintained_figures_equal_a_from_scratch_computation(book, close_order, batch, since, span):
     with transaction.atomic():
         to_close = []
         for epoch, symbol, strategy, exchange, created, closed, pnl, reason, inserted_closed in book:
             created_at = T0 + timedelta(minutes=created)
             position = Position.objects.create(
-                exchange=f"ex{exchange}", symbol=f"S{symbol}USDT", side="long", qty=Decimal("1"),
-                entry_price=Decimal("100"), account_label=f"e{epoch}", strategy=f"st{strategy}", created_at=created_at,
-                fee=Decimal("0.0125"))
-            values = {"status": PositionStatus.CLOSED, "close_price": Decimal("100") + pnl, "pnl": pnl,
-                      "auto_close_reason": reason,
-                      "closed_at": created_at + timedelta(minutes=closed) if closed is not None else None}
+                exchange=f"ex{exchange}",
+                symbol=f"S{symbol}USDT",
+                side="long",
+                qty=Decimal("1"),
+                entry_price=Decimal("100"),
+                account_label=f"e{epoch}",
+                strategy=f"st{strategy}",
+                created_at=created_at,
+                fee=Decimal("0.0125"),
+            )
+            values = {
+                "status": PositionStatus.CLOSED,
+                "close_price": Decimal("100") + pnl,
+                "pnl": pnl,
+                "auto_close_reason": reason,
+                "closed_at": created_at + timedelta(minutes=closed) if closed is not None else None,
+            }
             if reason == CloseReason.VOID:  # voided: cancelled, no close price, no PnL, not a trade
                 values.update(status=PositionStatus.CANCELLED, close_price=None, pnl=None)
             if closed is not None and inserted_closed:
@@ -223,13 +261,18 @@ def test_maintained_figures_equal_a_from_scratch_computation(book, close_order, 
                 to_close.append((position, values))
         close_order.shuffle(to_close)  # closes arrive in any order: some sort before earlier ones
         for start in range(0, len(to_close), batch):
-            chunk = to_close[start:start + batch]
+            chunk = to_close[start : start + batch]
             for position, values in chunk:
                 Position.objects.filter(pk=position.pk).update(**values)
             book_figures_record_closes([position for position, _ in chunk])
         since_at = T0 + timedelta(minutes=since)
-        check_everything([{"since": since_at}, {"until": since_at + timedelta(minutes=span)},
-                          {"since": since_at, "until": since_at + timedelta(minutes=span), "account_label": "e0"}])
+        check_everything(
+            [
+                {"since": since_at},
+                {"until": since_at + timedelta(minutes=span)},
+                {"since": since_at, "until": since_at + timedelta(minutes=span), "account_label": "e0"},
+            ]
+        )
         maintained = {row.rid: row for row in BookFigure.objects.all()}
         book_figures_rebuild()
         rebuilt = {row.rid: row for row in BookFigure.objects.all()}
@@ -251,8 +294,10 @@ def test_the_real_open_and_close_paths_keep_the_figures_exact(anon_client, setti
         assert anon_client.post("/signals/bounce", body, format="json").status_code in (200, 201)
     positions = list(Position.objects.order_by("id"))
     position_close(position=positions[0], price=Decimal("101.5"), reason=CloseReason.MANUAL)
-    close_positions([CloseInstruction(p.pk, Decimal("104.5"), CloseReason.TP) for p in positions[1:4]],
-                    now=positions[0].created_at + timedelta(minutes=1))
+    close_positions(
+        [CloseInstruction(p.pk, Decimal("104.5"), CloseReason.TP) for p in positions[1:4]],
+        now=positions[0].created_at + timedelta(minutes=1),
+    )
     position_close(position=positions[4], price=Decimal("97"), reason=CloseReason.SL)
     assert Position.objects.filter(status=PositionStatus.CLOSED).count() == 5
     check_everything()
@@ -260,9 +305,18 @@ def test_the_real_open_and_close_paths_keep_the_figures_exact(anon_client, setti
 
 def test_a_rebuild_after_changes_outside_the_services_restores_exact_figures():
     closed_position(pnl="5", closed_at=T0)
-    Position.objects.create(exchange="bitget", symbol="XUSDT", side="long", qty=Decimal("1"),
-                            entry_price=Decimal("1"), status=PositionStatus.CLOSED, created_at=T0, closed_at=T0,
-                            close_price=Decimal("1"), pnl=Decimal("-9"))  # not through the services
+    Position.objects.create(
+        exchange="bitget",
+        symbol="XUSDT",
+        side="long",
+        qty=Decimal("1"),
+        entry_price=Decimal("1"),
+        status=PositionStatus.CLOSED,
+        created_at=T0,
+        closed_at=T0,
+        close_price=Decimal("1"),
+        pnl=Decimal("-9"),
+    )  # not through the services
     assert figures_stats({})["closed_positions"] == 1
     out = io.StringIO()
     call_command("rebuild_book_figures", stdout=out)
@@ -292,12 +346,15 @@ def test_concurrent_opens_and_closes_keep_the_figures_exact(settings, signal_bod
     settings.PRICE_SOURCE, settings.PRICE_EXCHANGE = "exchange", "dummy"  # a fixed 100.00
     settings.MAX_OPEN_POSITIONS = settings.MAX_OPEN_POSITIONS_PER_SYMBOL = settings.MAX_TOTAL_EXPOSURE_USDT = None
     created = T0.replace(year=2020)
-    positions = [open_position(symbol=f"R{i % 3}USDT", tp="99.5", sl="50", created_at=created, strategy=f"s{i % 2}")
-                 for i in range(30)]
+    positions = [
+        open_position(symbol=f"R{i % 3}USDT", tp="99.5", sl="50", created_at=created, strategy=f"s{i % 2}")
+        for i in range(30)
+    ]
     calls = [lambda: [auto_close_sweep() for _ in range(3)]]
     calls += [lambda pk=p.pk: position_close_at_market(position_id=pk) for p in positions[::3]]
-    calls += [lambda i=i: signal_ingest(payload=signal_body(symbol=f"R{i % 3}USDT", signal_id=f"c-{i}"))
-              for i in range(10)]
+    calls += [
+        lambda i=i: signal_ingest(payload=signal_body(symbol=f"R{i % 3}USDT", signal_id=f"c-{i}")) for i in range(10)
+    ]
     run_together(calls)
     assert Position.objects.filter(status=PositionStatus.CLOSED).count() == 30
     maintained = {row.rid: row for row in BookFigure.objects.all()}
@@ -316,9 +373,18 @@ def test_a_restore_rebuilds_the_figures_from_the_restored_positions(settings, tm
 
     settings.BACKUP_DIR = tmp_path / "backups"
     closed_position(pnl="7", closed_at=T0)
-    Position.objects.create(exchange="bitget", symbol="XUSDT", side="long", qty=Decimal("1"),
-                            entry_price=Decimal("1"), status=PositionStatus.CLOSED, created_at=T0, closed_at=T0,
-                            close_price=Decimal("1"), pnl=Decimal("-3"))  # not through the services
+    Position.objects.create(
+        exchange="bitget",
+        symbol="XUSDT",
+        side="long",
+        qty=Decimal("1"),
+        entry_price=Decimal("1"),
+        status=PositionStatus.CLOSED,
+        created_at=T0,
+        closed_at=T0,
+        close_price=Decimal("1"),
+        pnl=Decimal("-3"),
+    )  # not through the services
     backup = backup_create(now=timezone.now() - timedelta(seconds=5)).path
     closed_position(pnl="100", closed_at=T0 + timedelta(days=1))  # after the backup: gone after the restore
     assert figures_stats({})["closed_positions"] == 2

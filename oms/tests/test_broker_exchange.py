@@ -57,8 +57,9 @@ def test_every_private_request_is_signed_as_the_exchange_documents_it(exchange, 
         assert all(r.headers.get("paptrading") == "1" for r in private)
 
 
-def test_a_wrong_secret_is_refused_by_the_stand_in_and_turns_the_switch_off(exchange, settings, anon_client,
-                                                                            signal_body):
+def test_a_wrong_secret_is_refused_by_the_stand_in_and_turns_the_switch_off(
+    exchange, settings, anon_client, signal_body
+):
     settings.BITGET_API_SECRET = settings.BYBIT_API_SECRET = "not-the-secret"
     reset_brokers()
     body = send(anon_client, signal_body).json()
@@ -71,8 +72,9 @@ def test_a_wrong_secret_is_refused_by_the_stand_in_and_turns_the_switch_off(exch
     assert exchange.positions == {}
 
 
-def test_entry_is_a_market_order_with_the_client_id_rounded_qty_and_exchange_side_tp_sl(exchange, anon_client,
-                                                                                       signal_body):
+def test_entry_is_a_market_order_with_the_client_id_rounded_qty_and_exchange_side_tp_sl(
+    exchange, anon_client, signal_body
+):
     assert send(anon_client, signal_body, qty=0.0015).json()["risk_ok"] is True
     position = Position.objects.get()
     order = position.orders.get()
@@ -88,8 +90,9 @@ def test_entry_is_a_market_order_with_the_client_id_rounded_qty_and_exchange_sid
     assert sent.fee == Decimal("0.036")
 
 
-def test_a_qty_below_the_market_minimum_is_refused_with_a_clear_reason_and_nothing_is_sent(exchange, anon_client,
-                                                                                         signal_body):
+def test_a_qty_below_the_market_minimum_is_refused_with_a_clear_reason_and_nothing_is_sent(
+    exchange, anon_client, signal_body
+):
     body = send(anon_client, signal_body, qty=0.0009).json()
     assert body["risk_ok"] is False
     assert body["risk_reason"] == f"qty 0.0009 is below the minimum order size 0.001 of BTCUSDT on {exchange.exchange}"
@@ -126,8 +129,9 @@ def placed(exchange: StandIn) -> list:
     return [r for r in exchange.requests if r.path == PLACE[exchange.exchange]]
 
 
-def test_a_timeout_after_sending_is_resolved_by_the_client_id_never_by_sending_again(exchange, anon_client,
-                                                                                    signal_body):
+def test_a_timeout_after_sending_is_resolved_by_the_client_id_never_by_sending_again(
+    exchange, anon_client, signal_body
+):
     exchange.fail_next(PLACE[exchange.exchange], "timeout_after_accept")
     body = send(anon_client, signal_body).json()
     assert body["risk_ok"] is True and body["order_status"] == "filled"
@@ -159,7 +163,8 @@ def test_a_rate_limit_answer_is_retried_after_a_back_off(exchange, anon_client, 
 
 
 def test_killed_between_sending_and_the_answer_the_reconciliation_finds_the_order_by_its_client_id(
-        exchange, anon_client, signal_body):
+    exchange, anon_client, signal_body
+):
     # The answer is lost and so is the look-up: the order stays `submitted`, as after a kill -9.
     exchange.fail_next(PLACE[exchange.exchange], "timeout_after_accept")
     for path in LOOKUP[exchange.exchange]:
@@ -174,8 +179,7 @@ def test_killed_between_sending_and_the_answer_the_reconciliation_finds_the_orde
     assert len(placed(exchange)) == 1
 
 
-def test_a_manual_close_is_a_reduce_only_market_order_and_books_the_exchange_fill(exchange, anon_client,
-                                                                                signal_body):
+def test_a_manual_close_is_a_reduce_only_market_order_and_books_the_exchange_fill(exchange, anon_client, signal_body):
     send(anon_client, signal_body)
     position = Position.objects.get()
     exchange.set_price("BTCUSDT", Decimal("60500"))
@@ -196,7 +200,8 @@ def test_a_manual_close_is_a_reduce_only_market_order_and_books_the_exchange_fil
 
 
 def test_an_exchange_side_stop_loss_is_closed_in_loms_by_the_reconciliation_with_the_exchange_price(
-        exchange, anon_client, signal_body):
+    exchange, anon_client, signal_body
+):
     send(anon_client, signal_body)
     sl = exchange.trigger("BTCUSDT", "sl")
     result = reconcile()
@@ -209,11 +214,11 @@ def test_an_exchange_side_stop_loss_is_closed_in_loms_by_the_reconciliation_with
     assert switch_state().switch_on
 
 
-def test_an_unknown_position_on_the_exchange_turns_the_switch_off_with_the_reason(exchange, anon_client,
-                                                                                signal_body):
+def test_an_unknown_position_on_the_exchange_turns_the_switch_off_with_the_reason(exchange, anon_client, signal_body):
     send(anon_client, signal_body)
-    exchange._place(symbol="ETHUSDT", side="sell", qty=Decimal("0.01"), client_id="app-1", reduce_only=False,
-                    tp=None, sl=None)
+    exchange._place(
+        symbol="ETHUSDT", side="sell", qty=Decimal("0.01"), client_id="app-1", reduce_only=False, tp=None, sl=None
+    )
     result = reconcile()
     assert result.state == "mismatch"
     state = switch_state()
@@ -242,19 +247,29 @@ def test_flatten_cancels_orders_closes_everything_reduce_only_and_confirms_flat(
 def test_preflight_passes_on_a_small_one_way_account_without_withdraw(exchange):
     checks = preflight()
     assert all(c.ok for c in checks), [c for c in checks if not c.ok]
-    assert {c.name for c in checks} >= {"keys work (balance read)", "no withdraw permission",
-                                         "account equity within LIVE_MAX_ACCOUNT_USDT", "one-way position mode",
-                                         "BTCUSDT margin mode and leverage", "no unknown position or order"}
+    assert {c.name for c in checks} >= {
+        "keys work (balance read)",
+        "no withdraw permission",
+        "account equity within LIVE_MAX_ACCOUNT_USDT",
+        "one-way position mode",
+        "BTCUSDT margin mode and leverage",
+        "no unknown position or order",
+    }
 
 
 def test_preflight_names_each_failure(exchange, settings):
     exchange.withdraw_permission, exchange.equity, exchange.leverage = True, Decimal("5000"), 5
     exchange.positions["ETHUSDT"] = __import__("tests.exchange_standin").exchange_standin.Held(
-        "long", Decimal("1"), Decimal("3000"))
+        "long", Decimal("1"), Decimal("3000")
+    )
     failed = {c.name for c in preflight() if not c.ok}
-    assert failed == {"no withdraw permission", "account equity within LIVE_MAX_ACCOUNT_USDT",
-                      "BTCUSDT margin mode and leverage", "ETHUSDT margin mode and leverage",
-                      "no unknown position or order"}
+    assert failed == {
+        "no withdraw permission",
+        "account equity within LIVE_MAX_ACCOUNT_USDT",
+        "BTCUSDT margin mode and leverage",
+        "ETHUSDT margin mode and leverage",
+        "no unknown position or order",
+    }
 
 
 def test_preflight_with_a_bad_key_fails_on_the_first_check(exchange, settings):
@@ -264,8 +279,9 @@ def test_preflight_with_a_bad_key_fails_on_the_first_check(exchange, settings):
     assert [c.name for c in checks if not c.ok] == ["keys work (balance read)"]
 
 
-def test_paper_mode_never_sends_a_private_request_even_with_keys_and_a_stand_in(exchange, settings, anon_client,
-                                                                              signal_body, operator):
+def test_paper_mode_never_sends_a_private_request_even_with_keys_and_a_stand_in(
+    exchange, settings, anon_client, signal_body, operator
+):
     settings.BROKER_MODE = "paper"
     reset_brokers()
     body = send(anon_client, signal_body).json()
@@ -286,8 +302,9 @@ def open_via_signal(client, signal_body, age_sec: float = 120, **overrides) -> P
     return position
 
 
-def test_the_sweep_leaves_tp_and_sl_to_the_exchange_and_closes_a_timeout_reduce_only(exchange, settings, anon_client,
-                                                                                    signal_body):
+def test_the_sweep_leaves_tp_and_sl_to_the_exchange_and_closes_a_timeout_reduce_only(
+    exchange, settings, anon_client, signal_body
+):
     from oms.tests.test_sweep import StubSource
 
     below_sl = open_via_signal(anon_client, signal_body)
@@ -316,8 +333,9 @@ def exchange_price(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.1")))
 
 
-def test_manage_flatten_needs_yes_and_exits_zero_only_when_the_exchange_confirms_flat(exchange, anon_client,
-                                                                                    signal_body):
+def test_manage_flatten_needs_yes_and_exits_zero_only_when_the_exchange_confirms_flat(
+    exchange, anon_client, signal_body
+):
     from django.core.management import CommandError, call_command
 
     send(anon_client, signal_body)
@@ -362,8 +380,9 @@ def test_health_shows_the_broker_and_the_last_reconciliation(exchange, operator_
     assert not [reason for reason in body["reasons"] if reason["code"].startswith("reconciliation")]
 
 
-def test_the_console_turns_off_and_flattens_and_every_page_shows_the_mode_banner(exchange, anon_client, signal_body,
-                                                                               operator):
+def test_the_console_turns_off_and_flattens_and_every_page_shows_the_mode_banner(
+    exchange, anon_client, signal_body, operator
+):
     from django.test import Client
 
     send(anon_client, signal_body)
@@ -386,16 +405,18 @@ def test_a_viewer_cannot_flatten(exchange, anon_client, signal_body, viewer):
     assert "BTCUSDT" in exchange.positions
 
 
-def test_exchange_keys_never_appear_in_logs_answers_or_rows(settings, caplog, anon_client, signal_body, operator,
-                                                           tmp_path):
+def test_exchange_keys_never_appear_in_logs_answers_or_rows(
+    settings, caplog, anon_client, signal_body, operator, tmp_path
+):
     import logging
 
     from django.test import Client
 
     from ops.backups import backup_create
 
-    standin = StandIn("bitget", api_key="KEY-MARKER-7f3a", api_secret="SECRET-MARKER-9c1e",
-                      passphrase="PASS-MARKER-2b8d").start()
+    standin = StandIn(
+        "bitget", api_key="KEY-MARKER-7f3a", api_secret="SECRET-MARKER-9c1e", passphrase="PASS-MARKER-2b8d"
+    ).start()
     try:
         configure(settings, standin)
         caplog.set_level(logging.DEBUG)
@@ -423,7 +444,7 @@ def test_exchange_keys_never_appear_in_logs_answers_or_rows(settings, caplog, an
     text = "\n".join(bodies)
     assert "authentication failed" in text  # the failure itself is reported...
     for marker in ("KEY-MARKER-7f3a", "SECRET-MARKER-9c1e", "PASS-MARKER-2b8d"):
-        assert marker not in text, text[max(0, text.find(marker) - 400):text.find(marker) + 100]
+        assert marker not in text, text[max(0, text.find(marker) - 400) : text.find(marker) + 100]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -447,8 +468,9 @@ def test_concurrent_signals_in_demo_mode_never_break_the_position_cap(settings, 
     assert len(standin.orders) == 1 and standin.positions["BTCUSDT"].qty == Decimal("0.001")
 
 
-def test_pre_trade_sanity_refuses_a_stale_signal_and_one_far_from_the_market_in_any_mode(settings, anon_client,
-                                                                                        signal_body, monkeypatch):
+def test_pre_trade_sanity_refuses_a_stale_signal_and_one_far_from_the_market_in_any_mode(
+    settings, anon_client, signal_body, monkeypatch
+):
     settings.MAX_SIGNAL_AGE_SEC = 60
     settings.MAX_SIGNAL_PRICE_DEVIATION_PCT = Decimal("2")
     monkeypatch.setattr("oms.services.positions.market_price", lambda symbol: Decimal("100"))
@@ -465,8 +487,9 @@ def test_pre_trade_sanity_refuses_a_stale_signal_and_one_far_from_the_market_in_
     assert Position.objects.count() == 1
 
 
-def test_a_close_the_exchange_refuses_is_a_clear_api_error_and_the_position_stays_open(exchange, anon_client,
-                                                                                     signal_body, operator_client):
+def test_a_close_the_exchange_refuses_is_a_clear_api_error_and_the_position_stays_open(
+    exchange, anon_client, signal_body, operator_client
+):
     send(anon_client, signal_body)
     position = Position.objects.get()
     exchange.fail_next(PLACE[exchange.exchange], "insufficient")
@@ -506,8 +529,9 @@ def test_an_exchange_position_closes_even_without_a_usable_quote(exchange, anon_
         raise PriceUnavailable("no quote")
 
     monkeypatch.setattr("oms.services.positions.market_price", no_quote)
-    monkeypatch.setattr("oms.services.positions.fetch_prices", lambda source, symbols, mode: ({}, {
-        s: "down" for s in symbols}))
+    monkeypatch.setattr(
+        "oms.services.positions.fetch_prices", lambda source, symbols, mode: ({}, {s: "down" for s in symbols})
+    )
     send(anon_client, signal_body)
     send(anon_client, signal_body, symbol="ETHUSDT", price=3000, qty=0.01)
     first, second = Position.objects.order_by("id")
@@ -516,8 +540,9 @@ def test_an_exchange_position_closes_even_without_a_usable_quote(exchange, anon_
     assert exchange.positions == {}
 
 
-def test_an_order_stuck_in_submitted_past_the_grace_turns_the_switch_off(exchange, settings, anon_client,
-                                                                       signal_body, monkeypatch):
+def test_an_order_stuck_in_submitted_past_the_grace_turns_the_switch_off(
+    exchange, settings, anon_client, signal_body, monkeypatch
+):
     monkeypatch.setattr("oms.brokers.ccxt_base.CcxtBroker.FILL_WAIT_SEC", 0.0)
     exchange.unfilled_lookups = 100  # the exchange keeps saying "not filled"
     send(anon_client, signal_body)
@@ -540,13 +565,18 @@ def test_check_health_prints_the_reconciliation(exchange):
 
 
 def test_an_order_created_through_the_api_goes_to_the_exchange(exchange, operator_client):
-    response = operator_client.post("/orders", {"symbol": "BTCUSDT", "side": "long", "qty": 0.001,
-                                                "entry_price": 60000, "tp_price": 61200, "sl_price": 59400},
-                                    format="json")
+    response = operator_client.post(
+        "/orders",
+        {"symbol": "BTCUSDT", "side": "long", "qty": 0.001, "entry_price": 60000, "tp_price": 61200, "sl_price": 59400},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["status"], body["trade_side"], body["client_order_id"]) == ("filled", "buy",
-                                                                             f"loms-{body['position_id']}-o")
+    assert (body["status"], body["trade_side"], body["client_order_id"]) == (
+        "filled",
+        "buy",
+        f"loms-{body['position_id']}-o",
+    )
     assert exchange.positions["BTCUSDT"].sl == Decimal("59400")
 
 

@@ -36,8 +36,9 @@ def fast_backoff(monkeypatch):
 
 
 # --- defect 1: an accepted entry whose read-back fails ------------------------------------------
-def test_an_accepted_entry_whose_read_back_fails_stays_submitted_and_counts_for_the_caps(exchange, settings,
-                                                                                      anon_client, signal_body):
+def test_an_accepted_entry_whose_read_back_fails_stays_submitted_and_counts_for_the_caps(
+    exchange, settings, anon_client, signal_body
+):
     settings.MAX_OPEN_POSITIONS = 1
     OmsControl.load()
     for path in LOOKUP[exchange.exchange]:
@@ -58,8 +59,9 @@ def test_an_accepted_entry_whose_read_back_fails_stays_submitted_and_counts_for_
     assert position.orders.get().status == OrderStatus.FILLED
 
 
-def test_a_rate_limited_read_back_is_retried_and_the_order_is_never_placed_twice(exchange, anon_client, signal_body,
-                                                                                fast_backoff):
+def test_a_rate_limited_read_back_is_retried_and_the_order_is_never_placed_twice(
+    exchange, anon_client, signal_body, fast_backoff
+):
     exchange.fail_next(LOOKUP[exchange.exchange][0], "rate_limit")
     body = send(anon_client, signal_body).json()
     assert body["risk_ok"] is True and body["order_status"] == "filled"
@@ -85,7 +87,8 @@ def entry_in_flight(exchange, anon_client, signal_body) -> Order:
 
 
 def test_the_reconciliation_leaves_a_young_submitted_entry_alone_and_rejects_it_only_after_the_grace(
-        exchange, anon_client, signal_body):
+    exchange, anon_client, signal_body
+):
     order = entry_in_flight(exchange, anon_client, signal_body)
     result = reconcile()
     order.refresh_from_db()
@@ -121,8 +124,9 @@ def exit_left_submitted(exchange, anon_client, signal_body) -> Position:
     return position
 
 
-def test_an_exit_left_submitted_blocks_a_second_close_and_is_booked_by_the_reconciliation(exchange, anon_client,
-                                                                                       signal_body):
+def test_an_exit_left_submitted_blocks_a_second_close_and_is_booked_by_the_reconciliation(
+    exchange, anon_client, signal_body
+):
     position = exit_left_submitted(exchange, anon_client, signal_body)
     assert exchange.positions == {}  # the exchange filled it
     with pytest.raises(ExchangeCloseFailed, match="already in flight"):
@@ -142,8 +146,7 @@ def test_an_exit_left_submitted_blocks_a_second_close_and_is_booked_by_the_recon
     assert flatten(actor="olga").flat
 
 
-def test_an_exit_not_found_after_the_grace_is_rejected_and_a_new_close_can_be_sent(exchange, anon_client,
-                                                                                  signal_body):
+def test_an_exit_not_found_after_the_grace_is_rejected_and_a_new_close_can_be_sent(exchange, anon_client, signal_body):
     send(anon_client, signal_body)
     position = Position.objects.get()
     exchange.fail_next(PLACE[exchange.exchange], "timeout_before_accept")
@@ -161,8 +164,7 @@ def test_an_exit_not_found_after_the_grace_is_rejected_and_a_new_close_can_be_se
     assert exchange.positions == {}
 
 
-def test_flatten_is_not_flat_while_loms_still_shows_a_position_whose_close_failed(exchange, anon_client,
-                                                                                 signal_body):
+def test_flatten_is_not_flat_while_loms_still_shows_a_position_whose_close_failed(exchange, anon_client, signal_body):
     send(anon_client, signal_body)
     exchange.fail_next(PLACE[exchange.exchange], "insufficient")  # the LOMS close is refused
     result = flatten(actor="olga")
@@ -202,8 +204,9 @@ def test_an_exchange_close_sends_outside_any_database_transaction(settings, sign
 
 
 # --- defect 4: back to paper with exchange positions still open ---------------------------------
-def test_paper_mode_never_closes_an_exchange_position_at_a_simulated_price(exchange, settings, anon_client,
-                                                                          signal_body, operator_client):
+def test_paper_mode_never_closes_an_exchange_position_at_a_simulated_price(
+    exchange, settings, anon_client, signal_body, operator_client
+):
     from oms.services.sweep import auto_close_sweep
     from oms.tests.test_sweep import StubSource
 
@@ -253,8 +256,9 @@ def test_a_stop_that_slipped_past_its_level_is_booked_as_an_exchange_stop_loss(e
     assert Position.objects.get(symbol="ETHUSDT").auto_close_reason == "exchange_close"
 
 
-def test_a_trailed_stop_hit_above_the_entry_is_booked_as_an_exchange_stop_loss(exchange, settings, anon_client,
-                                                                              signal_body):
+def test_a_trailed_stop_hit_above_the_entry_is_booked_as_an_exchange_stop_loss(
+    exchange, settings, anon_client, signal_body
+):
     from oms.services.sweep import auto_close_sweep
     from oms.tests.test_broker_exchange import open_via_signal
     from oms.tests.test_sweep import StubSource
@@ -271,25 +275,28 @@ def test_a_trailed_stop_hit_above_the_entry_is_booked_as_an_exchange_stop_loss(e
 
 # --- defect 5: POST /orders without TP/SL in demo/live -------------------------------------------
 def test_an_api_order_without_tp_and_sl_is_refused_in_demo_and_live(exchange, operator_client):
-    response = operator_client.post("/orders", {"symbol": "BTCUSDT", "side": "long", "qty": 0.001,
-                                                "entry_price": 60000}, format="json")
+    response = operator_client.post(
+        "/orders", {"symbol": "BTCUSDT", "side": "long", "qty": 0.001, "entry_price": 60000}, format="json"
+    )
     assert response.status_code == 400, response.content
     text = response.content.decode()
     assert "sl_price" in text and "tp_price" in text
-    response = operator_client.post("/orders", {"symbol": "BTCUSDT", "side": "long", "qty": 0.001,
-                                                "entry_price": 60000, "tp_price": 61200}, format="json")
+    response = operator_client.post(
+        "/orders",
+        {"symbol": "BTCUSDT", "side": "long", "qty": 0.001, "entry_price": 60000, "tp_price": 61200},
+        format="json",
+    )
     assert response.status_code == 400 and "sl_price" in response.content.decode()
     assert not Position.objects.exists() and exchange.private_requests == []
 
 
 # --- defect 11: where an exchange position lives -------------------------------------------------
-def test_an_exchange_position_names_the_configured_exchange_and_the_api_shows_its_broker_mode(exchange, anon_client,
-                                                                                             signal_body,
-                                                                                             operator_client):
+def test_an_exchange_position_names_the_configured_exchange_and_the_api_shows_its_broker_mode(
+    exchange, anon_client, signal_body, operator_client
+):
     send(anon_client, signal_body, exchange="binance")
     position = Position.objects.get()
-    assert (position.exchange, position.market_type, position.broker_mode) == (exchange.exchange, "linear_perp",
-                                                                               "demo")
+    assert (position.exchange, position.market_type, position.broker_mode) == (exchange.exchange, "linear_perp", "demo")
     row = operator_client.get("/positions").json()["results"][0]
     assert (row["exchange"], row["market_type"], row["broker_mode"]) == (exchange.exchange, "linear_perp", "demo")
     assert position.orders.get().exchange == exchange.exchange

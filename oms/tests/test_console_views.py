@@ -11,8 +11,15 @@ from django.utils import timezone
 from oms.models import OmsControl, OmsSwitchChange, Position, PositionStatus, Signal, SignalOutcome, SwitchSource
 from oms.tests.factories import closed_position, open_position
 
-PAGES = ["/", "/console/positions", "/console/orders", "/console/signals", "/console/stats", "/console/switch",
-         "/console/notifications"]
+PAGES = [
+    "/",
+    "/console/positions",
+    "/console/orders",
+    "/console/signals",
+    "/console/stats",
+    "/console/switch",
+    "/console/notifications",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -155,7 +162,11 @@ def test_an_operator_closes_a_position_through_the_close_service(operator_web, d
     response = operator_web.post(f"/console/positions/{position.pk}/close", follow=True)
     position.refresh_from_db()
     assert (position.status, position.close_price, position.pnl, position.auto_close_reason) == (
-        "closed", Decimal("100"), Decimal("20"), "manual")
+        "closed",
+        Decimal("100"),
+        Decimal("20"),
+        "manual",
+    )
     assert f"Closed position #{position.pk} BTCUSDT long at 100, PnL +20.0000 USDT" in response.content.decode()
 
 
@@ -211,7 +222,12 @@ def test_an_operator_switches_the_oms_off_with_a_reason(operator_web, operator, 
     assert "OMS switched OFF" in response.content.decode()
     change = OmsSwitchChange.objects.get()
     assert (change.enabled, change.changed_by, change.user, change.source, change.reason) == (
-        False, "olga", operator, SwitchSource.DASHBOARD, "bot misbehaving")
+        False,
+        "olga",
+        operator,
+        SwitchSource.DASHBOARD,
+        "bot misbehaving",
+    )
     body = Client().post("/signals/bounce", signal_body(), content_type="application/json").json()
     assert body["oms_enabled"] is False
     assert Signal.objects.get().outcome == SignalOutcome.OMS_DISABLED
@@ -226,11 +242,14 @@ def test_the_switch_needs_a_reason(operator_web):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path, data", [
-    ("/console/switch", {"enabled": "off", "reason": "x"}),
-    ("/console/positions/close-all", {"confirm": "CLOSE ALL"}),
-    ("/console/positions/{pk}/close", {}),
-])
+@pytest.mark.parametrize(
+    "path, data",
+    [
+        ("/console/switch", {"enabled": "off", "reason": "x"}),
+        ("/console/positions/close-all", {"confirm": "CLOSE ALL"}),
+        ("/console/positions/{pk}/close", {}),
+    ],
+)
 def test_a_viewer_cannot_act(viewer_web, dummy_prices, path, data):
     position = open_position()
     response = viewer_web.post(path.format(pk=position.pk), data)
@@ -282,7 +301,9 @@ def test_statistics_page_has_breakdowns_by_symbol_strategy_exchange_and_day(view
     for key in ("symbol", "strategy", "exchange", "day"):
         assert f'id="breakdown-{key}"' in page
     assert {g["symbol"]: g["total_pnl"] for g in response.context["breakdowns"][0]["groups"]} == {
-        "BTCUSDT": Decimal("4"), "ETHUSDT": Decimal("-1")}
+        "BTCUSDT": Decimal("4"),
+        "ETHUSDT": Decimal("-1"),
+    }
     filtered = viewer_web.get("/console/stats", {"symbol": "btcusdt"}).context["stats"]
     assert filtered["closed_positions"] == 1
 

@@ -19,8 +19,9 @@ def events(caplog) -> dict[str, logging.LogRecord]:
     return {record.getMessage(): record for record in caplog.records}
 
 
-def test_lifecycle_events_are_logged_with_their_fields(caplog, signal_body, settings,
-                                                      django_capture_on_commit_callbacks):
+def test_lifecycle_events_are_logged_with_their_fields(
+    caplog, signal_body, settings, django_capture_on_commit_callbacks
+):
     caplog.set_level(logging.INFO)
     with django_capture_on_commit_callbacks(execute=True):  # position_opened is logged after the commit
         signal_ingest(payload=signal_body(symbol="ETHUSDT"))

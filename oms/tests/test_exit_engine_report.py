@@ -43,15 +43,21 @@ def test_hit_tp_and_hit_sl_scenarios_print_what_each_open_position_would_do_with
     assert "Would close 2 of 2." in text
     text = report("--replay", "--hit-sl")
     assert "CLOSE sl @ 98.5 pnl -3" in text and "CLOSE sl @ 101.5 pnl -1.5" in text
-    assert set(Position.objects.values_list("status", flat=True)) == {"open"} and not Order.objects.filter(
-        purpose="exit").exists()
+    assert (
+        set(Position.objects.values_list("status", flat=True)) == {"open"}
+        and not Order.objects.filter(purpose="exit").exists()
+    )
 
 
 def test_hit_sl_uses_the_trailing_stop_once_it_has_moved():
-    position = open_position(side="long", tp=None, sl="98", exit_strategy="tp_sl_trailing_v1",
-                             dynamic_sl_price=D("101.49"),
-                             exit_meta={"best_price": "102", "activated": True, "activation_pct": "1",
-                                        "distance_pct": "0.5"})
+    position = open_position(
+        side="long",
+        tp=None,
+        sl="98",
+        exit_strategy="tp_sl_trailing_v1",
+        dynamic_sl_price=D("101.49"),
+        exit_meta={"best_price": "102", "activated": True, "activation_pct": "1", "distance_pct": "0.5"},
+    )
     text = report("--replay", "--hit-sl")
     assert f"#{position.pk} " in text and "CLOSE trailing_sl @ 101.49 pnl 1.49" in text
 
@@ -67,13 +73,16 @@ def test_replay_on_the_live_quote_uses_the_configured_source(settings):
 
 def test_replay_on_a_recorded_quote_and_a_walk_through_the_file(tmp_path):
     quotes = tmp_path / "quotes.csv"
-    quotes.write_text("ts,symbol,bid,ask,last,mark\n"
-                      "2025-06-19T10:00:00Z,BTCUSDT,,,101,\n"
-                      "2025-06-19T10:00:01Z,BTCUSDT,,,102,\n"
-                      "2025-06-19T10:00:02Z,BTCUSDT,,,101.4,\n"
-                      "2025-06-19T10:00:03Z,BTCUSDT,,,97,\n")
-    open_position(side="long", tp=None, sl="98", exit_strategy="tp_sl_trailing_v1",
-                  created_at=timezone.now() - timedelta(days=1))
+    quotes.write_text(
+        "ts,symbol,bid,ask,last,mark\n"
+        "2025-06-19T10:00:00Z,BTCUSDT,,,101,\n"
+        "2025-06-19T10:00:01Z,BTCUSDT,,,102,\n"
+        "2025-06-19T10:00:02Z,BTCUSDT,,,101.4,\n"
+        "2025-06-19T10:00:03Z,BTCUSDT,,,97,\n"
+    )
+    open_position(
+        side="long", tp=None, sl="98", exit_strategy="tp_sl_trailing_v1", created_at=timezone.now() - timedelta(days=1)
+    )
     text = report("--replay", "--quotes", str(quotes), "--at", "2025-06-19T10:00:01Z")
     assert "update at 102 (stop 101.49, best move 2 %)" in text
     text = report("--replay", "--quotes", str(quotes), "--walk")

@@ -13,7 +13,7 @@ from oms.tests.factories import closed_position
 
 pytestmark = pytest.mark.django_db
 
-FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1+1", "\r=1+1"]
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1+1", "\r=1+1"]
 
 
 def exported_rows() -> list[dict]:

@@ -129,7 +129,8 @@ def test_a_failing_symbol_without_an_open_position_is_not_a_reason(settings):
     settings.PRICE_ALERT_AFTER_SEC = 1
     AutoCloseMonitor.objects.filter(pk=1).update(
         last_sweep_failed_symbols=["XRPUSDT"],
-        quote_failures={"XRPUSDT": {"count": 9, "last_error": "x", "failing_since": "2020-01-01T00:00:00+00:00"}})
+        quote_failures={"XRPUSDT": {"count": 9, "last_error": "x", "failing_since": "2020-01-01T00:00:00+00:00"}},
+    )
     assert codes() == []
     open_position(symbol="XRPUSDT")
     assert codes() == ["no_quote"]
@@ -204,7 +205,8 @@ def test_a_damaged_or_empty_newer_file_does_not_count_as_a_good_backup(settings)
 def test_no_backup_at_all_is_degraded_only_once_the_installation_is_older_than_the_limit(settings):
     assert codes() == []  # a fresh install has a day to make its first backup
     MigrationRecorder.Migration.objects.filter(app="oms", name="0001_initial").update(
-        applied=timezone.now() - timedelta(hours=30))
+        applied=timezone.now() - timedelta(hours=30)
+    )
     assert codes() == ["backup_missing"]
 
 
@@ -237,8 +239,12 @@ SECRET_BITS = ("alice", "CPI release", "db.example", "signals.jsonl", "worker-ho
 def _details_everywhere(settings):
     settings.DATABASE_URL = "postgres://loms:pw@db.example:5432/loms"
     oms_switch_set(enabled=False, actor="alice", reason="CPI release")
-    AutoCloseMonitor.objects.filter(pk=1).update(lease_owner="loop-1", lease_host="worker-host-7", lease_pid=4242,
-                                                 lease_expires_at=timezone.now() + timedelta(seconds=10))
+    AutoCloseMonitor.objects.filter(pk=1).update(
+        lease_owner="loop-1",
+        lease_host="worker-host-7",
+        lease_pid=4242,
+        lease_expires_at=timezone.now() + timedelta(seconds=10),
+    )
 
 
 def test_anonymous_health_shows_the_state_and_reasons_only(strict_api, anon_client, settings):
@@ -285,8 +291,13 @@ def test_a_database_error_is_status_error_and_http_503(anon_client, monkeypatch)
 
 @responses_lib.activate
 def test_check_health_url_prints_the_reasons_and_sends_the_token_for_the_details(monkeypatch):
-    anonymous = {"ok": True, "status": "degraded", "environment": "paper", "oms_enabled": False,
-                 "reasons": [{"code": "switch_off", "message": "the OMS switch is off (by hand)"}]}
+    anonymous = {
+        "ok": True,
+        "status": "degraded",
+        "environment": "paper",
+        "oms_enabled": False,
+        "reasons": [{"code": "switch_off", "message": "the OMS switch is off (by hand)"}],
+    }
     responses_lib.get("http://loms.test/health", json=anonymous)
     out = StringIO()
     assert exit_code("--url", "http://loms.test", stdout=out) == 1

@@ -76,12 +76,25 @@ def test_behind_the_proxy_the_address_is_the_one_the_proxy_saw_not_a_forged_one(
     settings.BEHIND_TLS_PROXY = True
     for forged in ["198.51.100.1", "198.51.100.2", "198.51.100.3"]:
         # The client forges the left part; nginx appends the address it saw (203.0.113.9).
-        try_login(Client(), "olga", "wrong", HTTP_X_FORWARDED_FOR=f"{forged}, 203.0.113.9",
-                  HTTP_X_FORWARDED_PROTO="https", secure=True)
-    assert try_login(Client(), "olga", "pw-olga", HTTP_X_FORWARDED_FOR="203.0.113.9", HTTP_X_FORWARDED_PROTO="https",
-                     secure=True).status_code == 429
-    assert logged_in(try_login(Client(), "olga", "pw-olga", HTTP_X_FORWARDED_FOR="192.0.2.7",
-                               HTTP_X_FORWARDED_PROTO="https", secure=True))
+        try_login(
+            Client(),
+            "olga",
+            "wrong",
+            HTTP_X_FORWARDED_FOR=f"{forged}, 203.0.113.9",
+            HTTP_X_FORWARDED_PROTO="https",
+            secure=True,
+        )
+    assert (
+        try_login(
+            Client(), "olga", "pw-olga", HTTP_X_FORWARDED_FOR="203.0.113.9", HTTP_X_FORWARDED_PROTO="https", secure=True
+        ).status_code
+        == 429
+    )
+    assert logged_in(
+        try_login(
+            Client(), "olga", "pw-olga", HTTP_X_FORWARDED_FOR="192.0.2.7", HTTP_X_FORWARDED_PROTO="https", secure=True
+        )
+    )
 
 
 def test_the_test_clients_login_and_force_login_are_not_throttled(limits, operator):

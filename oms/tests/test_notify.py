@@ -76,12 +76,15 @@ def hook(settings):
 def send_queued() -> list[str]:
     """What the cluster would do: run each queued notification_send task."""
     later = timezone.now() + timedelta(days=3650)  # some were recorded with a `now` in the future
-    return [notification_deliver(n.pk, now=later)
-            for n in Notification.objects.filter(status=NotificationStatus.PENDING).order_by("id")]
+    return [
+        notification_deliver(n.pk, now=later)
+        for n in Notification.objects.filter(status=NotificationStatus.PENDING).order_by("id")
+    ]
 
 
-def test_notify_records_then_enqueues_after_commit_and_the_task_sends_the_content(hook,
-                                                                                  django_capture_on_commit_callbacks):
+def test_notify_records_then_enqueues_after_commit_and_the_task_sends_the_content(
+    hook, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         notification = notify("test", "Disk almost full", "93 % used", dedupe_key="disk")
         assert hook.posts == [] and OrmQ.objects.count() == 0  # nothing sent or queued inside the transaction
@@ -124,8 +127,9 @@ def test_it_gives_up_after_notify_max_attempts(settings, hook):
 
 def test_a_sender_killed_mid_send_is_retried_by_the_tick(hook):
     notification = notify("test", "t", "b")
-    Notification.objects.filter(pk=notification.pk).update(status=NotificationStatus.SENDING,
-                                                           updated_at=timezone.now() - timedelta(minutes=6))
+    Notification.objects.filter(pk=notification.pk).update(
+        status=NotificationStatus.SENDING, updated_at=timezone.now() - timedelta(minutes=6)
+    )
     assert notifications_retry_due() == 1
     assert Notification.objects.get(pk=notification.pk).status == "sent" and len(hook.posts) == 1
 
@@ -153,11 +157,11 @@ def test_without_notify_urls_alerts_are_recorded_but_not_sent(settings, django_c
     assert notification.status == NotificationStatus.UNCONFIGURED and OrmQ.objects.count() == 0
 
 
-def test_every_switch_change_is_an_alert_sent_outside_the_request(strict_api, operator_client, hook,
-                                                                  django_capture_on_commit_callbacks):
+def test_every_switch_change_is_an_alert_sent_outside_the_request(
+    strict_api, operator_client, hook, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = operator_client.post("/oms/switch", data={"enabled": False, "reason": "CPI at 14:30"},
-                                        format="json")
+        response = operator_client.post("/oms/switch", data={"enabled": False, "reason": "CPI at 14:30"}, format="json")
     assert response.status_code == 200 and hook.posts == []  # the request only recorded and queued it
     with django_capture_on_commit_callbacks(execute=True):
         oms_switch_set(enabled=False, actor="olga", reason="CPI at 14:30")  # the same change again: still sent
@@ -219,7 +223,9 @@ def test_a_health_reason_alerts_only_when_it_lasts_then_says_when_it_cleared(set
     assert recovered.title == "LOMS recovered: loop_stale" and not HealthReasonSeen.objects.exists()
     send_queued()
     assert [p["title"] for p in hook.posts] == [
-        "LOMS degraded: auto-close is not sweeping: no sweep has run yet (limit 30 s)", "LOMS recovered: loop_stale"]
+        "LOMS degraded: auto-close is not sweeping: no sweep has run yet (limit 30 s)",
+        "LOMS recovered: loop_stale",
+    ]
     assert hook.posts[1]["type"] == "success"
 
 
@@ -259,11 +265,16 @@ def test_the_tick_runs_each_part_even_when_one_fails(hook, monkeypatch):
 def test_the_migration_creates_the_one_minute_tick_schedule():
     schedule = Schedule.objects.get(name="oms.notify_tick")
     assert (schedule.func, schedule.schedule_type, schedule.minutes, schedule.repeats) == (
-        "oms.tasks.notify_tick", "I", 1, -1)
+        "oms.tasks.notify_tick",
+        "I",
+        1,
+        -1,
+    )
     assert callable(tasks.notify_tick)
 
 
 # --- manage.py notify_test -------------------------------------------------------------------------
+
 
 def run_notify_test(*argv: str) -> tuple[int, str]:
     out = StringIO()
@@ -314,6 +325,7 @@ def test_notify_test_queue_leaves_the_sending_to_the_cluster(hook):
 
 
 # --- the console's notification log ------------------------------------------------------------------
+
 
 def test_a_viewer_reads_the_notification_log_and_an_anonymous_visitor_is_sent_to_login(client, viewer, settings):
     settings.NOTIFY_URLS = ""

@@ -79,7 +79,11 @@ def test_the_code_cites_the_contract_in_the_repository_not_an_outside_spec():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    cited = [str(p.relative_to(root)) for folder in ("oms", "risk", "pricing", "lomsite", "tests", "docs", "bench")
-             for p in (root / folder).rglob("*") if p.suffix in {".py", ".md", ".html"}
-             and re.search(r"SPEC\s*§", p.read_text(encoding="utf-8", errors="replace"))]
+    cited = [
+        str(p.relative_to(root))
+        for folder in ("oms", "risk", "pricing", "lomsite", "tests", "docs", "bench")
+        for p in (root / folder).rglob("*")
+        if p.suffix in {".py", ".md", ".html"}
+        and re.search(r"SPEC\s*§", p.read_text(encoding="utf-8", errors="replace"))
+    ]
     assert cited == []

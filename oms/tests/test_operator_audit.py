@@ -41,11 +41,15 @@ def run(*args, **kwargs) -> str:
 
 
 def actions(**filters) -> list[tuple]:
-    return list(OperatorAction.objects.filter(**filters).order_by("id")
-                .values_list("action", "actor", "source", "position_id", "reason"))
+    return list(
+        OperatorAction.objects.filter(**filters)
+        .order_by("id")
+        .values_list("action", "actor", "source", "position_id", "reason")
+    )
 
 
 # --- closes ---------------------------------------------------------------------------------------------
+
 
 def test_an_api_close_is_recorded_with_the_caller_the_source_and_the_reason(operator_client, operator, dummy_prices):
     position = open_position(entry="90")
@@ -53,9 +57,20 @@ def test_an_api_close_is_recorded_with_the_caller_the_source_and_the_reason(oper
     assert response.status_code == 200
     [row] = OperatorAction.objects.all()
     assert (row.action, row.actor, row.user, row.source, row.position_id, row.reason) == (
-        "close", "olga", operator, "api", position.pk, "news spike")
-    assert row.details == {"via": "close", "close_reason": "manual", "symbol": "BTCUSDT",
-                           "close_price": "100.0000000000", "pnl": "10.0000000000"}
+        "close",
+        "olga",
+        operator,
+        "api",
+        position.pk,
+        "news spike",
+    )
+    assert row.details == {
+        "via": "close",
+        "close_reason": "manual",
+        "symbol": "BTCUSDT",
+        "close_price": "100.0000000000",
+        "pnl": "10.0000000000",
+    }
 
 
 def test_a_second_close_of_a_closed_position_records_nothing_more(operator_client, dummy_prices):
@@ -75,8 +90,7 @@ def test_a_refused_close_records_nothing(operator_client, monkeypatch, dummy_pri
     assert not OperatorAction.objects.exists()
 
 
-def test_close_all_records_each_close_and_the_action_with_what_stayed_open(operator_client, monkeypatch,
-                                                                            dummy_prices):
+def test_close_all_records_each_close_and_the_action_with_what_stayed_open(operator_client, monkeypatch, dummy_prices):
     real = DummySource.get_quote
 
     def flaky(self, symbol):
@@ -86,11 +100,14 @@ def test_close_all_records_each_close_and_the_action_with_what_stayed_open(opera
 
     monkeypatch.setattr(DummySource, "get_quote", flaky)
     first, second, stuck = open_position(), open_position(), open_position(symbol="ETHUSDT")
-    response = operator_client.post("/positions/close-all", {"confirm": "CLOSE ALL", "reason": "exchange outage"},
-                                    format="json")
+    response = operator_client.post(
+        "/positions/close-all", {"confirm": "CLOSE ALL", "reason": "exchange outage"}, format="json"
+    )
     assert response.status_code == 200
-    assert sorted(actions(action="close")) == [("close", "olga", "api", first.pk, "exchange outage"),
-                                               ("close", "olga", "api", second.pk, "exchange outage")]
+    assert sorted(actions(action="close")) == [
+        ("close", "olga", "api", first.pk, "exchange outage"),
+        ("close", "olga", "api", second.pk, "exchange outage"),
+    ]
     assert actions()[-1] == ("close_all", "olga", "api", None, "exchange outage")
     summary = OperatorAction.objects.get(action="close_all")
     assert sorted(summary.details["closed_ids"]) == [first.pk, second.pk]
@@ -105,8 +122,11 @@ def test_console_close_and_close_all_are_recorded_from_the_console(console, dumm
     assert response.status_code == 302
     response = console.post("/console/positions/close-all", {"confirm": "CLOSE ALL", "reason": ""})
     assert response.status_code == 302
-    assert actions() == [("close", "olga", "console", position.pk, "manual exit"),
-                         ("close", "olga", "console", other.pk, ""), ("close_all", "olga", "console", None, "")]
+    assert actions() == [
+        ("close", "olga", "console", position.pk, "manual exit"),
+        ("close", "olga", "console", other.pk, ""),
+        ("close_all", "olga", "console", None, ""),
+    ]
     assert OperatorAction.objects.get(position=other).details["close_reason"] == "panic"
 
 
@@ -125,25 +145,37 @@ def test_the_close_all_command_is_recorded_with_the_os_user(monkeypatch, dummy_p
     monkeypatch.setattr("getpass.getuser", lambda: "deploy")
     position = open_position()
     run("close_all", "--yes", "--reason", "end of test")
-    assert actions() == [("close", "deploy (command)", "command", position.pk, "end of test"),
-                         ("close_all", "deploy (command)", "command", None, "end of test")]
+    assert actions() == [
+        ("close", "deploy (command)", "command", position.pk, "end of test"),
+        ("close_all", "deploy (command)", "command", None, "end of test"),
+    ]
 
 
 def test_flatten_records_the_switch_each_close_and_the_flatten(dummy_prices, operator):
     position = open_position()
     result = flatten(actor="olga", reason="going flat", source=SwitchSource.DASHBOARD, user=operator)
     assert result.flat
-    assert [a[:4] for a in actions()] == [("switch", "olga", "console", None),
-                                          ("close", "olga", "console", position.pk),
-                                          ("flatten", "olga", "console", None)]
+    assert [a[:4] for a in actions()] == [
+        ("switch", "olga", "console", None),
+        ("close", "olga", "console", position.pk),
+        ("flatten", "olga", "console", None),
+    ]
     assert OperatorAction.objects.get(action="flatten").details["closed_ids"] == [position.pk]
     assert OperatorAction.objects.get(action="close").details["via"] == "flatten"
 
 
 # --- switch, epoch, roles, tokens, restore ---------------------------------------------------------------
 
-@pytest.mark.parametrize("source,expected", [(SwitchSource.DASHBOARD, "console"), (SwitchSource.API, "api"),
-                                             (SwitchSource.ADMIN, "admin"), (SwitchSource.COMMAND, "command")])
+
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        (SwitchSource.DASHBOARD, "console"),
+        (SwitchSource.API, "api"),
+        (SwitchSource.ADMIN, "admin"),
+        (SwitchSource.COMMAND, "command"),
+    ],
+)
 def test_a_switch_change_by_a_person_is_an_operator_action(source, expected):
     oms_switch_set(enabled=False, actor="olga", reason="maintenance", source=source)
     change = OmsSwitchChange.objects.get()
@@ -178,8 +210,12 @@ def test_a_role_change_is_recorded(viewer, monkeypatch):
     monkeypatch.setattr("getpass.getuser", lambda: "root")
     run("set_role", "victor", "operator", "--reason", "on call this week")
     [row] = OperatorAction.objects.all()
-    assert (row.action, row.actor, row.source, row.reason) == ("role_change", "root (command)", "command",
-                                                              "on call this week")
+    assert (row.action, row.actor, row.source, row.reason) == (
+        "role_change",
+        "root (command)",
+        "command",
+        "on call this week",
+    )
     assert row.details == {"username": "victor", "role": "operator", "created": False, "staff": False}
 
 
@@ -188,7 +224,11 @@ def test_token_creation_and_rotation_are_recorded_without_the_key(capsys):
     second = run("create_api_token", "rickybot", "--rotate", "--reason", "leaked in a log")
     created, rotated = OperatorAction.objects.order_by("id")
     assert (created.action, created.actor, created.details["account"], created.details["role"]) == (
-        "token_created", "olga", "rickybot", "bot")
+        "token_created",
+        "olga",
+        "rickybot",
+        "bot",
+    )
     assert (rotated.action, rotated.reason) == ("token_rotated", "leaked in a log")
     assert rotated.details["prefix"] == second.strip()[:8] == ApiToken.objects.get().prefix
     for row in (created, rotated):
@@ -204,12 +244,14 @@ def test_an_unknown_action_or_source_is_refused():
 
 def test_the_stop_move_hook_records_on_the_position():
     position = open_position()
-    Operator(actor="olga", source="console", reason="tighten").record("stop_move", position=position,
-                                                                      details={"from": "98.5", "to": "99"})
+    Operator(actor="olga", source="console", reason="tighten").record(
+        "stop_move", position=position, details={"from": "98.5", "to": "99"}
+    )
     assert actions() == [("stop_move", "olga", "console", position.pk, "tighten")]
 
 
 # --- console --------------------------------------------------------------------------------------------
+
 
 def test_the_audit_page_lists_and_filters_for_a_viewer(client, viewer):
     position, other = open_position(), open_position()
@@ -240,5 +282,6 @@ def test_a_position_closed_by_hand_shows_who_closed_it(console, dummy_prices):
     assert 'id="closed-by"' in page and "olga from console: manual exit" in page
     assert f"/console/audit?position={position.pk}" in page
     from oms.services.positions import position_close
+
     position_close(position=swept, price=swept.entry_price, reason="tp")
     assert 'id="closed-by"' not in console.get(f"/console/positions/{swept.pk}").content.decode()

@@ -25,8 +25,12 @@ def test_closing_an_open_long_books_pnl_at_the_current_price(anon_client, dummy_
     response = anon_client.post(f"/positions/{position.pk}/close")
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["close_price"], body["pnl"], body["auto_close_reason"]) == ("closed", 100.0, 20.0,
-                                                                                            "manual")
+    assert (body["status"], body["close_price"], body["pnl"], body["auto_close_reason"]) == (
+        "closed",
+        100.0,
+        20.0,
+        "manual",
+    )
     assert body["closed_now"] is True
     exit_order = Order.objects.get(position=position, purpose=OrderPurpose.EXIT)
     assert (exit_order.price, exit_order.status) == (Decimal("100"), "filled")
@@ -57,8 +61,9 @@ def test_an_already_closed_position_is_returned_as_is(anon_client, dummy_prices)
     first = anon_client.post(f"/positions/{position.pk}/close").json()
     second = anon_client.post(f"/positions/{position.pk}/close").json()
     assert second["closed_now"] is False
-    assert {k: v for k, v in second.items() if k != "closed_now"} == {k: v for k, v in first.items()
-                                                                       if k != "closed_now"}
+    assert {k: v for k, v in second.items() if k != "closed_now"} == {
+        k: v for k, v in first.items() if k != "closed_now"
+    }
     assert Order.objects.filter(purpose=OrderPurpose.EXIT).count() == 1
 
 
@@ -133,6 +138,7 @@ def test_close_all_api_requires_the_typed_confirmation(anon_client, dummy_prices
 @pytest.mark.django_db(transaction=True)
 def test_racing_closes_book_exactly_one_close_and_one_pnl():
     position = open_position(entry="100")
+
     def close(price: str) -> bool:
         fresh = Position.objects.get(pk=position.pk)
         return position_close(position=fresh, price=Decimal(price), reason="manual").closed_now

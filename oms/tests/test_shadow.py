@@ -19,9 +19,15 @@ pytestmark = pytest.mark.django_db
 
 # (pnl, exit, strategy, symbol) in closing order, 12 h apart.
 BOOK = [
-    ("30", "tp", "A", "BTCUSDT"), ("-4", "sl", "A", "BTCUSDT"), ("-6", "sl", "B", "ETHUSDT"),
-    ("20", "tp", "A", "ETHUSDT"), ("-8", "sl", "B", "BTCUSDT"), ("-12", "timeout", "A", "BTCUSDT"),
-    ("-5", "sl", "B", "ETHUSDT"), ("15", "tp", "A", "BTCUSDT"), ("4", "manual", "B", "ETHUSDT"),
+    ("30", "tp", "A", "BTCUSDT"),
+    ("-4", "sl", "A", "BTCUSDT"),
+    ("-6", "sl", "B", "ETHUSDT"),
+    ("20", "tp", "A", "ETHUSDT"),
+    ("-8", "sl", "B", "BTCUSDT"),
+    ("-12", "timeout", "A", "BTCUSDT"),
+    ("-5", "sl", "B", "ETHUSDT"),
+    ("15", "tp", "A", "BTCUSDT"),
+    ("4", "manual", "B", "ETHUSDT"),
     ("-4", "sl", "A", "BTCUSDT"),
 ]
 # Equity 30 26 20 40 32 20 15 30 34 30: the peak 40 falls to 15 → drawdown 25 = 62.5 % of the peak.
@@ -33,8 +39,14 @@ def book():
     now = timezone.now()
     start = now - timedelta(days=5)
     for n, (pnl, reason, strategy, symbol) in enumerate(BOOK):
-        closed_position(pnl=pnl, reason=reason, strategy=strategy, symbol=symbol,
-                        closed_at=start + timedelta(hours=12 * n + 1), account_label="shadow-1")
+        closed_position(
+            pnl=pnl,
+            reason=reason,
+            strategy=strategy,
+            symbol=symbol,
+            closed_at=start + timedelta(hours=12 * n + 1),
+            account_label="shadow-1",
+        )
     # Another epoch's trade, and one closed before the period: neither counts.
     closed_position(pnl="-500", reason="sl", closed_at=now - timedelta(hours=3), account_label="old-book")
     closed_position(pnl="-500", reason="sl", closed_at=now - timedelta(days=6), account_label="shadow-1")
@@ -106,8 +118,9 @@ def test_an_open_position_older_than_a_day_fails_only_in_its_epoch(book):
 
 def test_an_auto_close_error_in_the_period_fails_and_an_older_one_does_not(book):
     now, start = book
-    AutoCloseMonitor.objects.update_or_create(pk=1, defaults={
-        "errors": 1, "last_error": "boom", "last_error_at": now - timedelta(days=6)})
+    AutoCloseMonitor.objects.update_or_create(
+        pk=1, defaults={"errors": 1, "last_error": "boom", "last_error_at": now - timedelta(days=6)}
+    )
     assert shadow_report(since=start, epoch="shadow-1", now=now, thresholds=LOOSE)["verdict"] == "GO"
     AutoCloseMonitor.objects.filter(pk=1).update(errors=2, last_error_at=now - timedelta(hours=1))
     report = shadow_report(since=start, epoch="shadow-1", now=now, thresholds=LOOSE)
@@ -129,8 +142,17 @@ def test_a_book_that_only_loses_has_no_drawdown_percent():
 def test_the_command_exits_1_on_no_go_and_writes_json_and_html(book, settings, tmp_path):
     out = StringIO()
     with pytest.raises(SystemExit) as exit_info:
-        call_command("shadow_report", "--days", "5", "--epoch", "shadow-1", "--json", "--html",
-                     str(tmp_path / "r.html"), stdout=out)
+        call_command(
+            "shadow_report",
+            "--days",
+            "5",
+            "--epoch",
+            "shadow-1",
+            "--json",
+            "--html",
+            str(tmp_path / "r.html"),
+            stdout=out,
+        )
     assert exit_info.value.code == 1
     body = json.loads(out.getvalue())
     assert body["verdict"] == "NO-GO" and body["metrics"]["closed_trades"] == 10

@@ -22,8 +22,13 @@ def test_an_opened_signal_answers_exactly_the_documented_body(anon_client, signa
     order = Order.objects.get()
     assert response.status_code == 200
     assert response.json() == {
-        "received": True, "oms_enabled": True, "risk_ok": True, "order_id": order.pk, "position_id": position.pk,
-        "tp_price": 104.5, "sl_price": 98.5,
+        "received": True,
+        "oms_enabled": True,
+        "risk_ok": True,
+        "order_id": order.pk,
+        "position_id": position.pk,
+        "tp_price": 104.5,
+        "sl_price": 98.5,
     }
 
 
@@ -45,16 +50,26 @@ def test_opening_creates_position_entry_order_and_signal_together(anon_client, s
     assert (signal.outcome, signal.position_id) == (SignalOutcome.OPENED, position.pk)
 
 
-@pytest.mark.parametrize("side,expected", [("BUY", "long"), ("buy", "long"), ("Long", "long"), ("SELL", "short"),
-                                           ("short", "short")])
+@pytest.mark.parametrize(
+    "side,expected", [("BUY", "long"), ("buy", "long"), ("Long", "long"), ("SELL", "short"), ("short", "short")]
+)
 def test_side_is_normalised(anon_client, signal_body, side, expected):
     post(anon_client, signal_body(side=side))
     assert Position.objects.get().side == expected
 
 
 def test_defaults_apply_when_optional_fields_are_missing_or_null(anon_client):
-    post(anon_client, {"symbol": "BTCUSDT", "side": "BUY", "price": 200, "timestamp": "2025-06-19T10:00:00+02:00",
-                       "tp_pct": None, "sl_pct": None})
+    post(
+        anon_client,
+        {
+            "symbol": "BTCUSDT",
+            "side": "BUY",
+            "price": 200,
+            "timestamp": "2025-06-19T10:00:00+02:00",
+            "tp_pct": None,
+            "sl_pct": None,
+        },
+    )
     position = Position.objects.get()
     assert (position.exchange, position.timeframe_min, position.strategy) == ("bitget", 5, "bounce_ema10_strict")
     assert (position.tp_price, position.sl_price, position.qty) == (Decimal("209"), Decimal("197"), Decimal("1"))
@@ -102,8 +117,12 @@ def test_switch_off_creates_nothing_and_says_so(anon_client, signal_body):
     oms_switch_set(enabled=False, actor="olga", reason="exchange maintenance")
     response = post(anon_client, signal_body())
     assert response.status_code == 200
-    assert response.json() == {"received": True, "oms_enabled": False, "risk_ok": False,
-                               "reason": "OMS switched off by olga: exchange maintenance"}
+    assert response.json() == {
+        "received": True,
+        "oms_enabled": False,
+        "risk_ok": False,
+        "reason": "OMS switched off by olga: exchange maintenance",
+    }
     assert Position.objects.count() == 0 and Order.objects.count() == 0
     assert Signal.objects.get().outcome == SignalOutcome.OMS_DISABLED
 
@@ -126,8 +145,12 @@ def test_risk_block_creates_nothing_and_gives_the_reason(anon_client, signal_bod
     settings.MAX_OPEN_POSITIONS = 1
     post(anon_client, signal_body())
     response = post(anon_client, signal_body())
-    assert response.json() == {"received": True, "oms_enabled": True, "risk_ok": False,
-                               "risk_reason": "max_total_open_reached (total=1, limit=1)"}
+    assert response.json() == {
+        "received": True,
+        "oms_enabled": True,
+        "risk_ok": False,
+        "risk_reason": "max_total_open_reached (total=1, limit=1)",
+    }
     assert Position.objects.count() == 1
     blocked = Signal.objects.get(outcome=SignalOutcome.RISK_BLOCKED)
     assert blocked.reason == "max_total_open_reached (total=1, limit=1)" and blocked.position is None
@@ -137,7 +160,8 @@ def test_per_symbol_limit_leaves_other_symbols_open(anon_client, signal_body, se
     settings.MAX_OPEN_POSITIONS_PER_SYMBOL = 1
     post(anon_client, signal_body(symbol="BTCUSDT"))
     assert post(anon_client, signal_body(symbol="BTCUSDT")).json()["risk_reason"] == (
-        "max_symbol_open_reached (symbol=BTCUSDT, count=1, limit=1)")
+        "max_symbol_open_reached (symbol=BTCUSDT, count=1, limit=1)"
+    )
     assert post(anon_client, signal_body(symbol="ETHUSDT")).json()["risk_ok"] is True
 
 
@@ -205,8 +229,9 @@ def test_a_body_that_is_not_a_json_object_is_refused(anon_client, raw):
     assert Position.objects.count() == 0
 
 
-@pytest.mark.parametrize("field,value", [("symbol", "BTC\x00USDT"), ("strategy", "a\x00b"),
-                                         ("exit_strategy", "x\x00y"), ("side", "\x00")])
+@pytest.mark.parametrize(
+    "field,value", [("symbol", "BTC\x00USDT"), ("strategy", "a\x00b"), ("exit_strategy", "x\x00y"), ("side", "\x00")]
+)
 def test_nul_characters_are_a_clear_400_and_the_signal_is_still_recorded(anon_client, signal_body, field, value):
     response = post(anon_client, signal_body(**{field: value}))
     assert response.status_code == 400 and field in response.json()["errors"]

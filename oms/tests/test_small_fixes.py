@@ -30,38 +30,63 @@ from tests.support import ROOT, migrated_sqlite_env
 def process_env(tmp_path_factory):
     """A migrated SQLite database of its own for commands run as real processes, with 3 000 positions."""
     env = migrated_sqlite_env(tmp_path_factory.mktemp("commands"))
-    code = ("import django; django.setup(); from oms.models import Position; "
-            "Position.objects.bulk_create([Position(exchange='bitget', symbol=f'S{n % 50}USDT', side='long', qty=1, "
-            "entry_price=100 + n, strategy='bulk') for n in range(3000)])")
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": "lomsite.settings"},
-                   check=True, capture_output=True, timeout=120)
+    code = (
+        "import django; django.setup(); from oms.models import Position; "
+        "Position.objects.bulk_create([Position(exchange='bitget', symbol=f'S{n % 50}USDT', side='long', qty=1, "
+        "entry_price=100 + n, strategy='bulk') for n in range(3000)])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "lomsite.settings"},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     return env
 
 
 def manage(env: dict, *argv: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, **kwargs
+    )
 
 
 # --- set_role --create without a terminal ----------------------------------------------------------------
 
+
 def test_set_role_create_without_a_terminal_suggests_random_password_instead_of_a_traceback(process_env):
     # No controlling terminal (new session) and nothing on stdin: as from cron, a script or `ssh host cmd`.
-    result = manage(process_env, "set_role", "bob", "viewer", "--create", stdin=subprocess.DEVNULL,
-                    start_new_session=True)
+    result = manage(
+        process_env, "set_role", "bob", "viewer", "--create", stdin=subprocess.DEVNULL, start_new_session=True
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "--random-password" in result.stderr
-    created = manage(process_env, "set_role", "bob", "viewer", "--create", "--random-password",
-                     stdin=subprocess.DEVNULL, start_new_session=True)
+    created = manage(
+        process_env,
+        "set_role",
+        "bob",
+        "viewer",
+        "--create",
+        "--random-password",
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     assert created.returncode == 0 and "password: " in created.stdout
 
 
 # --- export_positions | head ----------------------------------------------------------------------------
 
+
 def test_export_positions_into_a_pipe_closed_early_ends_quietly(process_env):
-    process = subprocess.Popen([sys.executable, "manage.py", "export_positions"], cwd=ROOT, env=process_env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "export_positions"],
+        cwd=ROOT,
+        env=process_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     header = process.stdout.readline()  # what `| head -1` reads
     process.stdout.close()  # ...before it exits
     _, stderr = process.communicate(timeout=120)
@@ -71,6 +96,7 @@ def test_export_positions_into_a_pipe_closed_early_ends_quietly(process_env):
 
 
 # --- money in --json output ---------------------------------------------------------------------------------
+
 
 def decimal_strings(value, path="") -> list[str]:
     """Paths of the strings in a JSON document that are numbers in disguise ("5.00000")."""
@@ -113,6 +139,7 @@ def test_shadow_report_json_gives_money_as_numbers():
 
 
 # --- "root (command) (command)" -----------------------------------------------------------------------------
+
 
 @pytest.mark.django_db
 def test_the_overview_names_who_changed_the_switch_and_from_where_once(operator, monkeypatch):

@@ -12,15 +12,27 @@ pytestmark = pytest.mark.django_db
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 # pnl in closing order → equity 10, 5, 25, 10, 0, 5; peak 10, 10, 25, 25, 25, 25; max drawdown 25
-BOOK = [("10", "tp", "BTCUSDT"), ("-5", "sl", "ETHUSDT"), ("20", "tp", "BTCUSDT"), ("-15", "sl", "BTCUSDT"),
-        ("-10", "manual", "ETHUSDT"), ("5", "timeout", "ETHUSDT")]
+BOOK = [
+    ("10", "tp", "BTCUSDT"),
+    ("-5", "sl", "ETHUSDT"),
+    ("20", "tp", "BTCUSDT"),
+    ("-15", "sl", "BTCUSDT"),
+    ("-10", "manual", "ETHUSDT"),
+    ("5", "timeout", "ETHUSDT"),
+]
 
 
 @pytest.fixture
 def book():
     for day, (pnl, reason, symbol) in enumerate(BOOK):
-        closed_position(pnl=pnl, reason=reason, symbol=symbol, closed_at=T0 + timedelta(days=day),
-                        created_at=T0 + timedelta(days=day, minutes=-30), strategy="bounce" if day % 2 else "trend")
+        closed_position(
+            pnl=pnl,
+            reason=reason,
+            symbol=symbol,
+            closed_at=T0 + timedelta(days=day),
+            created_at=T0 + timedelta(days=day, minutes=-30),
+            strategy="bounce" if day % 2 else "trend",
+        )
     open_position(symbol="BTCUSDT", created_at=T0 + timedelta(days=6))
 
 

@@ -72,7 +72,11 @@ def test_long_position_closes_at_take_profit_with_its_pnl_exit_order_and_monitor
     result, source = sweep({"BTCUSDT": "104.6"})
     position.refresh_from_db()
     assert (position.status, position.auto_close_reason, position.close_price, position.pnl) == (
-        "closed", "tp", D("104.6"), D("9.2"))
+        "closed",
+        "tp",
+        D("104.6"),
+        D("9.2"),
+    )
     assert position.closed_at == NOW
     [order] = exit_orders(position)
     assert (order.price, order.qty, order.status) == (D("104.6"), D("2"), "filled")
@@ -91,7 +95,11 @@ def test_short_position_closes_at_stop_loss():
     sweep({"BTCUSDT": "101.7"})
     position.refresh_from_db()
     assert (position.status, position.auto_close_reason, position.close_price, position.pnl) == (
-        "closed", "sl", D("101.7"), D("-1.7"))
+        "closed",
+        "sl",
+        D("101.7"),
+        D("-1.7"),
+    )
 
 
 def test_price_between_the_levels_leaves_the_position_open():
@@ -133,7 +141,11 @@ def test_trailing_stop_moves_in_the_database_and_closes_with_reason_trailing_sl(
     sweep({"BTCUSDT": close_price})
     position.refresh_from_db()
     assert (position.status, position.auto_close_reason, position.close_price, position.pnl) == (
-        "closed", "trailing_sl", D(close_price), pnl)
+        "closed",
+        "trailing_sl",
+        D(close_price),
+        pnl,
+    )
     assert len(exit_orders(position)) == 1
 
 

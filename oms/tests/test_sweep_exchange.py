@@ -33,8 +33,14 @@ class Exchange:
             def do_GET(self):  # noqa: N802
                 exchange.requests.append(self.path)
                 time.sleep(exchange.delay)
-                body = json.dumps({"retCode": 0, "retMsg": "OK", "time": int(time.time() * 1000),
-                                   "result": {"category": "linear", "list": exchange.rows}}).encode()
+                body = json.dumps(
+                    {
+                        "retCode": 0,
+                        "retMsg": "OK",
+                        "time": int(time.time() * 1000),
+                        "result": {"category": "linear", "list": exchange.rows},
+                    }
+                ).encode()
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")

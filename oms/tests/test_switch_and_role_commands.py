@@ -22,7 +22,11 @@ def test_oms_switch_off_is_recorded_with_actor_and_reason():
     assert "OMS OFF" in output
     change = OmsSwitchChange.objects.get()
     assert (change.enabled, change.changed_by, change.reason, change.source) == (
-        False, "ops-oncall", "exchange maintenance", SwitchSource.COMMAND)
+        False,
+        "ops-oncall",
+        "exchange maintenance",
+        SwitchSource.COMMAND,
+    )
     assert OmsControl.load().enabled is False
 
 

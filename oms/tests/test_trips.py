@@ -245,8 +245,15 @@ class FixedPrices:
     def get_quote(self, symbol):
         from pricing.quotes import PriceQuote
 
-        return PriceQuote(symbol=symbol, ts=timezone.now(), bid=self.price, ask=self.price, last=self.price,
-                          mark=self.price, source=self.name)
+        return PriceQuote(
+            symbol=symbol,
+            ts=timezone.now(),
+            bid=self.price,
+            ask=self.price,
+            last=self.price,
+            mark=self.price,
+            source=self.name,
+        )
 
     def get_quotes(self, symbols):
         return {symbol: self.get_quote(symbol) for symbol in symbols}

@@ -20,29 +20,36 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("overrides,field,words", [
-    ({"tp_pct": 0.1}, "tp_pct", "nearer than MIN_TP_SL_PCT"),
-    ({"sl_pct": 0.05}, "sl_pct", "nearer than MIN_TP_SL_PCT"),
-    ({"tp_pct": 25}, "tp_pct", "farther than MAX_TP_PCT"),
-    ({"sl_pct": 12}, "sl_pct", "farther than MAX_SL_PCT"),
-    ({"side": "SELL", "tp_pct": 0.19}, "tp_pct", "nearer than MIN_TP_SL_PCT"),
-    ({"side": "SELL", "sl_pct": 10.5}, "sl_pct", "farther than MAX_SL_PCT"),
-])
-def test_a_signal_level_too_near_or_too_far_is_a_recorded_400_naming_the_field(anon_client, signal_body, settings,
-                                                                                 overrides, field, words):
+@pytest.mark.parametrize(
+    "overrides,field,words",
+    [
+        ({"tp_pct": 0.1}, "tp_pct", "nearer than MIN_TP_SL_PCT"),
+        ({"sl_pct": 0.05}, "sl_pct", "nearer than MIN_TP_SL_PCT"),
+        ({"tp_pct": 25}, "tp_pct", "farther than MAX_TP_PCT"),
+        ({"sl_pct": 12}, "sl_pct", "farther than MAX_SL_PCT"),
+        ({"side": "SELL", "tp_pct": 0.19}, "tp_pct", "nearer than MIN_TP_SL_PCT"),
+        ({"side": "SELL", "sl_pct": 10.5}, "sl_pct", "farther than MAX_SL_PCT"),
+    ],
+)
+def test_a_signal_level_too_near_or_too_far_is_a_recorded_400_naming_the_field(
+    anon_client, signal_body, settings, overrides, field, words
+):
     response = post(anon_client, signal_body(**overrides))
     row = assert_recorded_400(response, settings, field)
     assert words in response.json()["errors"][field][0]
     assert words in row.reason
 
 
-@pytest.mark.parametrize("overrides", [
-    {},  # the bot's usual 4.5 / 1.5
-    {"tp_pct": None, "sl_pct": None},  # the defaults from settings
-    {"tp_pct": 0.2, "sl_pct": 0.2},  # the bounds themselves are accepted
-    {"tp_pct": 20, "sl_pct": 10},
-    {"side": "SELL", "tp_pct": 20, "sl_pct": 10},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # the bot's usual 4.5 / 1.5
+        {"tp_pct": None, "sl_pct": None},  # the defaults from settings
+        {"tp_pct": 0.2, "sl_pct": 0.2},  # the bounds themselves are accepted
+        {"tp_pct": 20, "sl_pct": 10},
+        {"side": "SELL", "tp_pct": 20, "sl_pct": 10},
+    ],
+)
 def test_levels_within_the_bounds_and_the_defaults_open(anon_client, signal_body, overrides):
     response = post(anon_client, signal_body(**overrides))
     assert response.status_code == 200, response.content
@@ -59,18 +66,28 @@ def test_the_bounds_follow_the_settings(anon_client, signal_body, settings):
 
 
 def order(**overrides) -> dict:
-    return {"symbol": "BTCUSDT", "side": "long", "qty": 1, "entry_price": 100, "tp_price": 104.5, "sl_price": 98.5,
-            **overrides}
+    return {
+        "symbol": "BTCUSDT",
+        "side": "long",
+        "qty": 1,
+        "entry_price": 100,
+        "tp_price": 104.5,
+        "sl_price": 98.5,
+        **overrides,
+    }
 
 
-@pytest.mark.parametrize("overrides,field", [
-    ({"tp_price": 100.1}, "tp_price"),  # 0.1 %
-    ({"sl_price": 99.9}, "sl_price"),
-    ({"tp_price": 125}, "tp_price"),  # 25 %
-    ({"sl_price": 85}, "sl_price"),  # 15 %
-    ({"side": "short", "tp_price": 99.95, "sl_price": 101.5}, "tp_price"),
-    ({"side": "short", "tp_price": 95.5, "sl_price": 111}, "sl_price"),
-])
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"tp_price": 100.1}, "tp_price"),  # 0.1 %
+        ({"sl_price": 99.9}, "sl_price"),
+        ({"tp_price": 125}, "tp_price"),  # 25 %
+        ({"sl_price": 85}, "sl_price"),  # 15 %
+        ({"side": "short", "tp_price": 99.95, "sl_price": 101.5}, "tp_price"),
+        ({"side": "short", "tp_price": 95.5, "sl_price": 111}, "sl_price"),
+    ],
+)
 def test_manual_orders_apply_the_same_distances_from_the_entry(operator_client, overrides, field):
     response = operator_client.post("/orders", order(**overrides), format="json")
     assert response.status_code == 400, response.content
@@ -79,8 +96,15 @@ def test_manual_orders_apply_the_same_distances_from_the_entry(operator_client, 
     assert Position.objects.count() == 0
 
 
-@pytest.mark.parametrize("overrides", [{}, {"tp_price": None, "sl_price": None}, {"tp_price": 120, "sl_price": 90},
-                                       {"side": "short", "tp_price": 80, "sl_price": 110}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"tp_price": None, "sl_price": None},
+        {"tp_price": 120, "sl_price": 90},
+        {"side": "short", "tp_price": 80, "sl_price": 110},
+    ],
+)
 def test_manual_orders_within_the_bounds_open(operator_client, overrides):
     response = operator_client.post("/orders", order(**overrides), format="json")
     assert response.status_code == 201, response.content
@@ -93,13 +117,27 @@ def test_distance_helpers():
     assert list(level_distance_errors(tp_pct=Decimal("0.1"), sl_pct=Decimal("11"))) == ["tp_pct", "sl_pct"]
 
 
-@pytest.mark.parametrize("env,key", [({"DEFAULT_TP_PCT": "25"}, "DEFAULT_TP_PCT"),
-                                     ({"DEFAULT_SL_PCT": "0.1"}, "DEFAULT_SL_PCT"),
-                                     ({"MAX_SL_PCT": "1"}, "DEFAULT_SL_PCT")])
+@pytest.mark.parametrize(
+    "env,key",
+    [
+        ({"DEFAULT_TP_PCT": "25"}, "DEFAULT_TP_PCT"),
+        ({"DEFAULT_SL_PCT": "0.1"}, "DEFAULT_SL_PCT"),
+        ({"MAX_SL_PCT": "1"}, "DEFAULT_SL_PCT"),
+    ],
+)
 def test_defaults_outside_the_bounds_refuse_to_start(env, key):
     clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "ENVIRONMENT", "SECRET_KEY"}}
     clean.update(LOMS_ENV_FILE="/nonexistent", **env)
-    result = subprocess.run([sys.executable, "-c", "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE',"
-                             " 'lomsite.settings'); django.setup()"], cwd=ROOT, env=clean, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'lomsite.settings'); django.setup()",
+        ],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and key in result.stderr and "ImproperlyConfigured" in result.stderr

@@ -79,8 +79,15 @@ class SignalStream:
         try:
             while not self.stop.is_set():
                 counter += 1
-                signal_ingest(payload={"symbol": f"S{worker}X{counter % 40}USDT", "side": "BUY", "price": 100.0,
-                                       "timestamp": "2025-06-19T10:00:00Z", "signal_id": f"load-{worker}-{counter}"})
+                signal_ingest(
+                    payload={
+                        "symbol": f"S{worker}X{counter % 40}USDT",
+                        "side": "BUY",
+                        "price": 100.0,
+                        "timestamp": "2025-06-19T10:00:00Z",
+                        "signal_id": f"load-{worker}-{counter}",
+                    }
+                )
                 self.sent_at.append(time.monotonic())
                 time.sleep(self.interval)
         except BaseException as exc:  # asserted by the test
@@ -100,7 +107,8 @@ class SignalStream:
 
 
 def test_a_backup_taken_while_twenty_signals_per_second_arrive_verifies_and_restores_to_its_manifest(
-        settings, empty_target):
+    settings, empty_target
+):
     with SignalStream(rate=20) as stream:
         time.sleep(1.5)
         started = time.monotonic()
@@ -167,8 +175,10 @@ def test_verify_reports_a_damaged_member_and_a_truncated_archive(settings, tmp_p
     members["audit/extra.jsonl"] = b"{}\n"
     del members["audit/signals.jsonl"]
     write_tar(forged, members)
-    assert backup_verify(forged).problems == ["audit/signals.jsonl: missing from the archive",
-                                              "audit/extra.jsonl: in the archive but not in the manifest"]
+    assert backup_verify(forged).problems == [
+        "audit/signals.jsonl: missing from the archive",
+        "audit/extra.jsonl: in the archive but not in the manifest",
+    ]
 
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
@@ -315,8 +325,10 @@ def test_the_scheduled_task_backs_up_verifies_and_prunes(settings):
     assert len(remaining) == 1 and remaining[0][1] != very_old
 
 
-@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-                    reason="PostgreSQL only (set DATABASE_URL=postgres://…)")
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="PostgreSQL only (set DATABASE_URL=postgres://…)",
+)
 def test_a_deep_check_restores_a_postgresql_dump_into_a_scratch_database(settings, signal_body):
     for n in range(5):
         signal_ingest(payload=signal_body(signal_id=f"pg-{n}"))

@@ -15,9 +15,25 @@ from django.utils import timezone
 from oms.models import AutoCloseMonitor, Position, PositionStatus
 from oms.tests.factories import closed_position, open_position
 
-OPS_COMMANDS = ["backup", "verify_backup", "restore", "prune_backups", "check_health", "print_stats",
-                "send_test_signal", "shadow_report", "export_positions", "new_epoch", "close_all", "serve",
-                "ensure_admin", "show_config", "create_api_token", "set_role", "notify_test"]
+OPS_COMMANDS = [
+    "backup",
+    "verify_backup",
+    "restore",
+    "prune_backups",
+    "check_health",
+    "print_stats",
+    "send_test_signal",
+    "shadow_report",
+    "export_positions",
+    "new_epoch",
+    "close_all",
+    "serve",
+    "ensure_admin",
+    "show_config",
+    "create_api_token",
+    "set_role",
+    "notify_test",
+]
 
 
 def exit_code(*argv: str, stdout: StringIO | None = None) -> int:
@@ -36,8 +52,17 @@ def test_every_operations_command_explains_itself_and_each_option(name):
     parser = command.create_parser("manage.py", name)
     assert len(command.help) > 80, "the help says what the command does and what it returns"
     for action in parser._actions:
-        if action.dest in {"help", "version", "verbosity", "settings", "pythonpath", "traceback", "no_color",
-                           "force_color", "skip_checks"}:
+        if action.dest in {
+            "help",
+            "version",
+            "verbosity",
+            "settings",
+            "pythonpath",
+            "traceback",
+            "no_color",
+            "force_color",
+            "skip_checks",
+        }:
             continue
         assert action.help and len(action.help) > 5, f"{name} {action.option_strings or action.dest} lacks help"
     assert "usage: manage.py " + name in parser.format_help()
@@ -49,8 +74,16 @@ def test_check_health_exits_0_when_the_sweep_is_fresh_and_1_when_it_is_stale():
     out = StringIO()
     assert exit_code("check_health", stdout=out) == 0
     text = out.getvalue()
-    for word in ("LOMS health: OK", "environment", "broker mode", "OMS switch", "database", "audit log",
-                 "prices", "auto-close"):
+    for word in (
+        "LOMS health: OK",
+        "environment",
+        "broker mode",
+        "OMS switch",
+        "database",
+        "audit log",
+        "prices",
+        "auto-close",
+    ):
         assert word in text
     AutoCloseMonitor.objects.filter(pk=1).update(last_sweep_at=timezone.now() - timedelta(minutes=5))
     assert exit_code("check_health") == 1
@@ -60,8 +93,11 @@ def test_check_health_exits_0_when_the_sweep_is_fresh_and_1_when_it_is_stale():
 def test_check_health_exits_2_when_the_database_is_unavailable(monkeypatch):
     from ops.management.commands import check_health
 
-    monkeypatch.setattr(check_health, "health_report", lambda: {"ok": False, "status": "error",
-                                                                "database": "unavailable (OperationalError)"})
+    monkeypatch.setattr(
+        check_health,
+        "health_report",
+        lambda: {"ok": False, "status": "error", "database": "unavailable (OperationalError)"},
+    )
     assert exit_code("check_health") == 2
 
 
@@ -79,25 +115,34 @@ def test_check_health_reads_a_remote_report_and_its_status():
 def test_send_test_signal_posts_like_the_bot_with_the_token_and_reports_the_outcome(monkeypatch):
     monkeypatch.setenv("LOMS_API_TOKEN", "tok-123")
     responses.get("http://loms.test/market", json={"symbol": "ETHUSDT", "last": 2500.5, "mode": "last"})
-    responses.post("http://loms.test/signals/bounce", json={"received": True, "risk_ok": True, "position_id": 7,
-                                                             "order_id": 9, "oms_enabled": True})
+    responses.post(
+        "http://loms.test/signals/bounce",
+        json={"received": True, "risk_ok": True, "position_id": 7, "order_id": 9, "oms_enabled": True},
+    )
     out = StringIO()
-    assert exit_code("send_test_signal", "--url", "http://loms.test", "--symbol", "ethusdt", "--side", "sell",
-                     stdout=out) == 0
+    assert (
+        exit_code("send_test_signal", "--url", "http://loms.test", "--symbol", "ethusdt", "--side", "sell", stdout=out)
+        == 0
+    )
     sent = json.loads(responses.calls[1].request.body)
     assert responses.calls[1].request.headers["Authorization"] == "Token tok-123"
-    assert (sent["symbol"], sent["side"], sent["price"], sent["strategy"]) == ("ETHUSDT", "SELL", 2500.5,
-                                                                               "loms_test_signal")
+    assert (sent["symbol"], sent["side"], sent["price"], sent["strategy"]) == (
+        "ETHUSDT",
+        "SELL",
+        2500.5,
+        "loms_test_signal",
+    )
     assert sent["signal_id"].startswith("test-") and "Opened position #7" in out.getvalue()
 
 
 @responses.activate
 def test_send_test_signal_exits_1_when_blocked_and_2_when_refused():
-    responses.post("http://loms.test/signals/bounce", json={"received": True, "risk_ok": False,
-                                                             "risk_reason": "max_open_positions_exceeded"})
+    responses.post(
+        "http://loms.test/signals/bounce",
+        json={"received": True, "risk_ok": False, "risk_reason": "max_open_positions_exceeded"},
+    )
     out = StringIO()
-    assert exit_code("send_test_signal", "--url", "http://loms.test", "--price", "100", "--token", "t",
-                     stdout=out) == 1
+    assert exit_code("send_test_signal", "--url", "http://loms.test", "--price", "100", "--token", "t", stdout=out) == 1
     assert "max_open_positions_exceeded" in out.getvalue()
     responses.replace(responses.POST, "http://loms.test/signals/bounce", json={"detail": "no"}, status=401)
     assert exit_code("send_test_signal", "--url", "http://loms.test", "--price", "100", "--token", "t") == 2
@@ -112,8 +157,12 @@ def test_export_positions_writes_a_csv_a_spreadsheet_can_read(tmp_path):
     call_command("export_positions", "--format", "csv", "--out", str(target), "--epoch", "e1")
     rows = list(csv.DictReader(target.open()))
     assert len(rows) == 1
-    assert (rows[0]["symbol"], rows[0]["pnl"], rows[0]["status"], rows[0]["account_label"]) == \
-        ("ETHUSDT", "2.5", "closed", "e1")
+    assert (rows[0]["symbol"], rows[0]["pnl"], rows[0]["status"], rows[0]["account_label"]) == (
+        "ETHUSDT",
+        "2.5",
+        "closed",
+        "e1",
+    )
     assert rows[0]["closed_at"].endswith("+00:00")
 
 

@@ -72,8 +72,9 @@ def build_price_source() -> PriceSource:
     if source_type is PriceSourceType.SIMULATOR:
         from pricing.sources.simulator import SimulatorSource, installed_base_price_provider
 
-        return SimulatorSource(seed=settings.PRICE_SIMULATOR_SEED, mode=mode,
-                               base_prices=installed_base_price_provider())
+        return SimulatorSource(
+            seed=settings.PRICE_SIMULATOR_SEED, mode=mode, base_prices=installed_base_price_provider()
+        )
     if source_type is PriceSourceType.EXCHANGE:
         http = {"timeout": settings.PRICE_HTTP_TIMEOUT, "max_age_sec": settings.PRICE_MAX_AGE_SEC, "mode": mode}
         if settings.PRICE_EXCHANGE == "dummy":
@@ -95,7 +96,10 @@ def build_price_source() -> PriceSource:
             raise ImproperlyConfigured("REPLAY_FILE: required when PRICE_SOURCE=replay")
         try:
             return ReplaySource(
-                settings.REPLAY_FILE, mode=mode, max_age_sec=settings.PRICE_MAX_AGE_SEC, realtime=True,
+                settings.REPLAY_FILE,
+                mode=mode,
+                max_age_sec=settings.PRICE_MAX_AGE_SEC,
+                realtime=True,
                 anchor=shared_replay_anchor(settings.REPLAY_FILE, settings.DATA_DIR),  # one clock for all
             )
         except ReplayFileError as exc:

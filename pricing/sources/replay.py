@@ -270,7 +270,8 @@ def shared_replay_anchor(path: Path | str, directory: Path | str) -> float:
             pass  # none yet, or unreadable: start the replay now
         started_at = time.time()
         partial = directory / (ANCHOR_FILE + ".partial")
-        partial.write_text(json.dumps({"file": str(path), "mtime_ns": mtime_ns, "started_at": started_at}),
-                           encoding="utf-8")
+        partial.write_text(
+            json.dumps({"file": str(path), "mtime_ns": mtime_ns, "started_at": started_at}), encoding="utf-8"
+        )
         os.replace(partial, anchor_file)
         return started_at

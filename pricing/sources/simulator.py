@@ -42,8 +42,9 @@ def installed_base_price_provider() -> BasePrices | None:
 class SimulatorSource(PerSymbolBatchMixin):
     name = "simulator"
 
-    def __init__(self, *, seed: int | None = None, mode: PriceMode = PriceMode.LAST,
-                 base_prices: BasePrices | None = None) -> None:
+    def __init__(
+        self, *, seed: int | None = None, mode: PriceMode = PriceMode.LAST, base_prices: BasePrices | None = None
+    ) -> None:
         self._random = random.Random(seed)
         self.mode = mode
         self._base_prices = base_prices
@@ -60,8 +61,7 @@ class SimulatorSource(PerSymbolBatchMixin):
         try:
             found = self._base_prices(wanted)
         except Exception as exc:  # e.g. the database is unavailable: quote around BASE_PRICE
-            logger.warning("simulator base prices unavailable (%s): quoting around %s", type(exc).__name__,
-                           BASE_PRICE)
+            logger.warning("simulator base prices unavailable (%s): quoting around %s", type(exc).__name__, BASE_PRICE)
             return
         self._bases.update({symbol: Decimal(price) for symbol, price in found.items() if price and price > 0})
 

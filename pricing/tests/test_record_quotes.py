@@ -101,9 +101,7 @@ def test_it_samples_at_a_fixed_rate():
     assert result.samples == 3
 
 
-@pytest.mark.parametrize(
-    ("duration", "interval", "expected"), [(60, 1, 60), (2.5, 1, 3), (0.7, 0.1, 7), (0.2, 1, 1)]
-)
+@pytest.mark.parametrize(("duration", "interval", "expected"), [(60, 1, 60), (2.5, 1, 3), (0.7, 0.1, 7), (0.2, 1, 1)])
 def test_the_sample_count_covers_the_duration(duration, interval, expected):
     assert recording.sample_count(duration, interval) == expected
 

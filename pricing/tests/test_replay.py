@@ -125,9 +125,7 @@ def test_jsonl_replays_like_csv_and_accepts_epoch_milliseconds_and_numbers(tmp_p
 
 def test_unsorted_rows_are_replayed_in_time_order(tmp_path):
     path = tmp_path / "unsorted.csv"
-    path.write_text(
-        "symbol,ts,last\nBTCUSDT,2025-06-19T11:00:05Z,105\nBTCUSDT,2025-06-19T11:00:00Z,100\n"
-    )
+    path.write_text("symbol,ts,last\nBTCUSDT,2025-06-19T11:00:05Z,105\nBTCUSDT,2025-06-19T11:00:00Z,100\n")
     source = ReplaySource(path)
 
     assert source.get_quote("BTCUSDT").last == Decimal("100")

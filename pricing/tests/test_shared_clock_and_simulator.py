@@ -29,8 +29,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture
 def replay_file(settings, tmp_path):
     path = tmp_path / "quotes.csv"
-    path.write_text("ts,symbol,last\n" + "".join(
-        f"{(T0 + timedelta(seconds=s)).isoformat()},BTCUSDT,{100 + s}\n" for s in range(0, 30)))
+    path.write_text(
+        "ts,symbol,last\n"
+        + "".join(f"{(T0 + timedelta(seconds=s)).isoformat()},BTCUSDT,{100 + s}\n" for s in range(0, 30))
+    )
     settings.PRICE_SOURCE = "replay"
     settings.REPLAY_FILE = str(path)
     settings.DATA_DIR = tmp_path / "data"
@@ -71,10 +73,18 @@ def test_threads_of_one_process_share_the_clock_too(replay_file, wall):
 
 def test_another_process_continues_the_same_replay(replay_file, settings):
     started = shared_replay_anchor(replay_file, settings.DATA_DIR)
-    code = ("import sys; from pricing.sources.replay import shared_replay_anchor; "
-            "print(repr(shared_replay_anchor(sys.argv[1], sys.argv[2])))")
-    other = subprocess.run([sys.executable, "-c", code, str(replay_file), str(settings.DATA_DIR)], cwd=ROOT,
-                           capture_output=True, text=True, check=True, timeout=60)
+    code = (
+        "import sys; from pricing.sources.replay import shared_replay_anchor; "
+        "print(repr(shared_replay_anchor(sys.argv[1], sys.argv[2])))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code, str(replay_file), str(settings.DATA_DIR)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert float(other.stdout) == started
     saved = json.loads((settings.DATA_DIR / ANCHOR_FILE).read_text())
     assert saved["file"] == str(replay_file.resolve()) and saved["started_at"] == started
@@ -89,6 +99,7 @@ def test_a_re_recorded_file_starts_a_new_replay(replay_file, settings, wall):
 
 
 # --- the simulator --------------------------------------------------------------------------------------
+
 
 @pytest.mark.django_db
 def test_the_simulator_quotes_each_symbol_around_its_own_first_entry_price(settings):

@@ -16,15 +16,19 @@ def decide(limits: RiskLimits, exposure: ExposureSnapshot = NOTHING_OPEN, symbol
 
 
 def test_no_limits_allow_everything():
-    decision = decide(RiskLimits(), ExposureSnapshot(total_open=10_000, symbol_open=10_000,
-                                                     total_open_notional=Decimal("1e9")))
+    decision = decide(
+        RiskLimits(), ExposureSnapshot(total_open=10_000, symbol_open=10_000, total_open_notional=Decimal("1e9"))
+    )
     assert decision.ok and decision.reason == "" and decision.scope == ""
 
 
 def test_total_limit_blocks_at_the_limit_with_the_exact_reason():
     decision = decide(RiskLimits(max_open_positions=10), ExposureSnapshot(total_open=10))
     assert (decision.ok, decision.reason, decision.scope) == (
-        False, "max_total_open_reached (total=10, limit=10)", "total")
+        False,
+        "max_total_open_reached (total=10, limit=10)",
+        "total",
+    )
 
 
 def test_total_limit_allows_below_the_limit():
@@ -32,10 +36,14 @@ def test_total_limit_allows_below_the_limit():
 
 
 def test_symbol_limit_names_symbol_count_and_limit():
-    decision = decide(RiskLimits(max_open_positions_per_symbol=2), ExposureSnapshot(total_open=5, symbol_open=2),
-                      symbol="ETHUSDT")
+    decision = decide(
+        RiskLimits(max_open_positions_per_symbol=2), ExposureSnapshot(total_open=5, symbol_open=2), symbol="ETHUSDT"
+    )
     assert (decision.ok, decision.reason, decision.scope) == (
-        False, "max_symbol_open_reached (symbol=ETHUSDT, count=2, limit=2)", "symbol")
+        False,
+        "max_symbol_open_reached (symbol=ETHUSDT, count=2, limit=2)",
+        "symbol",
+    )
 
 
 def test_size_limit_compares_entry_times_qty():
@@ -43,7 +51,10 @@ def test_size_limit_compares_entry_times_qty():
     assert decide(limits, price="100", qty="5").ok
     decision = decide(limits, price="100", qty="5.5")
     assert (decision.ok, decision.reason, decision.scope) == (
-        False, "max_size_per_position_exceeded (notional=550, limit=500)", "size")
+        False,
+        "max_size_per_position_exceeded (notional=550, limit=500)",
+        "size",
+    )
 
 
 def test_size_reason_shows_two_decimals_for_fractional_notional():
@@ -71,8 +82,10 @@ def test_allowlist_and_denylist():
 
 def test_daily_signal_limits():
     assert decide(RiskLimits(max_positions_per_day=3), ExposureSnapshot(positions_today=3)).scope == "daily"
-    assert decide(RiskLimits(max_positions_per_day_per_symbol=1),
-                  ExposureSnapshot(symbol_positions_today=1)).scope == "daily_symbol"
+    assert (
+        decide(RiskLimits(max_positions_per_day_per_symbol=1), ExposureSnapshot(symbol_positions_today=1)).scope
+        == "daily_symbol"
+    )
 
 
 def test_cooldown_after_a_stop_loss():
@@ -90,8 +103,13 @@ def test_first_breached_limit_wins_in_a_stable_order():
 
 def test_a_block_is_logged_as_risk_block_with_its_scope(caplog):
     caplog.set_level("WARNING", logger="loms.risk")
-    check_risk_limits("BTCUSDT", Decimal("100"), Decimal("1"), exposure=ExposureSnapshot(total_open=1),
-                      limits=RiskLimits(max_open_positions=1))
+    check_risk_limits(
+        "BTCUSDT",
+        Decimal("100"),
+        Decimal("1"),
+        exposure=ExposureSnapshot(total_open=1),
+        limits=RiskLimits(max_open_positions=1),
+    )
     [record] = [r for r in caplog.records if r.getMessage() == "risk_block"]
     assert record.scope == "total"
     assert record.reason == "max_total_open_reached (total=1, limit=1)"

@@ -15,17 +15,61 @@ from oms.models import OmsControl, Position, Signal, SignalOutcome
 
 pytestmark = pytest.mark.adversarial
 
-VALID = {"symbol": "BTCUSDT", "side": "BUY", "price": 100, "timestamp": "2025-06-19T10:15:00Z", "tp_pct": 4.5,
-         "sl_pct": 1.5}
+VALID = {
+    "symbol": "BTCUSDT",
+    "side": "BUY",
+    "price": 100,
+    "timestamp": "2025-06-19T10:15:00Z",
+    "tp_pct": 4.5,
+    "sl_pct": 1.5,
+}
 NASTY_TEXT = st.sampled_from(["\ud800", "a\udfffb", "\x00", "١٠", "²", "é", "x" * 65, "x" * 200, ""])
-NASTY_NUMBERS = st.sampled_from(["1e309", "-1e400", "1e-11", "9e11", "0.12345678901", "1e18", "NaN", "Infinity",
-                                 "-0", "1E+2", "99.99999999999", "0", "1" + "0" * 400, "1" + "0" * 5000])
-SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-           | st.text(max_size=20) | NASTY_TEXT)
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                           max_size=3), max_leaves=6)
-FIELDS = ["symbol", "side", "price", "timestamp", "tp_pct", "sl_pct", "qty", "signal_id", "strategy", "exchange",
-          "timeframe_min", "exit_strategy", "extra"]
+NASTY_NUMBERS = st.sampled_from(
+    [
+        "1e309",
+        "-1e400",
+        "1e-11",
+        "9e11",
+        "0.12345678901",
+        "1e18",
+        "NaN",
+        "Infinity",
+        "-0",
+        "1E+2",
+        "99.99999999999",
+        "0",
+        "1" + "0" * 400,
+        "1" + "0" * 5000,
+    ]
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | NASTY_TEXT
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+FIELDS = [
+    "symbol",
+    "side",
+    "price",
+    "timestamp",
+    "tp_pct",
+    "sl_pct",
+    "qty",
+    "signal_id",
+    "strategy",
+    "exchange",
+    "timeframe_min",
+    "exit_strategy",
+    "extra",
+]
 NUMERIC = ["price", "qty", "tp_pct", "sl_pct", "extra"]
 
 
@@ -51,17 +95,20 @@ def raw_bodies(draw) -> str:
 def strict_json(line: str) -> dict:
     def refuse(constant):
         raise ValueError(f"bare {constant}")
+
     return json.loads(line, parse_constant=refuse)
 
 
 @pytest.mark.django_db
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(text=raw_bodies())
 def test_any_body_is_answered_200_or_a_recorded_json_400_never_a_500(anon_client, settings_audit, text):
     before = Signal.objects.count()
-    response = anon_client.generic("POST", "/signals/bounce", text.encode("utf-8", "surrogatepass"),
-                                   content_type="application/json")
+    response = anon_client.generic(
+        "POST", "/signals/bounce", text.encode("utf-8", "surrogatepass"), content_type="application/json"
+    )
     assert response.status_code in (200, 400), (text[:200], response.content[:300])
     assert response["Content-Type"] == "application/json"
     body = response.json()
@@ -86,7 +133,8 @@ def settings_audit(settings, tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_database_lock_held_past_the_timeout_is_a_json_503_with_retry_after_then_signals_open_again(
-        anon_client, signal_body, settings_audit):
+    anon_client, signal_body, settings_audit
+):
     """A real lock: another connection holds the switch row (PostgreSQL) or the write lock (SQLite)."""
     OmsControl.load()  # an earlier transactional test's flush may have removed the row that migration made
     locked, release = threading.Event(), threading.Event()

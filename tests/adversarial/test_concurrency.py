@@ -73,6 +73,7 @@ def test_a_manual_close_racing_the_auto_close_books_exactly_one_close_and_one_pn
 
 # --- the same burst through the served application ------------------------------------------------
 
+
 def _database_url() -> str:
     """The test database (already migrated), as a URL the server process can use."""
     s = connection.settings_dict
@@ -83,8 +84,9 @@ def _database_url() -> str:
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -96,10 +98,21 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
 def test_a_fifty_way_http_burst_on_the_served_app_opens_exactly_the_limit_and_never_fails(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    env.update(LOMS_ENV_FILE="/nonexistent", DATABASE_URL=_database_url(), MAX_OPEN_POSITIONS="5",
-               AUDIT_LOG_PATH=str(tmp_path / "audit.jsonl"), GUNICORN_WORKERS="3", GUNICORN_THREADS="4")
-    server = subprocess.Popen([sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        LOMS_ENV_FILE="/nonexistent",
+        DATABASE_URL=_database_url(),
+        MAX_OPEN_POSITIONS="5",
+        AUDIT_LOG_PATH=str(tmp_path / "audit.jsonl"),
+        GUNICORN_WORKERS="3",
+        GUNICORN_THREADS="4",
+    )
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--no-cluster", "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -110,8 +123,16 @@ def test_a_fifty_way_http_burst_on_the_served_app_opens_exactly_the_limit_and_ne
             except OSError:
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.3)
-        bodies = [{"symbol": f"H{i}USDT", "side": "BUY", "price": 100.0, "timestamp": "2025-06-19T10:15:00Z",
-                   "signal_id": f"http-{i}"} for i in range(50)]
+        bodies = [
+            {
+                "symbol": f"H{i}USDT",
+                "side": "BUY",
+                "price": 100.0,
+                "timestamp": "2025-06-19T10:15:00Z",
+                "signal_id": f"http-{i}",
+            }
+            for i in range(50)
+        ]
         results = run_together([lambda body=body: _post(f"{base}/signals/bounce", body) for body in bodies])
     finally:
         server.terminate()

@@ -42,8 +42,12 @@ def row(symbol: str, last: str = "110") -> dict:
 
 
 def envelope(rows: list[dict], *, age_sec: float = 0.5) -> dict:
-    return {"retCode": 0, "retMsg": "OK", "result": {"category": "linear", "list": rows},
-            "time": int((time.time() - age_sec) * 1000)}
+    return {
+        "retCode": 0,
+        "retMsg": "OK",
+        "result": {"category": "linear", "list": rows},
+        "time": int((time.time() - age_sec) * 1000),
+    }
 
 
 def book() -> tuple[Position, Position]:
@@ -85,8 +89,7 @@ ALL_SYMBOLS = {
     "connection refused": {"body": requests.exceptions.ConnectionError("refused")},
     "HTTP 502": {"status": 502, "json": envelope([row(HEALTHY), row(SICK)])},
     "HTTP 503 HTML": {"status": 503, "body": "<html><body>Service Unavailable</body></html>"},
-    "HTML with 200": {"status": 200, "body": "<!doctype html><html>maintenance</html>",
-                      "content_type": "text/html"},
+    "HTML with 200": {"status": 200, "body": "<!doctype html><html>maintenance</html>", "content_type": "text/html"},
     "exchange error code": {"json": {"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "time": 0}},
     "empty list": {"json": envelope([])},
     "stale quotes": {"json": envelope([row(HEALTHY), row(SICK)], age_sec=120)},

@@ -19,8 +19,9 @@ from apitokens.models import ApiToken
 from lomsite.wsgi import application
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
-FUZZ = settings(max_examples=10, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=10, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
 schema = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
 schema.app = application

@@ -5,12 +5,20 @@ import pytest
 pytestmark = [pytest.mark.django_db, pytest.mark.adversarial]
 
 API_READS = [
-    "/positions?symbol=A%00B", "/positions?strategy=%00&exchange=%00", "/stats?symbol=A%00B", "/stats?strategy=%00",
-    "/signals?symbol=%00", "/orders?symbol=%00", "/market?symbol=%00",
+    "/positions?symbol=A%00B",
+    "/positions?strategy=%00&exchange=%00",
+    "/stats?symbol=A%00B",
+    "/stats?strategy=%00",
+    "/signals?symbol=%00",
+    "/orders?symbol=%00",
+    "/market?symbol=%00",
 ]
 CONSOLE_PAGES = [
-    "/console/positions?symbol=A%00B", "/console/positions?strategy=%00", "/console/stats?symbol=%00",
-    "/console/signals?symbol=%00", "/console/orders?symbol=%00",
+    "/console/positions?symbol=A%00B",
+    "/console/positions?strategy=%00",
+    "/console/stats?symbol=%00",
+    "/console/signals?symbol=%00",
+    "/console/orders?symbol=%00",
 ]
 
 

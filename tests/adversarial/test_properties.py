@@ -19,16 +19,39 @@ from oms.services.closing import close_values
 from oms.signal_input import MAX_PRICE, QUANT, SYMBOL_RE, BounceSignal, SignalInvalid, parse_bounce_signal
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text()
-JSON = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner,
-                                                                                            max_size=3), max_leaves=8)
-FIELDS = ["symbol", "side", "price", "timestamp", "exchange", "timeframe_min", "strategy", "tp_pct", "sl_pct", "qty",
-          "signal_id", "exit_strategy"]
+JSON = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+FIELDS = [
+    "symbol",
+    "side",
+    "price",
+    "timestamp",
+    "exchange",
+    "timeframe_min",
+    "strategy",
+    "tp_pct",
+    "sl_pct",
+    "qty",
+    "signal_id",
+    "exit_strategy",
+]
 PLAUSIBLE = {
     "symbol": st.sampled_from(["BTCUSDT", "btcusdt", "ETH", "BTC/USDT", "", "X" * 31, "1INCHUSDT"]) | st.text(),
     "side": st.sampled_from(["BUY", "sell", "Long", "SHORT", "up", ""]) | st.text(max_size=12),
     "price": st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.decimals().map(str) | st.booleans(),
-    "timestamp": st.sampled_from(["2025-06-19T10:15:00Z", "2025-06-19 10:15:00", "2025-06-19T10:15:00+02:00",
-                                  "2025-13-40T99:00:00Z", "yesterday"]) | st.text(max_size=70),
+    "timestamp": st.sampled_from(
+        [
+            "2025-06-19T10:15:00Z",
+            "2025-06-19 10:15:00",
+            "2025-06-19T10:15:00+02:00",
+            "2025-13-40T99:00:00Z",
+            "yesterday",
+        ]
+    )
+    | st.text(max_size=70),
     "tp_pct": st.floats(allow_nan=True, allow_infinity=True) | st.none() | st.integers(-5, 200),
     "sl_pct": st.floats(allow_nan=True, allow_infinity=True) | st.none() | st.integers(-5, 200),
     "qty": st.floats(allow_nan=True, allow_infinity=True) | st.none() | st.integers(-5, 10**13),
@@ -59,8 +82,10 @@ def test_the_signal_validator_only_ever_raises_signal_invalid_and_normalises_wha
     # What it accepts the book can hold exactly, and its levels stay strictly on their sides (issue #9).
     assert signal.price == signal.price.quantize(QUANT) and signal.qty == signal.qty.quantize(QUANT)
     assert signal.price * signal.qty <= MAX_NOTIONAL
-    tp, sl = (level.quantize(QUANT) for level in levels_from_pct(side=signal.side, price=signal.price,
-                                                                   tp_pct=signal.tp_pct, sl_pct=signal.sl_pct))
+    tp, sl = (
+        level.quantize(QUANT)
+        for level in levels_from_pct(side=signal.side, price=signal.price, tp_pct=signal.tp_pct, sl_pct=signal.sl_pct)
+    )
     assert tp > 0 and sl > 0 and ((sl < signal.price < tp) if signal.side == "long" else (tp < signal.price < sl))
 
 
@@ -102,21 +127,35 @@ def test_slippage_always_moves_the_fill_against_the_position(side, price, bps):
 
 
 @settings(max_examples=200, deadline=None)
-@given(side=SIDES, entry=PRICES, close=PRICES, qty=QTYS, rate=st.decimals(min_value=0, max_value="0.01", places=6),
-       bps=st.decimals(min_value=0, max_value=100, places=2))
+@given(
+    side=SIDES,
+    entry=PRICES,
+    close=PRICES,
+    qty=QTYS,
+    rate=st.decimals(min_value=0, max_value="0.01", places=6),
+    bps=st.decimals(min_value=0, max_value=100, places=2),
+)
 def test_fees_and_slippage_only_ever_reduce_the_booked_pnl(side, entry, close, qty, rate, bps):
     now = timezone.now()
-    position = Position(side=side, entry_price=entry, qty=qty, created_at=now,
-                        fee=fee_for(price=entry, qty=qty, rate=rate))
+    position = Position(
+        side=side, entry_price=entry, qty=qty, created_at=now, fee=fee_for(price=entry, qty=qty, rate=rate)
+    )
     with override_settings(PAPER_FEE_RATE=Decimal(0), PAPER_SLIPPAGE_BPS=Decimal(0)):
-        frictionless = close_values(position=Position(side=side, entry_price=entry, qty=qty, created_at=now),
-                                    price=close, reason="manual", now=now)
+        frictionless = close_values(
+            position=Position(side=side, entry_price=entry, qty=qty, created_at=now),
+            price=close,
+            reason="manual",
+            now=now,
+        )
     with override_settings(PAPER_FEE_RATE=rate, PAPER_SLIPPAGE_BPS=bps):
         real = close_values(position=position, price=close, reason="manual", now=now)
     assert frictionless["pnl"] == gross_pnl(side=side, entry_price=entry, close_price=close, qty=qty)
     assert real["pnl"] <= frictionless["pnl"]
-    assert real["fee"] >= 0 and real["pnl"] == gross_pnl(side=side, entry_price=entry,
-                                                            close_price=real["close_price"], qty=qty) - real["fee"]
+    assert (
+        real["fee"] >= 0
+        and real["pnl"]
+        == gross_pnl(side=side, entry_price=entry, close_price=real["close_price"], qty=qty) - real["fee"]
+    )
     assert all(isinstance(real[k], Decimal) for k in ("pnl", "fee", "close_price"))
 
 

@@ -44,11 +44,18 @@ def test_the_write_routes_are_the_ones_we_expect_so_a_new_one_is_not_missed():
 
 @pytest.mark.parametrize("route", WRITE_ROUTES, ids=lambda r: r.name)
 @pytest.mark.parametrize("slash", ["", "/"])
-def test_every_write_endpoint_refuses_anonymous_callers_outside_dev(strict_api, anon_client, signal_body, route,
-                                                                    slash):
+def test_every_write_endpoint_refuses_anonymous_callers_outside_dev(strict_api, anon_client, signal_body, route, slash):
     position = open_position()
-    body = {"symbol": "BTCUSDT", "side": "BUY", "qty": 1, "entry_price": 100, "confirm": "CLOSE ALL",
-            "enabled": False, "reason": "anonymous", **signal_body()}
+    body = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "qty": 1,
+        "entry_price": 100,
+        "confirm": "CLOSE ALL",
+        "enabled": False,
+        "reason": "anonymous",
+        **signal_body(),
+    }
     response = anon_client.post(concrete_path(route, position.pk) + slash, body, format="json")
     assert response.status_code in (401, 403)
     position.refresh_from_db()
@@ -97,8 +104,10 @@ def test_dashboard_forms_refuse_a_post_without_the_csrf_token(operator):
     # The same request with the token from the page is accepted: the refusal above was the CSRF check.
     client.get(reverse("oms:switch"))
     token = client.cookies["csrftoken"].value
-    assert client.post(reverse("oms:switch"), {"enabled": "off", "reason": "t", "csrfmiddlewaretoken": token}
-                       ).status_code == 302
+    assert (
+        client.post(reverse("oms:switch"), {"enabled": "off", "reason": "t", "csrfmiddlewaretoken": token}).status_code
+        == 302
+    )
     assert not OmsControl.load().enabled
 
 
@@ -116,10 +125,12 @@ FOREIGN = "https://evil.example"
 
 
 def cross_site_posts(position: Position) -> list[tuple[str, dict]]:
-    return [("/positions/close-all", {"confirm": "CLOSE ALL"}),
-            ("/oms/switch", {"enabled": "false", "reason": "cross-site"}),
-            (f"/positions/{position.pk}/close", {"go": "1"}),  # a form always sends its Content-Type
-            ("/orders", {"symbol": "ETHUSDT", "side": "BUY", "qty": "1", "entry_price": "100"})]
+    return [
+        ("/positions/close-all", {"confirm": "CLOSE ALL"}),
+        ("/oms/switch", {"enabled": "false", "reason": "cross-site"}),
+        (f"/positions/{position.pk}/close", {"go": "1"}),  # a form always sends its Content-Type
+        ("/orders", {"symbol": "ETHUSDT", "side": "BUY", "qty": "1", "entry_price": "100"}),
+    ]
 
 
 def assert_nothing_changed(position: Position) -> None:
@@ -127,13 +138,17 @@ def assert_nothing_changed(position: Position) -> None:
     assert position.status == PositionStatus.OPEN and Position.objects.count() == 1 and switch_state().enabled
 
 
-@pytest.mark.parametrize("headers", [
-    {"HTTP_ORIGIN": FOREIGN, "HTTP_REFERER": FOREIGN + "/page", "HTTP_SEC_FETCH_SITE": "cross-site"},
-    {"HTTP_ORIGIN": FOREIGN},
-    {"HTTP_REFERER": FOREIGN + "/page"},  # an older browser: no Origin on a form POST
-    {"HTTP_ORIGIN": "null"},  # a sandboxed frame or a data: page
-    {},  # neither header (Referrer-Policy: no-referrer): the form content type still gives it away
-], ids=["origin+referer", "origin", "referer", "null-origin", "no-headers"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_ORIGIN": FOREIGN, "HTTP_REFERER": FOREIGN + "/page", "HTTP_SEC_FETCH_SITE": "cross-site"},
+        {"HTTP_ORIGIN": FOREIGN},
+        {"HTTP_REFERER": FOREIGN + "/page"},  # an older browser: no Origin on a form POST
+        {"HTTP_ORIGIN": "null"},  # a sandboxed frame or a data: page
+        {},  # neither header (Referrer-Policy: no-referrer): the form content type still gives it away
+    ],
+    ids=["origin+referer", "origin", "referer", "null-origin", "no-headers"],
+)
 @pytest.mark.parametrize("encoding", ["form", "multipart", "text"])
 def test_dev_a_cross_site_form_post_cannot_close_switch_or_order(settings, headers, encoding):
     """What a foreign page can make the developer's browser send to http://127.0.0.1:8000: a simple
@@ -156,8 +171,12 @@ def test_dev_a_cross_site_post_with_a_forged_csrf_token_is_refused(settings):
     position = open_position()
     client = Client(enforce_csrf_checks=True)
     client.cookies["csrftoken"] = "a" * 32
-    response = client.post("/positions/close-all", {"confirm": "CLOSE ALL", "csrfmiddlewaretoken": "b" * 32},
-                           HTTP_ORIGIN=FOREIGN, HTTP_X_CSRFTOKEN="b" * 32)
+    response = client.post(
+        "/positions/close-all",
+        {"confirm": "CLOSE ALL", "csrfmiddlewaretoken": "b" * 32},
+        HTTP_ORIGIN=FOREIGN,
+        HTTP_X_CSRFTOKEN="b" * 32,
+    )
     assert response.status_code == 403
     assert_nothing_changed(position)
 
@@ -186,8 +205,9 @@ def leaks(text: str) -> list[str]:
     return [marker for marker in MARKERS if marker in text]
 
 
-def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, capsys, tmp_path,
-                                                           django_capture_on_commit_callbacks):
+def test_no_secret_appears_in_any_response_page_or_log_line(
+    settings, caplog, capsys, tmp_path, django_capture_on_commit_callbacks
+):
     settings.SECRET_KEY = SECRET_KEY
     settings.SIGNAL_HMAC_SECRET = HMAC_SECRET
     settings.DATABASE_URL = f"postgres://loms:{DB_PASSWORD}@db.example:5432/loms"
@@ -206,25 +226,54 @@ def test_no_secret_appears_in_any_response_page_or_log_line(settings, caplog, ca
     raw = json.dumps({"symbol": "SOLUSDT", "side": "BUY", "price": 10.0, "timestamp": "2025-06-19T10:15:00Z"}).encode()
     stamp = str(int(time.time()))
     with django_capture_on_commit_callbacks(execute=True):  # position_opened is logged after the commit
-        signed = client.post("/signals/bounce", raw, content_type="application/json",
-                             HTTP_X_SIGNATURE=sign_body(HMAC_SECRET, stamp, raw), HTTP_X_TIMESTAMP=stamp)
+        signed = client.post(
+            "/signals/bounce",
+            raw,
+            content_type="application/json",
+            HTTP_X_SIGNATURE=sign_body(HMAC_SECRET, stamp, raw),
+            HTTP_X_TIMESTAMP=stamp,
+        )
     assert signed.status_code == 200 and signed.json()["risk_ok"] is True
     bodies["signed signal"] = signed.content.decode()
-    bodies["badly signed"] = client.post("/signals/bounce", raw, content_type="application/json",
-                                         HTTP_X_SIGNATURE="sha256=00", HTTP_X_TIMESTAMP=stamp).content.decode()
-    for url in ["/health", "/stats", "/stats?group_by=symbol", "/positions", "/orders", "/signals",
-                "/market?symbol=BTCUSDT", "/oms/switch", "/api/schema", "/docs", "/", "/console/positions",
-                f"/console/positions/{position.pk}", f"/console/positions/{position.pk}/close", "/console/orders",
-                "/console/signals", "/console/stats", "/console/switch", "/console/positions/close-all",
-                "/admin/", "/admin/oms/position/", f"/admin/oms/position/{position.pk}/change/",
-                "/admin/oms/signal/", "/admin/oms/omscontrol/", "/accounts/login/", "/positions/999999/close"]:
+    bodies["badly signed"] = client.post(
+        "/signals/bounce", raw, content_type="application/json", HTTP_X_SIGNATURE="sha256=00", HTTP_X_TIMESTAMP=stamp
+    ).content.decode()
+    for url in [
+        "/health",
+        "/stats",
+        "/stats?group_by=symbol",
+        "/positions",
+        "/orders",
+        "/signals",
+        "/market?symbol=BTCUSDT",
+        "/oms/switch",
+        "/api/schema",
+        "/docs",
+        "/",
+        "/console/positions",
+        f"/console/positions/{position.pk}",
+        f"/console/positions/{position.pk}/close",
+        "/console/orders",
+        "/console/signals",
+        "/console/stats",
+        "/console/switch",
+        "/console/positions/close-all",
+        "/admin/",
+        "/admin/oms/position/",
+        f"/admin/oms/position/{position.pk}/change/",
+        "/admin/oms/signal/",
+        "/admin/oms/omscontrol/",
+        "/accounts/login/",
+        "/positions/999999/close",
+    ]:
         response = client.get(url)
         assert response.status_code < 500, url
         bodies[url] = response.content.decode(errors="replace")
     with django_capture_on_commit_callbacks(execute=True):  # a close is logged once committed
         bodies["manual close"] = client.post(f"/positions/{position.pk}/close").content.decode()
-    bodies["switch off"] = client.post("/oms/switch", json.dumps({"enabled": False, "reason": "r"}),
-                                       content_type="application/json").content.decode()
+    bodies["switch off"] = client.post(
+        "/oms/switch", json.dumps({"enabled": False, "reason": "r"}), content_type="application/json"
+    ).content.decode()
     from oms.services.notify import notification_deliver  # the switch alert fails: its error is shown
 
     for notification in Notification.objects.filter(status="pending"):
@@ -257,14 +306,16 @@ def test_a_password_in_the_database_url_query_string_is_masked_in_show_config_an
 
     url = f"postgres://loms@127.0.0.1:9/loms?sslmode=prefer&password={QUERY_PASSWORD}"
     env = {**sqlite_process_env(tmp_path / "x.sqlite3"), "DATABASE_URL": url}
-    shown = subprocess.run([sys.executable, "manage.py", "show_config"], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "manage.py", "show_config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert shown.returncode == 0, shown.stderr
     assert "DATABASE_URL" in shown.stdout and "password=***" in shown.stdout
     assert QUERY_PASSWORD not in shown.stdout + shown.stderr
     bad = {**env, "DATABASE_URL": f"nosuchdb://loms@h/loms?password={QUERY_PASSWORD}"}
-    refused = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=bad, capture_output=True,
-                             text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=bad, capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode != 0 and "DATABASE_URL" in refused.stderr and QUERY_PASSWORD not in refused.stderr
 
     settings.DATABASE_URL = url

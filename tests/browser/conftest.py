@@ -21,11 +21,18 @@ from apitokens.models import ApiToken
 from oms.models import OmsControl
 
 CHROMIUM = Path(os.environ.get("LOMS_CHROMIUM", "/usr/bin/chromium"))  # override only to test the skip/fail rule
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # `make screenshots` points this at docs/screenshots; plain test runs leave the committed ones alone.
-SCREENSHOT_DIR = Path(os.environ.get("LOMS_SCREENSHOT_DIR")
-                      or Path(__file__).resolve().parents[2] / "test-results" / "screenshots")
+SCREENSHOT_DIR = Path(
+    os.environ.get("LOMS_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
+)
 
 
 def _unavailable(why: str) -> None:

@@ -20,18 +20,28 @@ _stamps = iter(range(10**6))
 def send_signal(base_url: str, token: str, **overrides) -> dict:
     """The bot's call, over real HTTP to the live server."""
     n = next(_stamps)
-    body = {"symbol": "BTCUSDT", "side": "BUY", "price": 98.0,
-            "timestamp": f"2025-06-19T{n // 60 % 24:02d}:{n % 60:02d}:00Z", "exchange": "bitget",
-            "timeframe_min": 5, "strategy": "bounce_ema10_strict", "tp_pct": 4.5, "sl_pct": 1.5}
+    body = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "price": 98.0,
+        "timestamp": f"2025-06-19T{n // 60 % 24:02d}:{n % 60:02d}:00Z",
+        "exchange": "bitget",
+        "timeframe_min": 5,
+        "strategy": "bounce_ema10_strict",
+        "tp_pct": 4.5,
+        "sl_pct": 1.5,
+    }
     body.update(overrides)
-    response = requests.post(f"{base_url}/signals/bounce", json=body, headers={"Authorization": f"Token {token}"},
-                             timeout=10)
+    response = requests.post(
+        f"{base_url}/signals/bounce", json=body, headers={"Authorization": f"Token {token}"}, timeout=10
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
 
-def test_an_operator_sees_a_signal_position_and_closes_it_with_its_pnl(page, live_server, operator, bot_token,
-                                                                      dummy_prices):
+def test_an_operator_sees_a_signal_position_and_closes_it_with_its_pnl(
+    page, live_server, operator, bot_token, dummy_prices
+):
     opened = send_signal(live_server.url, bot_token, price=98.0)
     position_id = opened["position_id"]
     log_in(page, live_server.url, operator)
@@ -50,7 +60,8 @@ def test_an_operator_sees_a_signal_position_and_closes_it_with_its_pnl(page, liv
     page.click("#confirm-close")
 
     expect(page.locator(".msg-success")).to_contain_text(
-        f"Closed position #{position_id} BTCUSDT long at 100, PnL +2.0000 USDT (manual)")
+        f"Closed position #{position_id} BTCUSDT long at 100, PnL +2.0000 USDT (manual)"
+    )
     row = page.locator(f"#position-{position_id}")
     expect(row).to_contain_text("closed")
     expect(row).to_contain_text("manual")
@@ -85,8 +96,9 @@ def test_switching_off_in_the_browser_refuses_the_next_signal(page, live_server,
     assert Signal.objects.get().outcome == SignalOutcome.OMS_DISABLED
 
 
-def test_close_all_closes_every_open_position_after_the_typed_confirmation(page, live_server, operator, bot_token,
-                                                                           dummy_prices):
+def test_close_all_closes_every_open_position_after_the_typed_confirmation(
+    page, live_server, operator, bot_token, dummy_prices
+):
     for symbol, price in (("BTCUSDT", 98.0), ("ETHUSDT", 99.0), ("SOLUSDT", 101.0)):
         send_signal(live_server.url, bot_token, symbol=symbol, price=price)
     log_in(page, live_server.url, operator)
@@ -119,14 +131,17 @@ def test_a_viewer_sees_no_controls_and_is_refused_on_post(page, live_server, vie
     expect(page.locator("#switch-form")).to_have_count(0)
 
     # Even with a valid CSRF token, the server refuses a viewer's write.
-    statuses = page.evaluate("""async (positionId) => {
+    statuses = page.evaluate(
+        """async (positionId) => {
         const token = document.querySelector('input[name=csrfmiddlewaretoken]').value;
         const post = (url, body) => fetch(url, {method: 'POST', headers: {'X-CSRFToken': token,
             'Content-Type': 'application/x-www-form-urlencoded'}, body, redirect: 'manual'}).then(r => r.status);
         return [await post('/console/switch', 'enabled=off&reason=x'),
                 await post(`/console/positions/${positionId}/close`, ''),
                 await post('/console/positions/close-all', 'confirm=CLOSE+ALL')];
-    }""", position_id)
+    }""",
+        position_id,
+    )
     assert statuses == [403, 403, 403]
     assert Position.objects.get(pk=position_id).status == PositionStatus.OPEN
     assert OmsControl.load().enabled is True
@@ -135,13 +150,16 @@ def test_a_viewer_sees_no_controls_and_is_refused_on_post(page, live_server, vie
 def test_forms_are_protected_against_cross_site_posts(page, live_server, operator, bot_token, dummy_prices):
     position_id = send_signal(live_server.url, bot_token)["position_id"]
     log_in(page, live_server.url, operator)
-    statuses = page.evaluate("""async (positionId) => {
+    statuses = page.evaluate(
+        """async (positionId) => {
         const post = (headers) => fetch(`/console/positions/${positionId}/close`, {method: 'POST', headers,
             redirect: 'manual'}).then(r => r.status);
         const token = document.querySelector('input[name=csrfmiddlewaretoken]').value;
         return [await post({}), await post({'X-CSRFToken': 'forged-token-forged-token-forged-12'}),
                 await post({'X-CSRFToken': token})];
-    }""", position_id)
+    }""",
+        position_id,
+    )
     assert statuses[:2] == [403, 403]
     assert statuses[2] in (0, 302)  # the genuine form post closes and redirects (opaque redirect: 0)
     assert Position.objects.get(pk=position_id).status == PositionStatus.CLOSED

@@ -4,9 +4,11 @@ from oms.services.execution import preflight
 
 
 class Command(BaseCommand):
-    help = ("Read-only checks before trading on an exchange (BROKER_MODE=demo/live): the keys work, no withdraw "
-            "permission, account equity within LIVE_MAX_ACCOUNT_USDT, one-way mode, margin mode and leverage "
-            "of every SYMBOL_ALLOWLIST symbol, no unknown position or order. Exit 0 when all pass.")
+    help = (
+        "Read-only checks before trading on an exchange (BROKER_MODE=demo/live): the keys work, no withdraw "
+        "permission, account equity within LIVE_MAX_ACCOUNT_USDT, one-way mode, margin mode and leverage "
+        "of every SYMBOL_ALLOWLIST symbol, no unknown position or order. Exit 0 when all pass."
+    )
 
     def handle(self, *args, **options):
         checks = preflight()

@@ -47,8 +47,16 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         self._summary()
         if replay:
-            self._replay(hit_tp=hit_tp, hit_sl=hit_sl, quotes=quotes, at=at, walk=walk, policy=policy,
-                         symbols=[s.upper() for s in symbol], limit=limit)
+            self._replay(
+                hit_tp=hit_tp,
+                hit_sl=hit_sl,
+                quotes=quotes,
+                at=at,
+                walk=walk,
+                policy=policy,
+                symbols=[s.upper() for s in symbol],
+                limit=limit,
+            )
 
     def _summary(self) -> None:
         summary = exit_engine_summary()
@@ -60,8 +68,9 @@ class Command(BaseCommand):
             self.stdout.write(f"  {row['auto_close_reason'] or '(none)':<12} {row['count']:>8}  pnl {_num(row['pnl'])}")
         self.stdout.write("By exit strategy")
         for row in summary["by_strategy"]:
-            self.stdout.write(f"  {row['exit_strategy']:<18} open {row['open']:>6}  closed {row['closed']:>6}  "
-                              f"pnl {_num(row['pnl'])}")
+            self.stdout.write(
+                f"  {row['exit_strategy']:<18} open {row['open']:>6}  closed {row['closed']:>6}  pnl {_num(row['pnl'])}"
+            )
 
     def _replay(self, *, hit_tp, hit_sl, quotes, at, walk, policy, symbols, limit) -> None:
         positions = Position.objects.open().order_by("id")
@@ -74,8 +83,11 @@ class Command(BaseCommand):
         elif quotes:
             source = self._replay_source(quotes, at)
             label = f"recorded quotes {quotes}" + (" (walk)" if walk else f" at {source.now.isoformat()}")
-            outcomes = (exit_replay_walk(positions, source=source, policy=policy) if walk
-                        else exit_replay(positions, source=source, policy=policy, now=source.now))
+            outcomes = (
+                exit_replay_walk(positions, source=source, policy=policy)
+                if walk
+                else exit_replay(positions, source=source, policy=policy, now=source.now)
+            )
         else:
             label = f"live quote ({settings.PRICE_SOURCE}, {settings.PRICE_MODE})"
             outcomes = exit_replay(positions, source=get_price_source(), policy=policy)
@@ -102,8 +114,10 @@ class Command(BaseCommand):
     @staticmethod
     def _line(o: ReplayOutcome) -> str:
         p = o.position
-        head = (f"#{p.pk} {p.symbol} {p.side} entry {_num(p.entry_price)} tp {_num(p.tp_price)} "
-                f"sl {_num(p.sl_price)} [{o.policy}]")
+        head = (
+            f"#{p.pk} {p.symbol} {p.side} entry {_num(p.entry_price)} tp {_num(p.tp_price)} "
+            f"sl {_num(p.sl_price)} [{o.policy}]"
+        )
         if o.action == "no_price":
             return f"{head}: no price ({o.note})"
         at = f" at {o.at:%Y-%m-%d %H:%M:%S}" if o.at else ""

@@ -11,13 +11,16 @@ from oms.services.exports import positions_export
 
 
 class Command(BaseCommand):
-    help = ("Export positions (oldest first) for a spreadsheet: CSV with a header row, times in UTC ISO 8601, "
-            "amounts as plain decimals; or JSON lines. Filters: epoch, status, symbol, strategy, opening time. "
-            "Writes to --out FILE or to the terminal.")
+    help = (
+        "Export positions (oldest first) for a spreadsheet: CSV with a header row, times in UTC ISO 8601, "
+        "amounts as plain decimals; or JSON lines. Filters: epoch, status, symbol, strategy, opening time. "
+        "Writes to --out FILE or to the terminal."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--format", dest="fmt", choices=["csv", "jsonl"], default="csv",
-                            help="csv (default) or jsonl")
+        parser.add_argument(
+            "--format", dest="fmt", choices=["csv", "jsonl"], default="csv", help="csv (default) or jsonl"
+        )
         parser.add_argument("--out", help="file to write (default: standard output)")
         parser.add_argument("--epoch", help="only this paper epoch (account_label)")
         parser.add_argument("--status", choices=list(PositionStatus.values), help="only open, closed or cancelled")
@@ -27,8 +30,14 @@ class Command(BaseCommand):
         parser.add_argument("--until", help=f"opened before this {WHEN_HELP}")
 
     def handle(self, *args, fmt, out, epoch, status, symbol, strategy, since, until, **options):
-        positions = positions_filtered(status=status, symbol=symbol, strategy=strategy, account_label=epoch,
-                                       since=parse_when(since, "--since"), until=parse_when(until, "--until"))
+        positions = positions_filtered(
+            status=status,
+            symbol=symbol,
+            strategy=strategy,
+            account_label=epoch,
+            since=parse_when(since, "--since"),
+            until=parse_when(until, "--until"),
+        )
         if not out:
             try:
                 positions_export(positions, self.stdout, fmt=fmt)

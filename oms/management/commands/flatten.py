@@ -5,9 +5,11 @@ from oms.services.operator_audit import command_actor
 
 
 class Command(BaseCommand):
-    help = ("Everything off: turn the OMS switch off, cancel every open order on the exchange, close every "
-            "position reduce-only, then read the exchange back. Exit 0 only when the exchange confirms flat "
-            "(docs/LIVE.md, docs/RUNBOOK.md). In paper mode: switch off and close all at market.")
+    help = (
+        "Everything off: turn the OMS switch off, cancel every open order on the exchange, close every "
+        "position reduce-only, then read the exchange back. Exit 0 only when the exchange confirms flat "
+        "(docs/LIVE.md, docs/RUNBOOK.md). In paper mode: switch off and close all at market."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--yes", action="store_true", help="required: confirms closing everything now")

@@ -5,10 +5,12 @@ from oms.services.operator_audit import command_actor
 
 
 class Command(BaseCommand):
-    help = ("Start a fresh paper book: positions opened from now on get account_label=NAME. Earlier positions "
-            "keep their epoch and stay in the history; open ones are still managed and closed as usual. "
-            "Reports filter by epoch (shadow_report uses the current one by default; print_stats and "
-            "export_positions take --epoch). Without NAME, list the epochs.")
+    help = (
+        "Start a fresh paper book: positions opened from now on get account_label=NAME. Earlier positions "
+        "keep their epoch and stay in the history; open ones are still managed and closed as usual. "
+        "Reports filter by epoch (shadow_report uses the current one by default; print_stats and "
+        "export_positions take --epoch). Without NAME, list the epochs."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("name", nargs="?", help="the new epoch, e.g. shadow-2025-07 (letters, digits, _ . -)")
@@ -28,7 +30,9 @@ class Command(BaseCommand):
         self.stdout.write(f"{'epoch':<32} {'positions':>9} {'open':>5}  first → last")
         for row in epochs_summary():
             marker = " (current)" if row["epoch"] == current else ""
-            self.stdout.write(f"{row['epoch'] + marker:<32} {row['positions']:>9} {row['open']:>5}  "
-                              f"{row['first']:%Y-%m-%d} → {row['last']:%Y-%m-%d}")
+            self.stdout.write(
+                f"{row['epoch'] + marker:<32} {row['positions']:>9} {row['open']:>5}  "
+                f"{row['first']:%Y-%m-%d} → {row['last']:%Y-%m-%d}"
+            )
         if not any(row["epoch"] == current for row in epochs_summary()):
             self.stdout.write(f"{current + ' (current)':<32} {0:>9} {0:>5}")

@@ -7,8 +7,10 @@ from oms.services.switch import oms_switch_set, switch_state
 
 
 class Command(BaseCommand):
-    help = ("Turn the OMS switch on or off (new positions allowed or not), effective for the next signal, "
-            "recorded in the switch history with who and why. Without arguments, show the current state.")
+    help = (
+        "Turn the OMS switch on or off (new positions allowed or not), effective for the next signal, "
+        "recorded in the switch history with who and why. Without arguments, show the current state."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("state", nargs="?", choices=["on", "off"], help="on or off; omit to show the state")
@@ -28,8 +30,10 @@ class Command(BaseCommand):
     def _show(self, state) -> None:
         word = "ON" if state.enabled else "OFF"
         style = self.style.SUCCESS if state.enabled else self.style.ERROR
-        self.stdout.write(style(f"OMS {word}") + f" (runtime switch {'on' if state.switch_on else 'off'}, "
-                          f"changed by {state.changed_by or '-'} at {state.changed_at:%Y-%m-%d %H:%M:%S} UTC: "
-                          f"{state.reason or '-'})")
+        self.stdout.write(
+            style(f"OMS {word}") + f" (runtime switch {'on' if state.switch_on else 'off'}, "
+            f"changed by {state.changed_by or '-'} at {state.changed_at:%Y-%m-%d %H:%M:%S} UTC: "
+            f"{state.reason or '-'})"
+        )
         if state.forced_off_by_env:
             self.stdout.write(self.style.WARNING("The environment forces it off: OMS_ENABLED=false."))

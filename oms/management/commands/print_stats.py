@@ -6,21 +6,39 @@ from oms.management.commands._cli import WHEN_HELP, NumbersJSONEncoder, fmt, par
 from oms.selectors import GROUP_FIELDS, book_stats
 
 SUMMARY = [
-    ("total_positions", "positions"), ("open_positions", "open"), ("closed_positions", "closed"),
-    ("winning_trades", "wins"), ("losing_trades", "losses"), ("winrate", "winrate %"),
-    ("tp_count", "TP"), ("sl_count", "SL"), ("total_pnl", "net PnL"), ("total_fees", "fees"),
-    ("profit_factor", "profit factor"), ("expectancy", "expectancy"), ("max_drawdown", "max drawdown"),
+    ("total_positions", "positions"),
+    ("open_positions", "open"),
+    ("closed_positions", "closed"),
+    ("winning_trades", "wins"),
+    ("losing_trades", "losses"),
+    ("winrate", "winrate %"),
+    ("tp_count", "TP"),
+    ("sl_count", "SL"),
+    ("total_pnl", "net PnL"),
+    ("total_fees", "fees"),
+    ("profit_factor", "profit factor"),
+    ("expectancy", "expectancy"),
+    ("max_drawdown", "max drawdown"),
     ("trades_per_day", "trades/day"),
 ]
-GROUP_COLUMNS = [("closed_positions", "closed"), ("open_positions", "open"), ("winrate", "win %"),
-                 ("tp_count", "TP"), ("sl_count", "SL"), ("total_pnl", "net PnL"), ("profit_factor", "PF"),
-                 ("max_drawdown", "max DD")]
+GROUP_COLUMNS = [
+    ("closed_positions", "closed"),
+    ("open_positions", "open"),
+    ("winrate", "win %"),
+    ("tp_count", "TP"),
+    ("sl_count", "SL"),
+    ("total_pnl", "net PnL"),
+    ("profit_factor", "PF"),
+    ("max_drawdown", "max DD"),
+]
 
 
 class Command(BaseCommand):
-    help = ("Print the trading statistics (the same figures as GET /stats): positions, winrate, TP/SL, net PnL, "
-            "profit factor, drawdown. Filter by the positions' opening time and by epoch; --by gives one line "
-            "per symbol, strategy, exchange or closing day. --json prints machine-readable output.")
+    help = (
+        "Print the trading statistics (the same figures as GET /stats): positions, winrate, TP/SL, net PnL, "
+        "profit factor, drawdown. Filter by the positions' opening time and by epoch; --by gives one line "
+        "per symbol, strategy, exchange or closing day. --json prints machine-readable output."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--since", help=f"positions opened at or after this {WHEN_HELP}")
@@ -32,8 +50,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def handle(self, *args, since, until, by, epoch, symbol, strategy, json: bool, **options):
-        filters = {"since": parse_when(since, "--since"), "until": parse_when(until, "--until"),
-                   "account_label": epoch, "symbol": symbol, "strategy": strategy}
+        filters = {
+            "since": parse_when(since, "--since"),
+            "until": parse_when(until, "--until"),
+            "account_label": epoch,
+            "symbol": symbol,
+            "strategy": strategy,
+        }
         if by:
             result = {"group_by": by, "groups": book_stats(filters, by)}
         else:

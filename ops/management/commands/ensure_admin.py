@@ -5,8 +5,10 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = ("On a database without any superuser, create one (default name 'admin') with a random "
-            "one-time password and print it. Does nothing when a superuser exists.")
+    help = (
+        "On a database without any superuser, create one (default name 'admin') with a random "
+        "one-time password and print it. Does nothing when a superuser exists."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin", help="the admin account to create (default: admin)")
@@ -17,7 +19,9 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, password=password, email="")
-        self.stdout.write(self.style.SUCCESS(
-            f"Created the first admin user.\n  username: {username}\n  password: {password}\n"
-            "  (shown once: change it after logging in)"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Created the first admin user.\n  username: {username}\n  password: {password}\n"
+                "  (shown once: change it after logging in)"
+            )
+        )

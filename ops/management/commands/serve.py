@@ -26,8 +26,10 @@ def _die_with_parent() -> None:
 
 
 class Command(BaseCommand):
-    help = ("Start the web server (gunicorn) and the django-q cluster together, as `make run` does. "
-            "Ctrl+C (or SIGTERM) stops both; if one of them dies, the other is stopped too.")
+    help = (
+        "Start the web server (gunicorn) and the django-q cluster together, as `make run` does. "
+        "Ctrl+C (or SIGTERM) stops both; if one of them dies, the other is stopped too."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port for the web server")
@@ -46,8 +48,18 @@ class Command(BaseCommand):
                 self.stderr.write(f"serve: not starting in BROKER_MODE={settings.BROKER_MODE}: {exc}")
                 sys.exit(1)
         self._complete_audit_trail()
-        commands = {"web": [sys.executable, "-m", "gunicorn", "lomsite.wsgi:application",
-                            "--config", str(base / "deploy" / "gunicorn.conf.py"), "--bind", bind]}
+        commands = {
+            "web": [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "lomsite.wsgi:application",
+                "--config",
+                str(base / "deploy" / "gunicorn.conf.py"),
+                "--bind",
+                bind,
+            ]
+        }
         if not no_cluster:
             commands["cluster"] = [sys.executable, str(base / "manage.py"), "qcluster"]
         # Each in its own process group, so a stop reaches the cluster's workers too.
@@ -55,10 +67,12 @@ class Command(BaseCommand):
             name: subprocess.Popen(cmd, cwd=base, start_new_session=True, preexec_fn=_die_with_parent)
             for name, cmd in commands.items()
         }
-        self.stdout.write(self.style.SUCCESS(
-            f"LOMS is starting: http://{bind}/  (console login), http://{bind}/health, http://{bind}/docs\n"
-            f"Processes: {', '.join(f'{n} pid {p.pid}' for n, p in processes.items())}. Ctrl+C stops all."
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"LOMS is starting: http://{bind}/  (console login), http://{bind}/health, http://{bind}/docs\n"
+                f"Processes: {', '.join(f'{n} pid {p.pid}' for n, p in processes.items())}. Ctrl+C stops all."
+            )
+        )
         stopping = False
 
         def stop(signum=None, frame=None):
@@ -95,8 +109,10 @@ class Command(BaseCommand):
         executor = MigrationExecutor(connection)
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
         if pending:
-            self.stderr.write(f"serve: the database is not migrated ({len(pending)} migration(s) pending): "
-                              "run `python manage.py migrate` first.")
+            self.stderr.write(
+                f"serve: the database is not migrated ({len(pending)} migration(s) pending): "
+                "run `python manage.py migrate` first."
+            )
             sys.exit(1)
         host, _, port = bind.rpartition(":")
         with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
@@ -115,7 +131,8 @@ class Command(BaseCommand):
             self.stderr.write(f"audit trail not checked: {type(exc).__name__}: {exc}")
         else:
             if result.flushed or result.recovered:
-                self.stdout.write(f"audit trail: {result.flushed} spooled and {len(result.recovered)} missing "
-                                  f"line(s) written")
+                self.stdout.write(
+                    f"audit trail: {result.flushed} spooled and {len(result.recovered)} missing line(s) written"
+                )
         finally:
             connections.close_all()

@@ -15,16 +15,21 @@ ROLES = ("viewer", "operator")
 
 
 class Command(BaseCommand):
-    help = ("Give a console user one role: viewer (read-only pages) or operator (close, close all, switch). "
-            "The other console role is removed. With --create, a missing user is created with a prompted "
-            "password, or a random one printed once (--random-password).")
+    help = (
+        "Give a console user one role: viewer (read-only pages) or operator (close, close all, switch). "
+        "The other console role is removed. With --create, a missing user is created with a prompted "
+        "password, or a random one printed once (--random-password)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username", help="the account to change")
         parser.add_argument("role", choices=ROLES, help="its new role")
         parser.add_argument("--create", action="store_true", help="create the user if it does not exist")
-        parser.add_argument("--random-password", action="store_true",
-                            help="with --create: generate a password and print it once instead of prompting")
+        parser.add_argument(
+            "--random-password",
+            action="store_true",
+            help="with --create: generate a password and print it once instead of prompting",
+        )
         parser.add_argument("--staff", action="store_true", help="also allow the Django admin (is_staff)")
         parser.add_argument("--actor", default=None, help="who is changing it (default: the OS user)")
         parser.add_argument("--reason", default="", help="why (recorded in the operator audit)")
@@ -50,17 +55,23 @@ class Command(BaseCommand):
                 raise CommandError("The role groups are missing: run `manage.py migrate` first.") from None
             user.groups.remove(*[g for name, g in groups.items() if name != role])
             user.groups.add(groups[role])
-            operator_action_record(actor=command_actor(actor), source=OperatorSource.COMMAND, action="role_change",
-                                   reason=reason, details={"username": username, "role": role, "created": created,
-                                                           "staff": user.is_staff})
+            operator_action_record(
+                actor=command_actor(actor),
+                source=OperatorSource.COMMAND,
+                action="role_change",
+                reason=reason,
+                details={"username": username, "role": role, "created": created, "staff": user.is_staff},
+            )
         self.stdout.write(self.style.SUCCESS(f"{username} is now {role}."))
         if password and random_password:
             self.stdout.write(f"  password: {password}\n  (shown once: change it after logging in)")
 
     def _prompt_password(self, username: str) -> str:
         if not _has_terminal():  # a script, cron, `ssh host cmd`: nobody can type a password
-            raise CommandError(f"No terminal to type a password for the new user {username!r}: add "
-                               f"--random-password to generate one (printed once), or run this in a terminal.")
+            raise CommandError(
+                f"No terminal to type a password for the new user {username!r}: add "
+                f"--random-password to generate one (printed once), or run this in a terminal."
+            )
         for _ in range(3):
             try:
                 first = getpass.getpass(f"Password for {username}: ")

@@ -24,10 +24,12 @@ def effective_display(entry) -> str:
 
 
 class Command(BaseCommand):
-    help = ("Print every effective setting (the value the service uses, e.g. an interval of 0 shows 1.0 "
-            "with what was set) and where it came from: environment, .env or default. "
-            "Secrets are masked. A value from the environment wins over .env: look here first "
-            "when a change in .env seems to have no effect.")
+    help = (
+        "Print every effective setting (the value the service uses, e.g. an interval of 0 shows 1.0 "
+        "with what was set) and where it came from: environment, .env or default. "
+        "Secrets are masked. A value from the environment wins over .env: look here first "
+        "when a change in .env seems to have no effect."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--source", choices=("environment", ".env", "default"), help="only keys from this source")

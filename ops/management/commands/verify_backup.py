@@ -7,15 +7,20 @@ from ops.backups import backup_verify
 
 
 class Command(BaseCommand):
-    help = ("Check a backup file: the archive opens, every file matches its checksum, the database copy "
-            "passes its integrity check and has exactly the row counts of the manifest. "
-            "Exit code 0 when the backup is good, 1 when it is not.")
+    help = (
+        "Check a backup file: the archive opens, every file matches its checksum, the database copy "
+        "passes its integrity check and has exactly the row counts of the manifest. "
+        "Exit code 0 when the backup is good, 1 when it is not."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="the backup (.tar.gz) to check")
-        parser.add_argument("--deep", action="store_true",
-                            help="PostgreSQL dumps: also restore into a throw-away database and count the rows "
-                                 "(needs the right to create databases)")
+        parser.add_argument(
+            "--deep",
+            action="store_true",
+            help="PostgreSQL dumps: also restore into a throw-away database and count the rows "
+            "(needs the right to create databases)",
+        )
         parser.add_argument("--show-manifest", action="store_true", help="print the manifest as JSON")
 
     def handle(self, *args, file, deep, show_manifest, **options):
@@ -25,9 +30,11 @@ class Command(BaseCommand):
         result = backup_verify(path, deep=deep, progress=self.stdout.write)
         manifest = result.manifest or {}
         if manifest:
-            self.stdout.write(f"taken {manifest.get('created_at')} on {manifest.get('environment')}, "
-                              f"app {manifest.get('app_version')}, {manifest.get('database', {}).get('vendor')}, "
-                              f"{manifest.get('total_rows')} rows")
+            self.stdout.write(
+                f"taken {manifest.get('created_at')} on {manifest.get('environment')}, "
+                f"app {manifest.get('app_version')}, {manifest.get('database', {}).get('vendor')}, "
+                f"{manifest.get('total_rows')} rows"
+            )
         if show_manifest and manifest:
             self.stdout.write(json.dumps(manifest, indent=2, sort_keys=True))
         for check in result.checks:
