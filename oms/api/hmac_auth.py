@@ -72,7 +72,8 @@ class SignalHmacAuthentication(BaseAuthentication):
         if age > settings.SIGNAL_HMAC_WINDOW_SEC:
             raise AuthenticationFailed("X-Timestamp outside the accepted window (replay?).")
         expected = sign_body(secret, timestamp, request._request.body, request.headers.get(IDEMPOTENCY_HEADER))
-        if not signature.isascii() or not hmac.compare_digest(expected, signature):
+        # Hex is case-insensitive; a non-ASCII header is simply wrong (never a 500).
+        if not signature.isascii() or not hmac.compare_digest(expected, signature.lower()):
             raise AuthenticationFailed("Invalid signature.")
         return SignedWebhookPrincipal(), "hmac"
 

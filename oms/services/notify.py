@@ -372,11 +372,15 @@ def daily_summary_check(*, now: datetime | None = None) -> Notification | None:
 
 
 def notify_tick(*, now: datetime | None = None) -> dict:
-    """The one-minute schedule: retries, lasting health reasons, the daily summary. Each part runs
-    even when another fails."""
+    """The one-minute schedule: the audit spool written once the trail can be written again (not
+    only when the next signal comes), retries, lasting health reasons, the daily summary. Each
+    part runs even when another fails."""
+    from oms.services.audit import audit_spool_flush
+
     now = now or timezone.now()
     result: dict = {}
     for name, step in (
+        ("audit_spool_written", audit_spool_flush),
         ("retried", lambda: notifications_retry_due(now=now)),
         ("health_alerts", lambda: len(health_reasons_check(now=now))),
         ("daily_summary", lambda: bool(daily_summary_check(now=now))),

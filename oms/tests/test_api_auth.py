@@ -234,3 +234,14 @@ def test_dev_open_access_never_lifts_an_authenticated_caller_above_its_role(role
     assert client.post("/oms/switch", {"enabled": False, "reason": "r"}, format="json").status_code == 403
     assert client.get("/positions").status_code == 200
     assert Position.objects.get().status == PositionStatus.OPEN and OmsControl.load().enabled
+
+
+def test_a_signature_in_upper_case_hex_is_the_same_signature(anon_client, settings, signal_body):
+    settings.SIGNAL_HMAC_SECRET = "s3cret-for-case"
+    raw = json.dumps(signal_body()).encode()
+    stamp = str(int(time.time()))
+    upper = "sha256=" + sign_body(settings.SIGNAL_HMAC_SECRET, stamp, raw).removeprefix("sha256=").upper()
+    response = anon_client.post(
+        "/signals/bounce", data=raw, content_type="application/json", HTTP_X_TIMESTAMP=stamp, HTTP_X_SIGNATURE=upper
+    )
+    assert response.status_code == 200

@@ -295,3 +295,18 @@ def test_position_opened_is_logged_once_after_the_commit(caplog):
         opened = position_open(request=request())
         assert opened_events(caplog) == []  # not yet committed
     assert [record.position_id for record in opened_events(caplog)] == [opened.position.pk]
+
+
+@pytest.mark.django_db
+def test_the_one_minute_tick_writes_the_spool_when_no_signal_comes(anon_client, signal_body, settings):
+    """Health must not stay degraded while the bot is quiet: the tick writes the spooled lines."""
+    from oms.services.notify import notify_tick
+
+    live = Path(settings.AUDIT_LOG_PATH)
+    live.mkdir(parents=True)  # the trail cannot be written
+    assert post(anon_client, signal_body(symbol="ETHUSDT")).status_code == 200
+    assert notify_tick()["audit_spool_written"].startswith("error: ")  # still broken: said, and the tick goes on
+    assert audit_spool_pending() == 1
+    live.rmdir()
+    assert notify_tick()["audit_spool_written"] == 1
+    assert audit_spool_pending() == 0 and [line["signal_row_id"] for line in trail(live)] == [Signal.objects.get().pk]

@@ -178,3 +178,17 @@ def test_close_all_refuses_without_yes_and_closes_everything_with_it():
     assert not Position.objects.filter(status=PositionStatus.OPEN).exists()
     assert set(Position.objects.values_list("auto_close_reason", flat=True)) == {"panic"}
     assert "Closed 2; 0 still open." in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("print_stats", "--since", "9999-12-31T23:59:59-23:59"),
+        ("shadow_report", "--days", "99999999999"),
+        ("audit_recover", "--hours", "1e9"),
+    ],
+)
+@pytest.mark.django_db
+def test_an_out_of_range_option_is_a_clear_error_never_a_traceback(argv):
+    with pytest.raises(CommandError):
+        call_command(*argv, stdout=StringIO())

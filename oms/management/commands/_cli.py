@@ -24,7 +24,10 @@ def parse_when(value: str | None, option: str) -> datetime | None:
         moment = None
     if moment is None:
         raise CommandError(f"{option}: {value!r} is not a date (2025-06-19) or date-time (2025-06-19T08:00)")
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-23:59 is past the last representable instant
+        raise CommandError(f"{option}: {value!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def fmt(value: object) -> str:

@@ -3,6 +3,8 @@ from django.db import DatabaseError
 
 from oms.services.audit import RECOVER_WINDOW_HOURS, audit_recover
 
+MAX_HOURS = 24 * 366 * 10  # ten years: more is a typo
+
 
 class Command(BaseCommand):
     help = (
@@ -27,6 +29,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, hours, grace, **options):
+        if not (0 < hours <= MAX_HOURS and 0 <= grace <= MAX_HOURS * 3600):
+            raise CommandError(f"--hours must be in (0, {MAX_HOURS}] and --grace in [0, {MAX_HOURS * 3600}] seconds")
         try:
             result = audit_recover(grace_sec=grace, window_hours=hours)
         except (OSError, DatabaseError) as exc:

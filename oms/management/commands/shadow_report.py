@@ -49,6 +49,9 @@ GROUP_COLUMNS = [
 ]
 
 
+MAX_DAYS = 36_500  # a century: more is a typo, and past the calendar's range
+
+
 class Command(BaseCommand):
     help = (
         "Shadow-mode GO / NO-GO report over the trades closed in a period: winrate with its 95% Wilson "
@@ -73,8 +76,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, days, since, until, epoch, json: bool, html, **options):
         now = timezone.now()
-        if days is not None and days < 1:
-            raise CommandError("--days must be at least 1")
+        if days is not None and not 1 <= days <= MAX_DAYS:
+            raise CommandError(f"--days must be between 1 and {MAX_DAYS}")
         start = now - timedelta(days=days) if days else parse_when(since, "--since")
         end = parse_when(until, "--until")
         if start and end and end <= start:
