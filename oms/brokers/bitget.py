@@ -25,6 +25,7 @@ STATES = {
 
 class BitgetBroker(CcxtBroker):
     name = "bitget"
+    order_sides = ("buy", "sell")  # the exchange's words for buy and sell
     ccxt_class = ccxt.bitget
     live_base_url = "https://api.bitget.com"
 
@@ -75,26 +76,6 @@ class BitgetBroker(CcxtBroker):
         if sl_price is not None:
             body["presetStopLossPrice"] = self.price_str(symbol, sl_price)
         return self.place("privateMixPostV2MixOrderPlaceOrder", body, symbol=symbol, client_order_id=client_order_id)
-
-    def open(self, *, symbol, side, qty, price, client_order_id, tp_price, sl_price) -> Fill:
-        return self._order(
-            symbol=symbol,
-            side="buy" if side == "long" else "sell",
-            qty=qty,
-            client_order_id=client_order_id,
-            reduce_only=False,
-            tp_price=tp_price,
-            sl_price=sl_price,
-        )
-
-    def close(self, *, symbol, side, qty, price=None, client_order_id) -> Fill:
-        return self._order(
-            symbol=symbol,
-            side="sell" if side == "long" else "buy",
-            qty=qty,
-            client_order_id=client_order_id,
-            reduce_only=True,
-        )
 
     def lookup(self, *, symbol: str, client_order_id: str) -> Fill:
         data = self.call(

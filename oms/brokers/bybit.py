@@ -26,6 +26,7 @@ STATES = {
 
 class BybitBroker(CcxtBroker):
     name = "bybit"
+    order_sides = ("Buy", "Sell")  # the exchange's words for buy and sell
     ccxt_class = ccxt.bybit
     live_base_url = "https://api.bybit.com"
     demo_base_url = "https://api-demo.bybit.com"
@@ -69,26 +70,6 @@ class BybitBroker(CcxtBroker):
         if sl_price is not None:
             body.update(stopLoss=self.price_str(symbol, sl_price), slTriggerBy="MarkPrice")
         return self.place("privatePostV5OrderCreate", body, symbol=symbol, client_order_id=client_order_id)
-
-    def open(self, *, symbol, side, qty, price, client_order_id, tp_price, sl_price) -> Fill:
-        return self._order(
-            symbol=symbol,
-            side="Buy" if side == "long" else "Sell",
-            qty=qty,
-            client_order_id=client_order_id,
-            reduce_only=False,
-            tp_price=tp_price,
-            sl_price=sl_price,
-        )
-
-    def close(self, *, symbol, side, qty, price=None, client_order_id) -> Fill:
-        return self._order(
-            symbol=symbol,
-            side="Sell" if side == "long" else "Buy",
-            qty=qty,
-            client_order_id=client_order_id,
-            reduce_only=True,
-        )
 
     def lookup(self, *, symbol: str, client_order_id: str) -> Fill:
         query = {"category": "linear", "symbol": symbol, "orderLinkId": client_order_id}

@@ -51,6 +51,7 @@ class CcxtBroker(Broker):
     ccxt_class: type = ccxt.Exchange
     live_base_url = ""
     demo_base_url = ""
+    order_sides: tuple[str, str] = ("buy", "sell")  # the exchange's words for buy and sell
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
@@ -61,6 +62,43 @@ class CcxtBroker(Broker):
         base = self.base_url()
         self.client.urls["api"] = {key: base for key in self.client.urls["api"]}
         self._markets_lock = threading.Lock()
+
+    # --- orders ------------------------------------------------------------------------------
+    def _order(
+        self,
+        *,
+        symbol: str,
+        side: str,
+        qty: Decimal,
+        client_order_id: str,
+        reduce_only: bool,
+        tp_price: Decimal | None = None,
+        sl_price: Decimal | None = None,
+    ) -> Fill:
+        """Send one market order (`side` in the exchange's words), with TP/SL attached when given."""
+        raise NotImplementedError
+
+    def open(self, *, symbol, side, qty, price, client_order_id, tp_price, sl_price) -> Fill:
+        buy, sell = self.order_sides
+        return self._order(
+            symbol=symbol,
+            side=buy if side == "long" else sell,
+            qty=qty,
+            client_order_id=client_order_id,
+            reduce_only=False,
+            tp_price=tp_price,
+            sl_price=sl_price,
+        )
+
+    def close(self, *, symbol, side, qty, price=None, client_order_id) -> Fill:
+        buy, sell = self.order_sides
+        return self._order(
+            symbol=symbol,
+            side=sell if side == "long" else buy,
+            qty=qty,
+            client_order_id=client_order_id,
+            reduce_only=True,
+        )
 
     # --- configuration ---------------------------------------------------------------------
     def client_config(self) -> dict:
