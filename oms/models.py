@@ -52,6 +52,10 @@ class CloseReason(models.TextChoices):
     # PnL, no trade: counted as voided only).
     MANUAL_PRICE = "manual_price", "Closed at an operator's price"
     VOID = "void", "Voided"
+    # Issue #12 §1-2: an exit signal from the bot (full or partial), and the first take profit of
+    # the `tp_scale_out` policy (a partial exit: the reason of its exit order, not of the position).
+    SIGNAL = "signal", "Exit signal"
+    TP1 = "tp1", "Take profit 1 (partial)"
 
 
 # A stop loss (or take profit) is one whether LOMS or the exchange executed it (issue #11): the
@@ -63,6 +67,7 @@ TAKE_PROFIT_REASONS = (CloseReason.TP, CloseReason.EXCHANGE_TP)
 class ExitStrategy(models.TextChoices):
     TP_SL_STATIC = "tp_sl_static", "Static TP/SL"
     TP_SL_TRAILING_V1 = "tp_sl_trailing_v1", "Trailing stop v1"
+    TP_SCALE_OUT = "tp_scale_out", "Scale out at TP1, then trailing"
 
 
 class SingleRow(models.Model):
@@ -91,7 +96,12 @@ class Position(models.Model):
     market_type = models.CharField(max_length=16, choices=MarketType.choices, default=MarketType.PAPER_SIM)
     symbol = models.CharField(max_length=30)
     side = models.CharField(max_length=5, choices=Side.choices)
+    # The quantity still open. A partial exit lowers it and adds to `closed_qty`; `fee` holds every
+    # fee paid (entry and each exit) and `realized_gross_pnl` the gross PnL of the partial exits, so
+    # the final close books the whole trade's PnL once (issue #12 §2).
     qty = models.DecimalField(**PRICE)
+    closed_qty = models.DecimalField(**PRICE, default=Decimal("0"))
+    realized_gross_pnl = models.DecimalField(**PRICE, default=Decimal("0"))
     account_label = models.CharField(max_length=64, default="default")
     strategy = models.CharField(max_length=64, blank=True)
     timeframe_min = models.PositiveIntegerField(null=True, blank=True)
@@ -158,6 +168,16 @@ class Position(models.Model):
     def notional(self) -> Decimal:
         return self.entry_price * self.qty
 
+    @property
+    def opened_qty(self) -> Decimal:
+        """The size at open: what is still open plus what partial exits closed."""
+        return self.qty + self.closed_qty
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        """What the exits so far have made after every fee paid so far; a closed position's `pnl`."""
+        return self.pnl if self.pnl is not None else self.realized_gross_pnl - self.fee
+
 
 class OrderStatus(models.TextChoices):
     CREATED = "created", "Created"
@@ -198,6 +218,8 @@ class Order(models.Model):
     exchange_order_id = models.CharField(max_length=64, blank=True)
     filled_qty = models.DecimalField(**PRICE, null=True, blank=True)
     fee = models.DecimalField(**PRICE, null=True, blank=True)
+    # An exit order's close reason (a partial exit's reason is recorded only here).
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
     error = models.TextField(blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
 

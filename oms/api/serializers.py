@@ -26,6 +26,8 @@ class PositionSerializer(serializers.ModelSerializer):
             "symbol",
             "side",
             "qty",
+            "closed_qty",
+            "realized_gross_pnl",
             "account_label",
             "strategy",
             "timeframe_min",

@@ -98,6 +98,10 @@ class Broker:
         """The quantity that will be ordered: rounded to the lot size, checked against minimums."""
         return qty
 
+    def lot_qty(self, *, symbol: str, qty: Decimal) -> Decimal:
+        """`qty` rounded down to the lot size; EntryRefused when that is below the minimum order size."""
+        return qty
+
     def open(
         self,
         *,

@@ -128,13 +128,18 @@ class CcxtBroker(Broker):
                 return market
         raise EntryRefused(f"{symbol} is not a USDT-margined perpetual on {self.name}")
 
-    def entry_qty(self, *, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
+    def lot_qty(self, *, symbol: str, qty: Decimal) -> Decimal:
         market = self.market(symbol)
         step = as_decimal(market["precision"]["amount"])
         rounded = (qty / step).to_integral_value(rounding=ROUND_DOWN) * step if step else qty
         minimum = as_decimal(market["limits"]["amount"].get("min"), Decimal("0"))
         if rounded <= 0 or rounded < minimum:
             raise EntryRefused(f"qty {qty} is below the minimum order size {minimum} of {symbol} on {self.name}")
+        return rounded
+
+    def entry_qty(self, *, symbol: str, qty: Decimal, price: Decimal) -> Decimal:
+        rounded = self.lot_qty(symbol=symbol, qty=qty)
+        market = self.market(symbol)
         min_cost = as_decimal((market["limits"].get("cost") or {}).get("min"), Decimal("0"))
         if rounded * price < min_cost:
             raise EntryRefused(

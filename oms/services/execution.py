@@ -41,7 +41,7 @@ from oms.models import (
     TradeSide,
 )
 from oms.services.book import book_changed
-from oms.services.closing import CloseInstruction, close_positions
+from oms.services.closing import PARTIAL_FIELDS, CloseInstruction, close_positions
 from oms.services.operator_audit import SWITCH_TO_OPERATOR_SOURCE, Operator, position_close_details
 from oms.services.switch import oms_switch_set, switch_state
 
@@ -302,20 +302,27 @@ def entry_execute(signal: Signal) -> Signal:
 @dataclass(frozen=True)
 class ExchangeCloseResult:
     position: Position
-    closed_now: bool
+    closed_now: bool  # the position is closed by this call (not by a partial exit)
+    exited_qty: Decimal | None = None  # what this call's exit order filled
 
 
-def _book_close(position: Position, *, price: Decimal, fee: Decimal, reason: str, order: Order, now: datetime) -> bool:
-    """Book an exchange fill as the position's close, through the one close path (oms/services/closing.py)."""
-    outcome = close_positions([CloseInstruction(position.pk, price, reason, fill_fee=fee, exit_order=order)], now=now)
+def _book_close(
+    position: Position, *, price: Decimal, fee: Decimal, qty: Decimal, reason: str, order: Order, now: datetime
+) -> bool:
+    """Book an exchange fill of `qty` as the position's close, or as a partial exit when `qty` is
+    less than what is open, through the one close path (oms/services/closing.py). True when the
+    fill was booked now (`position` then holds the new values)."""
+    instruction = CloseInstruction(position.pk, price, reason, fill_fee=fee, exit_order=order, qty=qty)
+    outcome = close_positions([instruction], now=now)
     if outcome.failed:
         raise ExchangeCloseFailed(
             f"the close of position {position.pk} could not be booked: {outcome.failed[position.pk]}"
         )
-    if not outcome.closed:
+    booked = outcome.closed or outcome.partially_closed
+    if not booked:
         return False
-    for name in ("status", "closed_at", "close_price", "fee", "pnl", "auto_close_reason"):
-        setattr(position, name, getattr(outcome.closed[0], name))
+    for name in ("status", "closed_at", "close_price", "fee", "pnl", "auto_close_reason", *PARTIAL_FIELDS):
+        setattr(position, name, getattr(booked[0], name))
     return True
 
 
@@ -326,8 +333,12 @@ def _in_paper_mode(position: Position) -> ExchangePositionInPaperMode:
     )
 
 
-def exchange_position_close(*, position: Position, reason: str, now: datetime | None = None) -> ExchangeCloseResult:
-    """Close an exchange position with a reduce-only market order; its fill is the close.
+def exchange_position_close(
+    *, position: Position, reason: str, now: datetime | None = None, fraction: Decimal | None = None
+) -> ExchangeCloseResult:
+    """Close an exchange position with a reduce-only market order; its fill is the close. With a
+    `fraction` below 1, the order is that share of the open quantity (rounded down to the lot size)
+    and its fill a partial exit (issue #12 §2).
 
     Three steps, the HTTP call outside any write transaction (SQLite holds its write lock for a
     whole transaction): (1) under the position's row lock, record the exit order `submitted`; a
@@ -339,11 +350,13 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
     broker = get_broker()
     if broker.is_paper:
         raise _in_paper_mode(position)
+    part = _partial_exit_qty(broker, position, fraction) if fraction is not None and fraction < 1 else None
     with transaction.atomic():
         locked = Position.objects.select_for_update().open().filter(pk=position.pk).first()
         if locked is None:
             position.refresh_from_db()
             return ExchangeCloseResult(position=position, closed_now=False)
+        order_qty = locked.qty if part is None else min(part, locked.qty)
         in_flight = locked.orders.filter(purpose=OrderPurpose.EXIT, status=OrderStatus.SUBMITTED).first()
         if in_flight is not None:
             raise ExchangeCloseFailed(
@@ -356,12 +369,13 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
             exchange=locked.exchange,
             symbol=locked.symbol,
             side=locked.side,
-            qty=locked.qty,
+            qty=order_qty,
             status=OrderStatus.SUBMITTED,
             purpose=OrderPurpose.EXIT,
             trade_side=_trade_side(locked.side, OrderPurpose.EXIT),
             reduce_only=True,
             client_order_id=client_order_id(locked, "exit", attempt),
+            close_reason=reason,
             created_at=timezone.now(),
         )
     failure = None
@@ -370,7 +384,7 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
             lambda: broker.close(
                 symbol=locked.symbol,
                 side=locked.side,
-                qty=locked.qty,
+                qty=order_qty,
                 price=None,
                 client_order_id=order.client_order_id,
             )
@@ -385,16 +399,28 @@ def exchange_position_close(*, position: Position, reason: str, now: datetime | 
                 pass
     if failure is not None and failure.kind == "auth":
         switch_off(f"exchange authentication failed: {failure.message}")
-    closed = _book_exit_fill(locked, order, fill, failure=failure, reason=reason, now=now or timezone.now())
-    return ExchangeCloseResult(position=locked, closed_now=closed)
+    _book_exit_fill(locked, order, fill, failure=failure, reason=reason, now=now or timezone.now())
+    return ExchangeCloseResult(position=locked, closed_now=not locked.is_open, exited_qty=order.filled_qty)
+
+
+def _partial_exit_qty(broker: Broker, position: Position, fraction: Decimal) -> Decimal:
+    """`fraction` of the open quantity, rounded down to the exchange's lot size (before any lock:
+    the markets may be read over HTTP); refused when that is below the market's minimum."""
+    try:
+        return broker.lot_qty(symbol=position.symbol, qty=position.qty * fraction)
+    except EntryRefused as exc:
+        raise ExchangeCloseFailed(f"a partial exit of position {position.pk} is refused: {exc.message}") from None
+    except BrokerError as exc:
+        raise ExchangeCloseFailed(f"exchange markets unavailable: {exc.message}") from None
 
 
 def _book_exit_fill(
     position: Position, order: Order, fill: Fill | None, *, failure: BrokerError | None, reason: str, now: datetime
 ) -> bool:
-    """Write an exit order's outcome. Only a full fill is the close (booked through close_positions
-    with the fill's price and fee). A partial fill is recorded on the order, the position stays open
-    and the switch goes off for an operator; anything else raises ExchangeCloseFailed."""
+    """Write an exit order's outcome and book what filled: the whole open quantity is the close,
+    less is a partial exit. An order filled only in part (the exchange closed less than asked: the
+    position shrank there, by ADL say) is booked for what filled, and the switch goes off for an
+    operator; nothing filled raises ExchangeCloseFailed."""
     order.updated_at = timezone.now()
     if fill is None or fill.qty <= 0 or fill.price is None:
         refused = (failure is not None and not failure.maybe_sent) or (
@@ -408,15 +434,28 @@ def _book_exit_fill(
     order.price, order.filled_qty, order.fee = fill.price, fill.qty, fill.fee
     order.exchange_order_id = fill.exchange_order_id or order.exchange_order_id
     if fill.qty < order.qty:
-        done = fill.status not in (OrderStatus.SUBMITTED,)
-        order.status = OrderStatus.PARTIALLY_FILLED if done else OrderStatus.SUBMITTED
+        if fill.status == OrderStatus.SUBMITTED:  # still working: the reconciliation settles it
+            order.status = OrderStatus.SUBMITTED
+            order.error = f"partial exit fill: {fill.qty} of {order.qty}"
+            order.save(
+                update_fields=["status", "price", "filled_qty", "fee", "exchange_order_id", "error", "updated_at"]
+            )
+            message = (
+                f"position {position.pk}: partial exit fill: {fill.qty} of {order.qty} so far (still open in LOMS)"
+            )
+            switch_off(message)
+            raise ExchangeCloseFailed(message)
+        order.status = OrderStatus.PARTIALLY_FILLED
         order.error = f"partial exit fill: {fill.qty} of {order.qty}"
-        order.save(update_fields=["status", "price", "filled_qty", "fee", "exchange_order_id", "error", "updated_at"])
-        message = f"position {position.pk}: partial exit fill: {fill.qty} of {order.qty} (still open in LOMS)"
+        _book_close(position, price=fill.price, fee=fill.fee, qty=fill.qty, reason=reason, order=order, now=now)
+        message = (
+            f"position {position.pk}: partial exit fill: {fill.qty} of {order.qty} "
+            f"(booked; {position.qty} still open in LOMS)"
+        )
         switch_off(message)
         raise ExchangeCloseFailed(message)
     order.status = OrderStatus.FILLED
-    return _book_close(position, price=fill.price, fee=fill.fee, reason=reason, order=order, now=now)
+    return _book_close(position, price=fill.price, fee=fill.fee, qty=fill.qty, reason=reason, order=order, now=now)
 
 
 def sweep_exchange_positions(
@@ -581,7 +620,8 @@ def _resolve_submitted(broker: Broker, result: ReconcileResult, now: datetime) -
                     reason = _exchange_reason(order.position, fill.price)
                 else:
                     reason = CloseReason.EXCHANGE_CLOSE
-                if _book_exit_fill(order.position, order, fill, failure=None, reason=reason, now=now):
+                booked = _book_exit_fill(order.position, order, fill, failure=None, reason=reason, now=now)
+                if booked and not order.position.is_open:
                     result.closed.append(order.position_id)
             except ExchangeCloseFailed as exc:
                 log_event(logger, "exit_order_resolved", logging.WARNING, order_id=order.pk, outcome=exc.message)
@@ -632,6 +672,7 @@ def _reconcile_positions(broker: Broker, result: ReconcileResult, now: datetime)
                     position,
                     price=closed.close_price,
                     fee=fee,
+                    qty=position.qty,
                     order=order,
                     now=now,
                     reason=_exchange_reason(position, closed.close_price),

@@ -106,12 +106,16 @@ def _amount(value: Decimal | None) -> str | None:
     return None if value is None else format(Decimal(value).quantize(QUANT), "f")
 
 
-def position_close_details(position: Position, *, via: str) -> dict:
-    """What a manual close booked, for its audit row (amounts as the columns store them)."""
-    return {
+def position_close_details(position: Position, *, via: str, exited_qty: Decimal | None = None) -> dict:
+    """What a manual close (or partial exit: the position is still open) booked, for its audit row
+    (amounts as the columns store them)."""
+    details = {
         "via": via,
         "close_reason": position.auto_close_reason,
         "symbol": position.symbol,
         "close_price": _amount(position.close_price),
         "pnl": _amount(position.pnl),
     }
+    if position.is_open:
+        details.update(exited_qty=_amount(exited_qty), qty_open=_amount(position.qty))
+    return details

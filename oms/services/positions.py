@@ -203,23 +203,35 @@ def position_open(*, request: PositionRequest) -> OpenedPosition:
 @dataclass(frozen=True)
 class CloseResult:
     position: Position
-    closed_now: bool  # False: it was already closed (by someone else, or earlier)
+    closed_now: bool  # False: it was already closed (by someone else, or earlier), or only part of it closed
+    exited_qty: Decimal = Decimal("0")  # the quantity this call closed: all that was open, or a partial exit
 
 
-def position_close(*, position: Position, price: Decimal, reason: str, now: datetime | None = None) -> CloseResult:
+def position_close(
+    *,
+    position: Position,
+    price: Decimal | None,
+    reason: str,
+    now: datetime | None = None,
+    fraction: Decimal | None = None,
+) -> CloseResult:
     """Close an open position at `price` (an exchange position: with a reduce-only order, at its
-    fill). Books the close (and its PnL) exactly once; raises `PositionCloseFailed` when this
-    position's close cannot be booked (`ExchangeCloseFailed` when the exchange refuses it)."""
+    fill), or, with a `fraction` below 1, that share of what is open (a partial exit). Books the
+    close (and its PnL) exactly once; raises `PositionCloseFailed` when this position's close cannot
+    be booked (`ExchangeCloseFailed` when the exchange refuses it)."""
     if position.broker_mode != BrokerMode.PAPER:
         from oms.services.execution import exchange_position_close
 
-        closed = exchange_position_close(position=position, reason=reason, now=now)
-        return CloseResult(position=closed.position, closed_now=closed.closed_now)
-    outcome = close_positions([CloseInstruction(position.pk, price, reason)], now=now)
+        closed = exchange_position_close(position=position, reason=reason, now=now, fraction=fraction)
+        return CloseResult(
+            position=closed.position, closed_now=closed.closed_now, exited_qty=closed.exited_qty or Decimal("0")
+        )
+    outcome = close_positions([CloseInstruction(position.pk, price, reason, fraction=fraction)], now=now)
     if outcome.failed:
         raise PositionCloseFailed(f"position {position.pk} could not be closed: {outcome.failed[position.pk]}")
-    if outcome.closed:
-        return CloseResult(position=outcome.closed[0], closed_now=True)
+    if outcome.closed or outcome.partially_closed:
+        booked = (outcome.closed or outcome.partially_closed)[0]
+        return CloseResult(position=booked, closed_now=bool(outcome.closed), exited_qty=outcome.exited[booked.pk])
     position.refresh_from_db()
     return CloseResult(position=position, closed_now=False)
 
@@ -234,22 +246,26 @@ def market_price(symbol: str) -> Decimal:
 
 
 def position_close_at_market(
-    *, position_id: int, reason: str = CloseReason.MANUAL, operator: Operator | None = None
+    *,
+    position_id: int,
+    reason: str = CloseReason.MANUAL,
+    operator: Operator | None = None,
+    fraction: Decimal | None = None,
 ) -> CloseResult:
-    """Close one position at the current market price; an already closed one is returned as is.
-    With an `operator`, a close made now is recorded in the operator audit (action `close`)."""
+    """Close one position at the current market price (with a `fraction` below 1: that share of
+    what is open); an already closed one is returned as is. With an `operator`, a close made now is
+    recorded in the operator audit (action `close`)."""
     try:
         position = Position.objects.get(pk=position_id)
     except Position.DoesNotExist:
         raise PositionNotFound(f"position {position_id} does not exist") from None
     if not position.is_open:
         return CloseResult(position=position, closed_now=False)
-    if position.broker_mode != BrokerMode.PAPER:  # the exchange fill is the price
-        result = position_close(position=position, price=None, reason=reason)
-    else:
-        result = position_close(position=position, price=market_price(position.symbol), reason=reason)
-    if operator and result.closed_now:
-        operator.record("close", position=result.position, details=position_close_details(result.position, via="close"))
+    price = None if position.broker_mode != BrokerMode.PAPER else market_price(position.symbol)  # else: the fill
+    result = position_close(position=position, price=price, reason=reason, fraction=fraction)
+    if operator and result.exited_qty:
+        details = position_close_details(result.position, via="close", exited_qty=result.exited_qty)
+        operator.record("close", position=result.position, details=details)
     return result
 
 

@@ -228,7 +228,7 @@ def test_paper_mode_never_closes_an_exchange_position_at_a_simulated_price(
 
 
 # --- defect 6: a partial exit fill ---------------------------------------------------------------
-def test_a_partial_exit_fill_is_not_booked_as_a_close_and_turns_the_switch_off(exchange, anon_client, signal_body):
+def test_a_partial_exit_fill_is_booked_as_a_partial_exit_and_turns_the_switch_off(exchange, anon_client, signal_body):
     send(anon_client, signal_body, symbol="ETHUSDT", price=3000, qty=0.02)
     exchange.positions["ETHUSDT"].qty = Decimal("0.01")  # half reduced on the exchange (ADL)
     position = Position.objects.get()
@@ -237,6 +237,7 @@ def test_a_partial_exit_fill_is_not_booked_as_a_close_and_turns_the_switch_off(e
     position.refresh_from_db()
     exit_order = position.orders.get(purpose="exit")
     assert position.status == PositionStatus.OPEN and position.pnl is None
+    assert (position.qty, position.closed_qty) == (Decimal("0.01"), Decimal("0.01"))  # what filled is booked
     assert (exit_order.status, exit_order.filled_qty) == (OrderStatus.PARTIALLY_FILLED, Decimal("0.01"))
     state = switch_state()
     assert not state.switch_on and "partial exit fill: 0.01 of 0.02" in state.reason
