@@ -232,7 +232,9 @@ for _key, _value, _max in (
             f"{_key}: must be between MIN_TP_SL_PCT ({MIN_TP_SL_PCT}) and "
             f"{'MAX_TP_PCT' if _key == 'DEFAULT_TP_PCT' else 'MAX_SL_PCT'} ({_max})"
         )
-DEFAULT_EXIT_STRATEGY = env.str("DEFAULT_EXIT_STRATEGY", "tp_sl_static", choices=("tp_sl_static", "tp_sl_trailing_v1"))
+DEFAULT_EXIT_STRATEGY = env.str(
+    "DEFAULT_EXIT_STRATEGY", "tp_sl_static", choices=("tp_sl_static", "tp_sl_trailing_v1", "tp_scale_out")
+)
 PAPER_FEE_RATE = env.decimal("PAPER_FEE_RATE", Decimal("0"), minimum=Decimal("0"))
 PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Decimal("0"))
 
@@ -318,6 +320,11 @@ TRAILING_DISTANCE_PCT = env.decimal("TRAILING_DISTANCE_PCT", Decimal("0.5"), min
 if not Decimal("0") < TRAILING_DISTANCE_PCT < Decimal("100"):
     raise ImproperlyConfigured("TRAILING_DISTANCE_PCT: must be greater than 0 and less than 100")
 MAX_HOLDING_MIN = env.int("MAX_HOLDING_MIN", None, minimum=1, optional=True)  # empty: no time limit
+# tp_scale_out: the first take profit closes TP1_FRACTION of the position TP1_PCT % from the entry.
+TP1_PCT = env.decimal("TP1_PCT", Decimal("1.0"), minimum=Decimal("0"))
+TP1_FRACTION = env.decimal("TP1_FRACTION", Decimal("0.5"), minimum=Decimal("0"))
+if not Decimal("0") < TP1_PCT or not Decimal("0") < TP1_FRACTION < Decimal("1"):
+    raise ImproperlyConfigured("TP1_PCT must be greater than 0 and TP1_FRACTION between 0 and 1 (both excluded)")
 
 # --- Health and alerts (oms/services/health.py, oms/services/notify.py) ----------------------------
 HEALTH_FAILED_SWEEPS = env.int("HEALTH_FAILED_SWEEPS", 3, minimum=1)  # this many failed sweeps in a row: degraded

@@ -44,6 +44,8 @@ class ExitParams:
     trailing_activation_pct: Decimal = Decimal("1.0")
     trailing_distance_pct: Decimal = Decimal("0.5")
     max_holding_min: int | None = None
+    tp1_pct: Decimal = Decimal("1.0")
+    tp1_fraction: Decimal = Decimal("0.5")
 
     @classmethod
     def from_settings(cls) -> ExitParams:
@@ -53,18 +55,23 @@ class ExitParams:
             trailing_activation_pct=settings.TRAILING_ACTIVATION_PCT,
             trailing_distance_pct=settings.TRAILING_DISTANCE_PCT,
             max_holding_min=settings.MAX_HOLDING_MIN,
+            tp1_pct=settings.TP1_PCT,
+            tp1_fraction=settings.TP1_FRACTION,
         )
 
 
 class ExitActionType(StrEnum):
     CLOSE_POSITION = "close_position"
+    PARTIAL_CLOSE = "partial_close"
     UPDATE_LEVELS = "update_levels"
 
 
 @dataclass(frozen=True)
 class ExitAction:
     type: ExitActionType
-    reason: str = ""  # CLOSE_POSITION: tp, sl, trailing_sl, timeout
+    reason: str = ""  # CLOSE_POSITION: tp, sl, trailing_sl, timeout; PARTIAL_CLOSE: tp1
+    fraction: Decimal | None = None  # PARTIAL_CLOSE: the share of the open quantity
+    sl_price: Decimal | None = None  # UPDATE_LEVELS: a new static stop (tp_scale_out's break-even), or None
     dynamic_tp_price: Decimal | None = None  # UPDATE_LEVELS: the new values of the four columns
     dynamic_sl_price: Decimal | None = None
     max_favorable_move: Decimal | None = None
@@ -76,12 +83,15 @@ class ExitAction:
 
     @property
     def level_fields(self) -> dict[str, Any]:
-        return {
+        fields = {
             "dynamic_tp_price": self.dynamic_tp_price,
             "dynamic_sl_price": self.dynamic_sl_price,
             "max_favorable_move": self.max_favorable_move,
             "exit_meta": self.exit_meta,
         }
+        if self.sl_price is not None:
+            fields["sl_price"] = self.sl_price
+        return fields
 
 
 def _q(value: Decimal) -> Decimal:
@@ -176,11 +186,52 @@ def tp_sl_trailing_v1(position: ExitPosition, ctx: ExitContext, params: ExitPara
     return actions
 
 
+def tp_scale_out(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> list[ExitAction]:
+    """Trailing stop v1, plus a first take profit: when the price first reaches `tp1_pct` % in
+    favour, close `tp1_fraction` of the position and move the stop to break-even (the entry price;
+    never loosened); the rest runs to the take profit (TP2) or the trailing stop. A close decided by
+    trailing v1 at the same price (TP2, the stop, the timeout) wins over TP1."""
+    actions = tp_sl_trailing_v1(position, ctx, params)
+    meta = position.exit_meta or {}
+    if meta.get("tp1_done") or close_action(actions) is not None:
+        return actions
+    long = position.side == "long"
+    entry = position.entry_price
+    tp1 = _q(entry * (1 + params.tp1_pct / HUNDRED)) if long else _q(entry * (1 - params.tp1_pct / HUNDRED))
+    if not (ctx.price >= tp1 if long else ctx.price <= tp1):
+        return actions
+    levels = level_update(actions)
+    stop = position.sl_price
+    break_even = entry if stop is None or (entry > stop if long else entry < stop) else stop
+    trailing_stop = levels.dynamic_sl_price if levels else position.sl_price
+    if trailing_stop is None or (break_even > trailing_stop if long else break_even < trailing_stop):
+        trailing_stop = break_even
+    new_meta = {
+        **(levels.exit_meta if levels else meta),
+        "tp1_done": True,
+        "tp1_price": str(tp1),
+        "tp1_at": ctx.now.isoformat(),
+        "tp1_fraction": str(params.tp1_fraction),
+    }
+    return [
+        ExitAction(
+            ExitActionType.UPDATE_LEVELS,
+            sl_price=break_even,
+            dynamic_tp_price=position.tp_price,
+            dynamic_sl_price=trailing_stop,
+            max_favorable_move=levels.max_favorable_move if levels else None,
+            exit_meta=new_meta,
+        ),
+        ExitAction(ExitActionType.PARTIAL_CLOSE, reason="tp1", fraction=params.tp1_fraction),
+    ]
+
+
 Policy = Callable[[ExitPosition, ExitContext, ExitParams], list[ExitAction]]
 
 POLICIES: dict[str, Policy] = {
     "tp_sl_static": tp_sl_static,
     "tp_sl_trailing_v1": tp_sl_trailing_v1,
+    "tp_scale_out": tp_scale_out,
 }
 
 
@@ -195,6 +246,10 @@ def evaluate_exit(position: ExitPosition, exit_strategy: str, ctx: ExitContext, 
 
 def close_action(actions: list[ExitAction]) -> ExitAction | None:
     return next((a for a in actions if a.type is ExitActionType.CLOSE_POSITION), None)
+
+
+def partial_close_action(actions: list[ExitAction]) -> ExitAction | None:
+    return next((a for a in actions if a.type is ExitActionType.PARTIAL_CLOSE), None)
 
 
 def level_update(actions: list[ExitAction]) -> ExitAction | None:

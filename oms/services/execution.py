@@ -513,6 +513,9 @@ def sweep_exchange_positions(
         if close.position_id not in exchange_ids:
             paper_closes.append(close)
             continue
+        if close.fraction is not None:  # tp_scale_out's first take profit: LOMS's own, not on the exchange
+            _exchange_partial_exit(broker, close)
+            continue
         if close.reason != CloseReason.TIMEOUT:
             continue  # the exchange's TP/SL closes it; the reconciliation books it
         try:
@@ -526,6 +529,31 @@ def sweep_exchange_positions(
                 error=exc.message,
             )
     return paper_closes, kept_updates
+
+
+def _exchange_partial_exit(broker: Broker, close: CloseInstruction) -> None:
+    """A partial exit decided by the sweep for an exchange position: a reduce-only order for the
+    share; once it filled, the exchange-side stop moves to the policy's new stop (break-even). The
+    policy's levels (TP1 done) are stored either way, so the exit is never repeated; when the
+    exchange refuses the stop move, LOMS keeps the stop the exchange still holds and alerts."""
+    position = Position.objects.get(pk=close.position_id)
+    try:
+        result = exchange_position_close(position=position, reason=close.reason, fraction=close.fraction)
+    except (BrokerError, ExchangeCloseFailed) as exc:
+        log_event(logger, "exchange_partial_exit_failed", logging.WARNING, position_id=position.pk, error=exc.message)
+        return
+    if not result.exited_qty or not result.position.is_open or not close.level_fields:
+        return
+    levels = dict(close.level_fields)
+    new_sl = levels.get("sl_price")
+    if new_sl is not None:
+        try:
+            broker.move_stop(symbol=position.symbol, side=position.side, sl_price=new_sl)
+        except BrokerError as exc:
+            levels.pop("sl_price")
+            levels.pop("dynamic_sl_price", None)
+            broker_alert(f"position {position.pk}: the exchange refused to move its stop to {new_sl}: {exc.message}")
+    Position.objects.open().filter(pk=position.pk).update(**levels)
 
 
 # --- reconciliation ------------------------------------------------------------------------------

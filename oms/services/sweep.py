@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
-from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
+from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update, partial_close_action
 from oms.models import AutoCloseMonitor, ExitStrategy, Position, SweepRun
 from oms.services.closing import CHUNK, CloseInstruction, close_positions
 from pricing.quotes import PriceMode
@@ -64,6 +64,7 @@ class SweepResult:
     duration_ms: float = 0.0
     checked: int = 0
     closed: list[Position] = field(default_factory=list)
+    partially_closed: list[Position] = field(default_factory=list)  # tp_scale_out's first take profits
     levels_updated: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # symbol → why it had no usable price
     failed_positions: dict[int, str] = field(default_factory=dict)  # id → why its exit could not be done
@@ -174,9 +175,14 @@ def _sweep(
             continue
         if not actions:
             continue
-        levels, close = level_update(actions), close_action(actions)
+        levels, close, partial = level_update(actions), close_action(actions), partial_close_action(actions)
+        level_fields = levels.level_fields if levels else None
         if close is not None:
-            closes.append(CloseInstruction(candidate.id, price, close.reason, levels.level_fields if levels else None))
+            closes.append(CloseInstruction(candidate.id, price, close.reason, level_fields))
+        elif partial is not None:  # tp_scale_out's first take profit, with its stop moved to break-even
+            closes.append(
+                CloseInstruction(candidate.id, price, partial.reason, level_fields, fraction=partial.fraction)
+            )
         elif levels is not None:
             updates.append(Position(id=candidate.id, **levels.level_fields))
 
@@ -188,7 +194,7 @@ def _sweep(
     with transaction.atomic():
         monitor = _lock_monitor(lease_owner)
         outcome = close_positions(closes, now=now)
-        result.closed = outcome.closed
+        result.closed, result.partially_closed = outcome.closed, outcome.partially_closed
         result.failed_positions.update(outcome.failed)
         result.levels_updated = _update_levels(updates, result)
         _record_sweep(monitor, result, lease_owner=lease_owner, started=started)
@@ -220,10 +226,10 @@ def _load_candidates(cutoff: datetime, *, with_created_at: bool) -> list[_Candid
     """Open positions old enough to check. Static ones without the columns they do not need:
     converting 10 000 JSON and datetime values is most of a quiet sweep's cost."""
     ripe = Position.objects.open().filter(created_at__lte=cutoff).order_by()
-    trailing = ExitStrategy.TP_SL_TRAILING_V1
+    with_meta = [ExitStrategy.TP_SL_TRAILING_V1, ExitStrategy.TP_SCALE_OUT]
     static_fields = EVAL_FIELDS[:8] if with_created_at else EVAL_FIELDS[:7]
-    candidates = [_Candidate(*row) for row in ripe.exclude(exit_strategy=trailing).values_list(*static_fields)]
-    candidates += [_Candidate(*row) for row in ripe.filter(exit_strategy=trailing).values_list(*EVAL_FIELDS)]
+    candidates = [_Candidate(*row) for row in ripe.exclude(exit_strategy__in=with_meta).values_list(*static_fields)]
+    candidates += [_Candidate(*row) for row in ripe.filter(exit_strategy__in=with_meta).values_list(*EVAL_FIELDS)]
     return candidates
 
 

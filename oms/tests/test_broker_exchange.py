@@ -601,3 +601,27 @@ def test_an_exchange_stop_loss_counts_for_the_trips_and_the_statistics(settings,
     state = switch_state()
     assert not state.switch_on and state.changed_by != "broker"  # the trip, not the reconciliation
     assert Client().get("/stats").json()["sl_count"] == 1
+
+
+def test_tp_scale_out_on_the_exchange_closes_the_share_reduce_only_and_moves_the_exchange_stop(
+    exchange, settings, anon_client, signal_body
+):
+    from oms.tests.test_sweep import StubSource
+
+    settings.TP1_PCT, settings.TP1_FRACTION, settings.TRAILING_ACTIVATION_PCT = (
+        Decimal("1"),
+        Decimal("0.5"),
+        Decimal("5"),
+    )
+    settings.LIVE_MAX_NOTIONAL_USDT = Decimal("200")
+    exchange.equity = Decimal("10000")
+    position = open_via_signal(anon_client, signal_body, exit_strategy="tp_scale_out", tp_pct=10, qty=0.003)
+    auto_close_sweep(source=StubSource({"BTCUSDT": "60700"}))  # 1.17 % above the entry: TP1
+    position.refresh_from_db()
+    assert position.status == PositionStatus.OPEN and position.qty == Decimal("0.002")  # 0.0015 → the lot: 0.001
+    assert exchange.positions["BTCUSDT"].qty == position.qty
+    assert exchange.orders[f"loms-{position.pk}-c1"].reduce_only
+    assert position.sl_price == position.entry_price and position.exit_meta["tp1_done"] is True
+    assert exchange.positions["BTCUSDT"].sl == Decimal(exchange_price(position.entry_price))
+    auto_close_sweep(source=StubSource({"BTCUSDT": "60700"}))  # TP1 is done: no second exit order
+    assert f"loms-{position.pk}-c2" not in exchange.orders

@@ -1,5 +1,6 @@
 """Console pages: who sees what, and the actions going through the same services as the API."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -323,3 +324,16 @@ def test_the_overview_figures_follow_the_book(viewer_web):
     closed_position(pnl="-1", reason="sl")
     page = viewer_web.get("/")
     assert page.context["stats"]["closed_positions"] == 2 and page.context["stats"]["total_pnl"] == Decimal("4")
+
+
+def test_a_partially_closed_position_shows_what_is_open_what_closed_and_each_exit(operator_web, dummy_prices):
+    from oms.services.closing import CloseInstruction, close_positions
+
+    position = open_position(entry="100", qty="2")
+    close_positions([CloseInstruction(position.pk, Decimal("110"), "signal", fraction=Decimal("0.5"))])
+    page = operator_web.get(f"/console/positions/{position.pk}").content.decode()
+    shown = dict(re.findall(r'<dd id="position-(qty|closed-qty|realized)"[^>]*>([^<]*)<', page))
+    assert Decimal(shown["qty"]) == Decimal("1")
+    assert [Decimal(v) for v in shown["closed-qty"].split(" of ")] == [Decimal("1"), Decimal("2")]
+    assert Decimal(shown["realized"].split()[0].replace("+", "")) == Decimal("10")
+    assert "<td>signal</td>" in page  # the exit order's reason
