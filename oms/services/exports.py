@@ -26,6 +26,8 @@ EXPORT_FIELDS = [
     "symbol",
     "side",
     "qty",
+    "closed_qty",
+    "realized_gross_pnl",
     "strategy",
     "timeframe_min",
     "entry_price",

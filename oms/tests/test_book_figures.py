@@ -284,6 +284,45 @@ def test_maintained_figures_equal_a_from_scratch_computation(book, close_order, 
         transaction.set_rollback(True)
 
 
+EXIT = st.tuples(
+    st.integers(0, 5),  # which position (modulo the book)
+    st.sampled_from([None, Decimal("0.25"), Decimal("0.5"), Decimal("0.9")]),  # None: the whole rest
+    st.integers(90, 110),  # price
+    st.sampled_from([CloseReason.TP, CloseReason.SL, CloseReason.SIGNAL, CloseReason.MANUAL]),
+)
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    opens=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 1), st.booleans()), min_size=1, max_size=6),
+    exits=st.lists(EXIT, max_size=12),
+)
+def test_partial_exits_through_the_close_path_keep_the_figures_exact(opens, exits):
+    """Issue #12 §2: books with partial exits (real close path, paper fees) give the same figures
+    maintained, from SQL and from scratch; each trade counts once, its exits adding up to its size."""
+    from django.test import override_settings
+
+    from oms.services.closing import CloseInstruction, close_positions
+
+    with override_settings(PAPER_FEE_RATE=Decimal("0.001")), transaction.atomic():
+        positions = [
+            open_position(symbol=f"S{symbol}USDT", strategy=f"st{strategy}", side="long" if long else "short", qty="2")
+            for symbol, strategy, long in opens
+        ]
+        for index, fraction, price, reason in exits:
+            position = positions[index % len(positions)]
+            close_positions([CloseInstruction(position.pk, Decimal(price), reason, fraction=fraction)])
+        check_everything()
+        for position in Position.objects.all():
+            exits_qty = sum(o.qty for o in position.orders.filter(purpose="exit"))
+            assert position.opened_qty == Decimal("2") and exits_qty == position.closed_qty + (
+                position.qty if position.status == PositionStatus.CLOSED else 0
+            )
+        transaction.set_rollback(True)
+
+
 def test_the_real_open_and_close_paths_keep_the_figures_exact(anon_client, settings, signal_body):
     from oms.services.closing import CloseInstruction, close_positions
     from oms.services.positions import position_close
