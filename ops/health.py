@@ -15,7 +15,10 @@ from oms.services.health import HealthContext, Reason
 from ops.backups import FORMAT_VERSION, backups_list
 
 
+@lru_cache(maxsize=1)
 def _installed_at() -> datetime | None:
+    """When the database was created (its first migration): read once per process, as it never
+    changes (`/health` runs this check on every request while no backup exists)."""
     from django.db.migrations.recorder import MigrationRecorder
 
     row = MigrationRecorder.Migration.objects.filter(app="oms", name="0001_initial").first()

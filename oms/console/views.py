@@ -117,9 +117,10 @@ def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -
 def overview(request: HttpRequest) -> HttpResponse:
     limits = TripLimits.from_settings()
     last_change = switch_last_change()
+    switch = switch_state()
     context = {
-        "health": health_report(),
-        "switch": switch_state(),
+        "health": health_report(switch=switch),
+        "switch": switch,
         "last_change": last_change,
         **_overview_figures(limits, last_change),
         "latest_signals": signal_list()[:10],

@@ -275,8 +275,9 @@ def auto_close_report(monitor: AutoCloseMonitor | None = None) -> dict:
     }
 
 
-def health_report(*, details: bool = True) -> dict:
+def health_report(*, details: bool = True, switch: SwitchState | None = None) -> dict:
     """Service state; never contains a secret. `status` is ok, degraded or error; `reasons` says why.
+    `switch`: the switch state when the caller has just read it (a page showing both).
 
     With `details=False` (anonymous `/health`) only the state and the public reasons are returned:
     no database URL, paths, user names, worker host/pid or the switch's free-text reason.
@@ -297,7 +298,7 @@ def health_report(*, details: bool = True) -> dict:
         "price_exchange": settings.PRICE_EXCHANGE,
     }
     try:
-        state = switch_state()
+        state = switch or switch_state()
         monitor = AutoCloseMonitor.load()
         auto_close = auto_close_report(monitor)
         reasons = health_reasons(HealthContext(now=now, switch=state, monitor=monitor, auto_close=auto_close))
