@@ -176,3 +176,30 @@ def test_live_parts_refresh_without_a_full_reload(page, live_server, operator, b
     expect(page.locator(f"#position-{position_id}")).to_contain_text("XRPUSDT", timeout=12_000)
     assert page.evaluate("window.__notReloaded") is True
     expect(page.locator("#live-status")).to_have_text(re.compile(r"Updated \d"))
+
+
+def test_a_partial_exit_shows_on_the_position_and_the_close_books_the_whole_trade(
+    page, live_server, operator, bot_token, dummy_prices
+):
+    from oms.services.positions import position_close_at_market
+
+    position_id = send_signal(live_server.url, bot_token, price=98.0, qty=2)["position_id"]
+    position_close_at_market(position_id=position_id, reason="signal", fraction=Decimal("0.5"))  # at 100
+    log_in(page, live_server.url, operator)
+    page.goto(f"{live_server.url}/console/positions/{position_id}")
+    expect(page.locator("#position-qty")).to_have_text(re.compile(r"^1(\.0+)?$"))
+    expect(page.locator("#position-closed-qty")).to_have_text(re.compile(r"^1(\.0+)? of 2(\.0+)?$"))
+    expect(page.locator("#position-realized")).to_contain_text("+2.0000 USDT")
+    expect(page.get_by_role("cell", name="signal", exact=True)).to_be_visible()  # the exit order's reason
+
+    page.goto(f"{live_server.url}/console/positions/{position_id}/close")
+    expect(page.locator("#confirm-pnl")).to_contain_text("+4.0000 USDT")  # both halves, +2 each
+    page.click("#confirm-close")
+    expect(page.locator(".msg-success")).to_contain_text("PnL +4.0000 USDT")
+    position = Position.objects.get(pk=position_id)
+    assert (position.status, position.pnl, position.closed_qty, position.qty) == (
+        "closed",
+        Decimal("4"),
+        Decimal("1"),
+        Decimal("1"),
+    )
