@@ -235,6 +235,9 @@ for _key, _value, _max in (
 DEFAULT_EXIT_STRATEGY = env.str("DEFAULT_EXIT_STRATEGY", "tp_sl_static", choices=("tp_sl_static", "tp_sl_trailing_v1"))
 PAPER_FEE_RATE = env.decimal("PAPER_FEE_RATE", Decimal("0"), minimum=Decimal("0"))
 PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Decimal("0"))
+# Funding on open paper positions at each funding time, when prices come from an exchange's
+# perpetuals (never with the simulator, a replay or spot): oms/services/funding.py.
+PAPER_FUNDING = env.bool("PAPER_FUNDING", True)
 
 # Risk limits: empty means "no limit".
 MAX_OPEN_POSITIONS = env.int("MAX_OPEN_POSITIONS", None, minimum=0, optional=True)
