@@ -344,3 +344,40 @@ def test_funding_racing_a_close_is_either_in_the_closed_pnl_or_not_booked(bybit_
     assert position.funding == funding
     assert position.fee == D("0.1") + funding + D("0.11")  # entry fee, funding if booked, exit fee
     assert position.pnl == D("10") - position.fee
+
+
+# --- where funding is shown ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_position_page_lists_the_funding_payments(viewer):
+    from django.test import Client
+
+    position = open_position(side="short", qty="0.2", created_at=BEFORE_ALL)
+    position_funding_book(position_id=position.pk, event=FundingEvent("BTCUSDT", T3, R3), price=MARK)
+    client = Client()
+    client.force_login(viewer)
+
+    page = client.get(f"/console/positions/{position.pk}").content.decode()
+
+    assert 'id="funding"' in page
+    assert "2025-06-19 08:00 UTC" in page
+    assert "-2.096337" in page  # 0.2 × 104816.87 × 0.0001, received by the short
+    assert "of which funding" in page
+
+
+@pytest.mark.django_db
+def test_the_export_has_the_funding_column():
+    import csv
+    import io
+
+    from oms.services.exports import positions_export
+
+    position = open_position(side="long", qty="1", created_at=BEFORE_ALL)
+    position_funding_book(position_id=position.pk, event=FundingEvent("BTCUSDT", T1, D("0.0001")), price=D("100"))
+    handle = io.StringIO()
+
+    positions_export(Position.objects.all(), handle, fmt="csv")
+
+    row = next(csv.DictReader(io.StringIO(handle.getvalue())))
+    assert (row["funding"], row["fee"]) == ("0.01", "0.01")
