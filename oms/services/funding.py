@@ -92,9 +92,7 @@ def funding_run(*, now: datetime | None = None) -> FundingRunResult:
 def _book_symbol(
     positions: list[Position], events: list[FundingEvent], price: Decimal, now: datetime, result: FundingRunResult
 ) -> None:
-    booked = set(
-        PositionFunding.objects.filter(position__in=positions).values_list("position_id", "funding_time")
-    )
+    booked = set(PositionFunding.objects.filter(position__in=positions).values_list("position_id", "funding_time"))
     for position in positions:
         for event in events:
             if not position.created_at < event.time <= now or (position.pk, event.time) in booked:

@@ -25,7 +25,11 @@ BYBIT = "https://bybit.test"
 TICKERS = f"{BYBIT}/v5/market/tickers"
 HISTORY = f"{BYBIT}/v5/market/funding/history"
 MARK = D("104816.87")  # markPrice of the recorded BTCUSDT ticker
-T1, T2, T3 = (datetime(2025, 6, 18, 16, tzinfo=UTC), datetime(2025, 6, 19, 0, tzinfo=UTC), datetime(2025, 6, 19, 8, tzinfo=UTC))
+T1, T2, T3 = (
+    datetime(2025, 6, 18, 16, tzinfo=UTC),
+    datetime(2025, 6, 19, 0, tzinfo=UTC),
+    datetime(2025, 6, 19, 8, tzinfo=UTC),
+)
 R1, R2, R3 = D("0.00005217"), D("-0.00002731"), D("0.0001")  # the recorded settled rates
 BEFORE_ALL = T1 - timedelta(hours=1)
 
@@ -104,7 +108,9 @@ def test_each_settled_funding_time_is_booked_on_open_longs_and_shorts(bybit_pric
         (T2, R2, (D("0.2") * MARK * R2).quantize(D("1e-10"))),
         (T3, R3, (D("0.2") * MARK * R3).quantize(D("1e-10"))),
     ]
-    assert [amount for _, _, amount in booked(short)] == [-(D("0.1") * MARK * r).quantize(D("1e-10")) for r in (R1, R2, R3)]
+    assert [amount for _, _, amount in booked(short)] == [
+        -(D("0.1") * MARK * r).quantize(D("1e-10")) for r in (R1, R2, R3)
+    ]
     long.refresh_from_db()
     paid = sum(amount for _, _, amount in booked(long))
     assert long.funding == paid and long.fee == D("1.5") + paid
@@ -196,7 +202,10 @@ def test_funding_is_off_for_the_simulator_and_sends_no_request(settings, http):
 
     result = funding_run()
 
-    assert result.as_dict() == {"state": "off", "reason": "no funding with PRICE_SOURCE=simulator / PRICE_EXCHANGE=dummy"}
+    assert result.as_dict() == {
+        "state": "off",
+        "reason": "no funding with PRICE_SOURCE=simulator / PRICE_EXCHANGE=dummy",
+    }
     assert len(http.calls) == 0
     assert position.fundings.count() == 0
 

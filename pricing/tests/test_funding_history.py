@@ -40,9 +40,7 @@ def test_bitget_usdt_futures_funding_history_is_read_oldest_first_with_exact_rat
     http.get(
         BITGET_HISTORY,
         json=recorded("bitget_mix_history_fund_rate_BTCUSDT"),
-        match=[
-            matchers.query_param_matcher({"symbol": "BTCUSDT", "productType": "USDT-FUTURES", "pageSize": "100"})
-        ],
+        match=[matchers.query_param_matcher({"symbol": "BTCUSDT", "productType": "USDT-FUTURES", "pageSize": "100"})],
     )
 
     events = BitgetSource(base_url="https://bitget.test", **OPTIONS).funding_history("BTCUSDT")
