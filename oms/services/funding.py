@@ -45,6 +45,10 @@ from pricing.sources import fetch_prices
 logger = logging.getLogger("loms.oms.funding")
 
 
+class FundingRefused(Exception):
+    """This payment cannot be stored (an amount the columns cannot hold)."""
+
+
 @dataclass
 class FundingRunResult:
     state: str = "ok"  # ok, off
@@ -106,10 +110,6 @@ def _book_symbol(
             if payment is not None:
                 result.booked += 1
                 result.amount += payment.amount
-
-
-class FundingRefused(Exception):
-    """This payment cannot be stored (an amount the columns cannot hold)."""
 
 
 @transaction.atomic
