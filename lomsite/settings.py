@@ -237,6 +237,9 @@ DEFAULT_EXIT_STRATEGY = env.str(
 )
 PAPER_FEE_RATE = env.decimal("PAPER_FEE_RATE", Decimal("0"), minimum=Decimal("0"))
 PAPER_SLIPPAGE_BPS = env.decimal("PAPER_SLIPPAGE_BPS", Decimal("0"), minimum=Decimal("0"))
+# Funding on open paper positions at each funding time, when prices come from an exchange's
+# perpetuals (never with the simulator, a replay or spot): oms/services/funding.py.
+PAPER_FUNDING = env.bool("PAPER_FUNDING", True)
 
 # Risk limits: empty means "no limit".
 MAX_OPEN_POSITIONS = env.int("MAX_OPEN_POSITIONS", None, minimum=0, optional=True)

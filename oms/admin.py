@@ -143,6 +143,7 @@ class PositionAdmin(ReadOnlyAdmin):
                     "close_price",
                     "pnl",
                     "fee",
+                    "funding",
                     "return_pct",
                     "auto_close_reason",
                 )

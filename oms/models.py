@@ -116,6 +116,8 @@ class Position(models.Model):
     close_price = models.DecimalField(**PRICE, null=True, blank=True)
     pnl = models.DecimalField(**PRICE, null=True, blank=True)
     fee = models.DecimalField(**PRICE, default=Decimal("0"))
+    # Paper funding paid (received if negative) so far, also counted in `fee` (oms/services/funding.py).
+    funding = models.DecimalField(**PRICE, default=Decimal("0"))
     auto_close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
     exit_strategy = models.CharField(max_length=32, choices=ExitStrategy.choices, default=ExitStrategy.TP_SL_STATIC)
     dynamic_tp_price = models.DecimalField(**PRICE, null=True, blank=True)
@@ -572,3 +574,29 @@ class OperatorAction(models.Model):
         return (
             f"{self.get_action_display()} by {self.actor} ({self.get_source_display()}) at {self.at:%Y-%m-%d %H:%M:%S}"
         )
+
+
+class PositionFunding(models.Model):
+    """One funding payment of an open paper position at one funding time (oms/services/funding.py).
+
+    `amount` = qty × price × rate, positive when the position paid (a long at a positive rate),
+    negative when it received; it is added to the position's `fee` and `funding` in the same
+    transaction. Unique per (position, funding time): a funding time is booked at most once.
+    """
+
+    position = models.ForeignKey(Position, on_delete=models.PROTECT, related_name="fundings")
+    funding_time = models.DateTimeField()
+    rate = models.DecimalField(**PRICE)
+    price = models.DecimalField(**PRICE, help_text="Mark price when booked")
+    qty = models.DecimalField(**PRICE)
+    amount = models.DecimalField(**PRICE, help_text="Paid (positive) or received (negative), in USDT")
+    booked_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["funding_time", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["position", "funding_time"], name="position_funding_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position_id} funding {self.funding_time:%Y-%m-%d %H:%M} {self.amount}"

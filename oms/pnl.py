@@ -28,6 +28,14 @@ def fee_for(*, price: Decimal, qty: Decimal, rate: Decimal) -> Decimal:
     return price * qty * rate
 
 
+def funding_payment(*, side: str, qty: Decimal, price: Decimal, rate: Decimal) -> Decimal:
+    """What a position pays at one funding time: notional (`qty` at `price`) times `rate`, paid by a
+    long and received by a short when the rate is positive, the reverse when it is negative.
+    Positive = paid (added to the fees), negative = received."""
+    amount = price * qty * rate
+    return amount if side == "long" else -amount
+
+
 def gross_pnl(*, side: str, entry_price: Decimal, close_price: Decimal, qty: Decimal) -> Decimal:
     if side == "long":
         return (close_price - entry_price) * qty

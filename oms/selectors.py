@@ -24,6 +24,7 @@ from oms.models import (
     OperatorAction,
     Order,
     Position,
+    PositionFunding,
     PositionStatus,
     Signal,
 )
@@ -180,6 +181,11 @@ def position_list() -> QuerySet[Position]:
 def position_get(position_id: int) -> Position:
     """One position; raises Position.DoesNotExist."""
     return Position.objects.get(pk=position_id)
+
+
+def position_funding_list(position_id: int) -> QuerySet[PositionFunding]:
+    """The funding payments of one position, oldest funding time first."""
+    return PositionFunding.objects.filter(position_id=position_id).order_by("funding_time", "id")
 
 
 def open_book() -> dict:

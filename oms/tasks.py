@@ -67,6 +67,14 @@ def notify_tick() -> dict:
     return tick()
 
 
+def paper_funding() -> dict:
+    """Every minute (schedule `oms.paper_funding`, migration 0015): book the funding settled on the
+    exchange's perpetuals on the open paper positions. Off for the simulator and with PAPER_FUNDING off."""
+    from oms.services.funding import funding_run
+
+    return funding_run().as_dict()
+
+
 def broker_reconcile() -> dict:
     """Every minute (schedule `oms.broker_reconcile`, migration 0013): reconcile with the exchange
     every RECONCILE_INTERVAL_SEC for about a minute. Nothing at all in paper mode."""

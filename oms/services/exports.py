@@ -39,6 +39,7 @@ EXPORT_FIELDS = [
     "close_price",
     "pnl",
     "fee",
+    "funding",  # paper funding paid (negative: received), already counted in `fee`
     "auto_close_reason",
     "exit_strategy",
     "dynamic_tp_price",

@@ -4,6 +4,9 @@
 - USDT futures: `GET /api/v2/mix/market/ticker?symbol=&productType=USDT-FUTURES` for one symbol,
   `GET /api/v2/mix/market/tickers?productType=USDT-FUTURES` for the whole category.
 
+Funding (USDT futures): `GET /api/v2/mix/market/history-fund-rate?symbol=&productType=USDT-FUTURES&pageSize=`,
+the settled rates newest first, each `fundingRate` with its `fundingTime` (epoch ms as a string).
+
 bid/ask/last/mark from `bidPr`/`askPr`/`lastPr`/`markPrice`; the quote time is the row's `ts`
 (epoch ms as a string). Bitget answers errors with HTTP 4xx and `code` ≠ "00000".
 """
@@ -20,6 +23,8 @@ SPOT_TICKERS_PATH = "/api/v2/spot/market/tickers"
 MIX_TICKER_PATH = "/api/v2/mix/market/ticker"
 MIX_TICKERS_PATH = "/api/v2/mix/market/tickers"
 MIX_PRODUCT_TYPE = "USDT-FUTURES"
+FUNDING_HISTORY_PATH = "/api/v2/mix/market/history-fund-rate"
+FUNDING_HISTORY_LIMIT = 100  # events per request, Bitget's maximum page
 PRODUCTS = ("spot", "usdt-futures")
 OK_CODE = "00000"
 
@@ -40,6 +45,20 @@ class BitgetSource(ExchangeTickerSource):
     def describe(self) -> str:
         path = SPOT_TICKERS_PATH if self.is_spot else MIX_TICKERS_PATH
         return f"bitget {self.product} {self.base_url}{path}"
+
+    @property
+    def has_funding(self) -> bool:
+        return not self.is_spot
+
+    def funding_request(self, symbol: str) -> tuple[str, dict[str, str]]:
+        return FUNDING_HISTORY_PATH, {
+            "symbol": symbol.upper(),
+            "productType": MIX_PRODUCT_TYPE,
+            "pageSize": str(FUNDING_HISTORY_LIMIT),
+        }
+
+    def funding_row(self, row: dict[str, Any]) -> tuple[object, object]:
+        return row.get("fundingTime"), row.get("fundingRate")
 
     def single_request(self, symbol: str) -> tuple[str, dict[str, str]]:
         if self.is_spot:

@@ -17,6 +17,7 @@ from typing import Any
 import requests
 from django.utils import timezone
 
+from pricing.funding import FundingError, FundingEvent, parse_rate
 from pricing.quotes import PriceMode, PriceQuote, QuoteError
 from pricing.sources.base import check_fresh
 
@@ -89,6 +90,16 @@ class ExchangeTickerSource:
     def describe(self) -> str:
         return f"{self.name} {self.base_url}"
 
+    # Funding (perpetuals only): the public history of settled funding, one request per symbol.
+    has_funding = False
+
+    def funding_request(self, symbol: str) -> tuple[str, dict[str, str]]:
+        raise NotImplementedError
+
+    def funding_row(self, row: dict[str, Any]) -> tuple[object, object]:
+        """(settlement time in epoch ms, rate) of one funding history row, as the exchange wrote them."""
+        raise NotImplementedError
+
     # --- the PriceSource protocol -----------------------------------------------------------------
     def get_quote(self, symbol: str) -> PriceQuote:
         result = self._fetch([symbol], self.single_request(symbol))[symbol]
@@ -103,6 +114,25 @@ class ExchangeTickerSource:
             return {}
         request = self.single_request(wanted[0]) if len(wanted) == 1 else self.batch_request()
         return self._fetch(wanted, request)
+
+    def funding_history(self, symbol: str) -> list[FundingEvent]:
+        """The latest settled funding events of `symbol`, oldest first; FundingError when unusable."""
+        path, params = self.funding_request(symbol)
+        try:
+            rows = self.answer_rows(self._get_json(path, params))
+        except AnswerError as exc:
+            raise FundingError(symbol, exc.reason) from None
+        events = {}
+        for row in rows:
+            if not isinstance(row, dict) or str(row.get("symbol", "")).upper() != symbol.upper():
+                raise FundingError(symbol, f"unexpected row in the {self.name} funding history: {str(row)[:80]}")
+            raw_time, raw_rate = self.funding_row(row)
+            try:
+                time = ms_timestamp(raw_time, "funding time")
+            except AnswerError as exc:
+                raise FundingError(symbol, exc.reason) from None
+            events[time] = FundingEvent(symbol=symbol, time=time, rate=parse_rate(symbol, raw_rate))
+        return [events[time] for time in sorted(events)]
 
     # --- internals --------------------------------------------------------------------------------
     def _fetch(self, wanted: list[str], request: tuple[str, dict[str, str]]) -> dict[str, PriceQuote | QuoteError]:
