@@ -46,7 +46,9 @@ def size_by_risk(
     nothing is free the qty is left uncapped, so the exposure limit refuses it with its own reason.
     """
     if stop_price is None or stop_price == entry_price:
-        return SizeDecision(False, reason="risk_sizing_needs_stop (RISK_PER_TRADE_PCT sizes by the distance to the stop)")
+        return SizeDecision(
+            False, reason="risk_sizing_needs_stop (RISK_PER_TRADE_PCT sizes by the distance to the stop)"
+        )
     if equity <= 0:
         return SizeDecision(False, reason=f"risk_sizing_no_equity (equity={_plain(equity)})")
     risk = equity * risk_pct / HUNDRED
