@@ -171,6 +171,12 @@ def epoch_equity(epoch: str | None = None) -> dict:
     return equity_figures(epoch, epoch_starting_capital(epoch), figures_epoch_pnl(epoch))
 
 
+def stats_with_equity(filters: dict) -> dict:
+    """GET /stats without group_by: the figures over `filters`, plus the equity figures of the epoch
+    the filters name (`account_label`), else of the current epoch, whatever the other filters."""
+    return {**book_stats(filters), **epoch_equity(filters.get("account_label"))}
+
+
 def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
     """The whole book's equity curve for the overview: after each closed trade while the book has at
     most `max_points` of them (a small query), else at the last close of each closing day, from the
