@@ -382,6 +382,16 @@ def test_queries_per_stats_request_do_not_grow_with_the_book(django_assert_max_n
         figures_stats({"account_label": "default"}, "symbol")
 
 
+def test_an_epochs_equity_is_two_reads_by_key_whatever_the_book(django_assert_num_queries):
+    from oms.selectors import epoch_equity
+
+    for i in range(30):
+        closed_position(pnl=str(i - 10), closed_at=T0 + timedelta(minutes=i), symbol=f"S{i % 4}USDT")
+    with django_assert_num_queries(2):  # the epoch's capital, its maintained PnL row
+        figures = epoch_equity("default")
+    assert figures["equity"] == figures["starting_capital"] + sum(Decimal(i - 10) for i in range(30))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_opens_and_closes_keep_the_figures_exact(settings, signal_body):
     """Real threads, each its own connection: signals opening, the sweep and manual closes racing;
