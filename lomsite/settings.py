@@ -210,6 +210,15 @@ OMS_ENABLED = env.bool("OMS_ENABLED", True)
 DEFAULT_EXCHANGE = env.str("DEFAULT_EXCHANGE", "bitget")
 DEFAULT_QTY = env.decimal("DEFAULT_QTY", Decimal("1.0"), minimum=Decimal("0"))
 DEFAULT_NOTIONAL_USDT = env.decimal("DEFAULT_NOTIONAL_USDT", Decimal("0"), minimum=Decimal("0"))
+# Sizing by risk (issue #12 §4): set, a signal risks this percent of its epoch's equity down to its stop
+# (qty = equity × pct / 100 / |entry − stop|, capped by the notional limits); empty: the signal's qty.
+RISK_PER_TRADE_PCT = env.decimal("RISK_PER_TRADE_PCT", None, minimum=Decimal("0"), optional=True)
+if RISK_PER_TRADE_PCT is not None and not Decimal("0") < RISK_PER_TRADE_PCT <= Decimal("100"):
+    raise ImproperlyConfigured("RISK_PER_TRADE_PCT: must be greater than 0 and at most 100")
+# The starting capital of an epoch that `new_epoch --capital` did not set (and of the epochs before it).
+STARTING_CAPITAL_USDT = env.decimal("STARTING_CAPITAL_USDT", Decimal("10000"), minimum=Decimal("0"))
+if STARTING_CAPITAL_USDT <= 0:
+    raise ImproperlyConfigured("STARTING_CAPITAL_USDT: must be greater than 0")
 DEFAULT_TP_PCT = env.decimal("DEFAULT_TP_PCT", Decimal("4.5"), minimum=Decimal("0"))
 DEFAULT_SL_PCT = env.decimal("DEFAULT_SL_PCT", Decimal("1.5"), minimum=Decimal("0"))
 if DEFAULT_QTY <= 0:

@@ -14,6 +14,7 @@ from oms.console.templatetags import money
 from oms.models import (
     AutoCloseMonitor,
     CloseReason,
+    Epoch,
     OmsControl,
     OmsSwitchChange,
     OperatorAction,
@@ -242,6 +243,14 @@ class OperatorActionAdmin(ReadOnlyAdmin):
     list_filter = ("action", "source", "at")
     search_fields = ("=id", "actor", "reason", "=position__id")
     date_hierarchy = "at"
+
+
+@admin.register(Epoch)
+class EpochAdmin(ReadOnlyAdmin):
+    """The epochs' starting capitals: written by `new_epoch` (audited) only."""
+
+    list_display = ("name", "starting_capital", "created_at")
+    search_fields = ("name",)
 
 
 @admin.register(Signal)

@@ -1,10 +1,10 @@
 """The one definition of every trading figure: winrate, PnL, profit factor, expectancy, equity curve
-and drawdown.
+and drawdown, an epoch's equity and return.
 
 Pure functions over Decimals (no rounding beyond Decimal's 28 significant digits, except the
-winrate, a float percent with 4 decimals), plus one SQL helper (`drawdown_summaries`) that
-computes the same drawdown summary in the database with window functions. `/stats`
-(`oms/selectors.py`), the overview, the maintained book figures (`oms/services/figures.py`),
+winrate, a float percent with 4 decimals, and the return, a percent with 4 decimals), plus one SQL
+helper (`drawdown_summaries`) that computes the same drawdown summary in the database with window
+functions. `/stats` (`oms/selectors.py`), the overview, the maintained book figures (`oms/services/figures.py`),
 `shadow_report` (`oms/services/shadow.py`), `print_stats` and the trips (`oms/services/trips.py`)
 all take their figures from here, so they cannot disagree.
 
@@ -45,6 +45,32 @@ def average(total: Decimal, count: int) -> Decimal | None:
 def expectancy(total_pnl: Decimal, trades: int) -> Decimal | None:
     """Average net PnL per closed trade."""
     return average(total_pnl, trades)
+
+
+RETURN_PLACES = Decimal("0.0001")
+
+
+def equity(starting_capital: Decimal, total_pnl: Decimal) -> Decimal:
+    """An epoch's equity: its starting capital plus the net PnL of its closed trades."""
+    return starting_capital + total_pnl
+
+
+def return_pct(starting_capital: Decimal, equity_now: Decimal) -> Decimal | None:
+    """The return in percent, (equity / starting capital − 1) × 100, with 4 decimals; None without capital."""
+    if starting_capital <= 0:
+        return None
+    return ((equity_now / starting_capital - 1) * 100).quantize(RETURN_PLACES)
+
+
+def equity_figures(epoch: str, starting_capital: Decimal, total_pnl: Decimal) -> dict:
+    """The equity figures of an epoch (added to GET /stats, the console, print_stats, shadow_report)."""
+    equity_now = equity(starting_capital, total_pnl)
+    return {
+        "epoch": epoch,
+        "starting_capital": starting_capital,
+        "equity": equity_now,
+        "return_pct": return_pct(starting_capital, equity_now),
+    }
 
 
 def trades_per_day(trades: int, first_at: datetime | None, last_at: datetime | None) -> float:

@@ -294,6 +294,22 @@ class OmsControl(SingleRow):
         return f"OMS {'ON' if self.enabled else 'OFF'}"
 
 
+class Epoch(models.Model):
+    """The starting capital of a paper epoch (issue #12 §4), recorded by `new_epoch`. An epoch
+    without a row (one started before capitals existed, or the first, `default`) starts with
+    STARTING_CAPITAL_USDT. Its equity is this capital plus the net PnL of its closed positions."""
+
+    name = models.CharField(max_length=64, unique=True)
+    starting_capital = models.DecimalField(**PRICE)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(starting_capital__gt=0), name="epoch_capital_positive")]
+
+    def __str__(self) -> str:
+        return f"epoch {self.name} ({self.starting_capital} USDT)"
+
+
 class SwitchSource(models.TextChoices):
     DASHBOARD = "dashboard", "Dashboard"
     ADMIN = "admin", "Admin"

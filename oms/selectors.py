@@ -8,18 +8,29 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, DecimalField, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from oms.metrics import Sums, db_decimal, downsample, drawdown_summaries, equity_curve, stats_figures
+from oms.metrics import (
+    Sums,
+    db_decimal,
+    downsample,
+    drawdown_summaries,
+    equity_curve,
+    equity_figures,
+    stats_figures,
+)
 from oms.models import (
     STOP_LOSS_REASONS,
     TAKE_PROFIT_REASONS,
     BookVersion,
     CloseReason,
+    Epoch,
     Notification,
+    OmsControl,
     OmsSwitchChange,
     OperatorAction,
     Order,
@@ -144,6 +155,27 @@ def book_stats(filters: dict, group_by: str | None = None) -> dict | list[dict]:
         return figures_stats(filters, group_by)
     positions = positions_filtered(**filters)
     return position_stats_grouped(positions, group_by) if group_by else position_stats(positions)
+
+
+def epoch_starting_capital(epoch: str) -> Decimal:
+    """The capital `epoch` started with (STARTING_CAPITAL_USDT for one that never recorded it)."""
+    capital = Epoch.objects.filter(name=epoch).values_list("starting_capital", flat=True).first()
+    return capital if capital is not None else settings.STARTING_CAPITAL_USDT
+
+
+def epoch_equity(epoch: str | None = None) -> dict:
+    """`epoch`'s (default: the current one) starting capital, equity and return %: two reads by key
+    (its capital, its maintained PnL), never an aggregate over the book, so signal intake can size by it."""
+    from oms.services.figures import figures_epoch_pnl
+
+    epoch = epoch or OmsControl.load().epoch
+    return equity_figures(epoch, epoch_starting_capital(epoch), figures_epoch_pnl(epoch))
+
+
+def stats_with_equity(filters: dict) -> dict:
+    """GET /stats without group_by: the figures over `filters`, plus the equity figures of the epoch
+    the filters name (`account_label`), else of the current epoch, whatever the other filters."""
+    return {**book_stats(filters), **epoch_equity(filters.get("account_label"))}
 
 
 def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:

@@ -97,6 +97,23 @@ def test_the_service_refuses_to_start_on_a_bad_value_and_names_the_key():
     assert result.returncode != 0 and "MAX_OPEN_POSITIONS" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("RISK_PER_TRADE_PCT", "0", "must be greater than 0 and at most 100"),
+        ("RISK_PER_TRADE_PCT", "150", "must be greater than 0 and at most 100"),
+        ("STARTING_CAPITAL_USDT", "0", "must be greater than 0"),
+    ],
+)
+def test_sizing_by_risk_refuses_a_share_or_capital_that_cannot_size(key, value, message):
+    result = manage("check", env={key: value})
+    assert result.returncode != 0 and f"{key}: {message}" in result.stderr
+
+
+def test_sizing_by_risk_starts_with_a_share_and_a_capital():
+    assert manage("check", env={"RISK_PER_TRADE_PCT": "0.5", "STARTING_CAPITAL_USDT": "2500"}).returncode == 0
+
+
 def test_paper_without_secret_key_refuses_to_start_and_says_why():
     result = manage("check", env={"ENVIRONMENT": "paper", "ALLOWED_HOSTS": "x"})
     assert result.returncode != 0 and "SECRET_KEY: required when ENVIRONMENT=paper" in result.stderr

@@ -31,7 +31,14 @@ from oms.api.serializers import (
 )
 from oms.exceptions import PositionNotFound
 from oms.models import OperatorSource, SwitchSource
-from oms.selectors import book_stats, cached_over_book, order_list, position_list, signal_list
+from oms.selectors import (
+    book_stats,
+    cached_over_book,
+    order_list,
+    position_list,
+    signal_list,
+    stats_with_equity,
+)
 from oms.services.health import health_report
 from oms.services.operator_audit import Operator
 from oms.services.positions import (
@@ -110,7 +117,7 @@ class StatsApi(APIView):
         if group_by:
             groups = cached_over_book(f"stats:{group_by}", lambda: book_stats(filters, group_by), key)
             return Response({"group_by": group_by, "groups": groups})
-        return Response(cached_over_book("stats", lambda: book_stats(filters), key))
+        return Response(cached_over_book("stats", lambda: stats_with_equity(filters), key))
 
 
 class PositionListApi(generics.ListAPIView):

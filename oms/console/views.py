@@ -43,6 +43,7 @@ from oms.selectors import (
     book_equity_curve,
     book_stats,
     cached_over_book,
+    epoch_equity,
     notification_list,
     open_book,
     operator_action_list,
@@ -105,6 +106,7 @@ def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -
         stats = book_stats({})
         return {
             "stats": stats,
+            "equity": epoch_equity(),
             "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
             "chart": equity_chart(book_equity_curve(stats["closed_positions"])),
             "trip_figures": trip_figures(limits=limits) if limits.any else None,
@@ -349,6 +351,7 @@ def statistics(request: HttpRequest) -> HttpResponse:
         stats = book_stats(filters)
         return {
             "stats": stats,
+            "equity": epoch_equity(),
             "breakdowns": breakdowns,
             "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
         }

@@ -601,6 +601,12 @@ def figures_stats(filters: dict, group_by: str | None = None) -> dict | list[dic
     return _figures(row) if row is not None else stats_figures(Sums(), ZERO)
 
 
+def figures_epoch_pnl(epoch: str) -> Decimal:
+    """The net PnL of an epoch's closed trades: one read of its ALL_TIME row by key (0 before its first trade)."""
+    pnl = BookFigure.objects.filter(rid=_rid("account_label", (epoch,), ALL_TIME)).values_list("pnl", flat=True).first()
+    return money(pnl or 0)
+
+
 def figures_equity_days(*, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
     """The whole book's equity at the end of each closing day (at most about `max_points` points),
     each point dated at the start of its UTC day except the last, at the book's last close (dates

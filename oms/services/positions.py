@@ -41,6 +41,7 @@ from oms.services.book import book_changed
 from oms.services.closing import CloseInstruction, close_positions
 from oms.services.figures import book_figures_record_one_open
 from oms.services.operator_audit import Operator, position_close_details
+from oms.services.sizing import risk_sized_qty
 from oms.services.switch import switch_state
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources import fetch_prices, get_price_source
@@ -64,6 +65,7 @@ class PositionRequest:
     timeframe_min: int | None = None
     exit_strategy: str = ExitStrategy.TP_SL_STATIC
     external_order_id: str = ""
+    size_by_risk: bool = False  # a signal: RISK_PER_TRADE_PCT, when set, replaces `qty` (oms/services/sizing.py)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,17 @@ def position_open_locked(
     if not state.enabled:
         raise OmsDisabled(state.disabled_reason)
     exchange_mode = settings.BROKER_MODE != "paper"
+    limits = RiskLimits.from_settings()
+    exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
+    if request.size_by_risk and settings.RISK_PER_TRADE_PCT is not None:  # sized before the exchange rounds it
+        qty = risk_sized_qty(
+            epoch=control.epoch,
+            entry_price=request.entry_price,
+            sl_price=request.sl_price,
+            limits=limits,
+            exposure=exposure,
+        )
+        request = replace(request, qty=qty)
     if exchange_mode:  # BROKER (#11): the qty the exchange takes (lot size, minimum, LIVE_MAX_NOTIONAL_USDT)
         from oms.services.execution import entry_qty
 
@@ -134,8 +147,6 @@ def position_open_locked(
             qty=entry_qty(symbol=request.symbol, qty=request.qty, price=request.entry_price),
             exchange=settings.BROKER_EXCHANGE,
         )  # where the order goes, not the signal's field
-    limits = RiskLimits.from_settings()
-    exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
     decision = check_risk_limits(request.symbol, request.entry_price, request.qty, exposure=exposure, limits=limits)
     if not decision.ok:
         raise RiskLimitExceeded(decision.reason, decision.scope)

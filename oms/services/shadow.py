@@ -20,6 +20,7 @@ from django.utils import timezone
 from oms import metrics
 from oms.console.charts import equity_chart
 from oms.models import STOP_LOSS_REASONS, TAKE_PROFIT_REASONS, AutoCloseMonitor, Position
+from oms.selectors import epoch_equity
 
 Z_95 = 1.959963984540054
 ZERO = Decimal("0")
@@ -225,7 +226,8 @@ def shadow_report(
     thresholds: Thresholds | None = None,
     now: datetime | None = None,
 ) -> dict:
-    """Trades closed in [since, until) of `epoch` (None: every epoch), their figures and the verdict."""
+    """Trades closed in [since, until) of `epoch` (None: every epoch), their figures and the verdict,
+    with the epoch's current equity and return (None over every epoch)."""
     now = now or timezone.now()
     thresholds = thresholds or Thresholds.from_settings()
     trades = _trades(since=since, until=until, epoch=epoch)
@@ -244,6 +246,7 @@ def shadow_report(
         "until": until or now,
         "thresholds": asdict(thresholds),
         "metrics": metrics,
+        "equity": epoch_equity(epoch) if epoch else None,  # the epoch's now, whatever the period
         "by_strategy": grouped_metrics(trades, "strategy"),
         "by_symbol": grouped_metrics(trades, "symbol"),
         "verdict": "GO" if all(c.ok for c in criteria) else "NO-GO",

@@ -67,6 +67,7 @@ def _request_for(signal: BounceSignal) -> PositionRequest:
         timeframe_min=signal.timeframe_min,
         exit_strategy=signal.exit_strategy,
         external_order_id=signal.signal_id or "",
+        size_by_risk=True,
     )
 
 
@@ -119,6 +120,7 @@ def _decide_and_record(signal: BounceSignal, payload: dict, insane: str = "") ->
             "position_id": opened.position.pk,
             "tp_price": float(opened.position.tp_price),
             "sl_price": float(opened.position.sl_price),
+            "qty": float(opened.position.qty),
         }
     return Signal.objects.create(
         **fields, outcome=outcome, reason=reason, dedupe_key=signal.dedupe_key, position=position, response=response

@@ -194,6 +194,54 @@ def test_the_same_book_gives_the_same_figures_everywhere(anon_client):
         assert current_drawdown(since=since) == from_scratch.current
 
 
+def test_the_equity_and_return_are_the_same_everywhere(anon_client, operator, tmp_path):
+    from django.test import Client
+
+    from oms.metrics import equity, return_pct
+    from oms.services.epochs import epoch_start
+
+    closed_position(pnl="40", account_label="default")  # another epoch's trade: not in this equity
+    epoch_start(name="e1", capital=Decimal("1250"), actor="test")
+    for i, pnl in enumerate(["12.5", "-30.25", "7.0000000001"]):
+        closed_position(pnl=pnl, closed_at=T0 + timedelta(hours=i), account_label="e1")
+    open_position(account_label="e1")
+    capital, total = Decimal("1250"), Decimal("12.5") - Decimal("30.25") + Decimal("7.0000000001")
+    expected = {
+        "epoch": "e1",
+        "starting_capital": capital,
+        "equity": equity(capital, total),
+        "return_pct": return_pct(capital, equity(capital, total)),
+    }
+    assert expected["equity"] == Decimal("1239.2500000001") and expected["return_pct"] == Decimal("-0.8600")
+
+    api = anon_client.get("/stats").json()  # the current epoch, e1
+    assert anon_client.get("/stats", {"account_label": "e1"}).json()["equity"] == api["equity"]
+    out = io.StringIO()
+    call_command("print_stats", "--json", stdout=out)
+    printed = json.loads(out.getvalue())
+    from oms.console.views import _overview_figures
+
+    overview = _overview_figures(TripLimits(None, None, None), None)["equity"]
+    web = Client()
+    web.force_login(operator)
+    page = web.get("/console/stats").context["equity"]
+    shadow = shadow_report(epoch="e1", now=T0 + timedelta(days=10))
+    html = tmp_path / "shadow.html"
+    out = io.StringIO()
+    with pytest.raises(SystemExit):  # NO-GO: too few trades
+        call_command("shadow_report", "--json", "--html", str(html), stdout=out)
+    shadow_json = json.loads(out.getvalue())["equity"]
+
+    assert overview == page == shadow["equity"] == expected
+    for served in (api, printed, shadow_json):
+        assert served["epoch"] == "e1"
+        for key in ("starting_capital", "equity", "return_pct"):
+            assert served[key] == pytest.approx(float(expected[key])), key  # JSON numbers
+    assert ">1239.25" in html.read_text()
+    # the equity is the capital plus the epoch's net PnL as /stats counts it
+    assert expected["equity"] == capital + book_stats({"account_label": "e1"})["total_pnl"]
+
+
 def test_drawdown_summaries_compose_like_the_whole_sequence():
     pnls = [Decimal(x) for x in ["3", "-5", "2", "7", "-11", "4", "-1", "6", "-2"]]
     whole = Drawdown.of(pnls)
@@ -371,6 +419,16 @@ def test_queries_per_stats_request_do_not_grow_with_the_book(django_assert_max_n
         figures_stats({})
     with django_assert_max_num_queries(1):
         figures_stats({"account_label": "default"}, "symbol")
+
+
+def test_an_epochs_equity_is_two_reads_by_key_whatever_the_book(django_assert_num_queries):
+    from oms.selectors import epoch_equity
+
+    for i in range(30):
+        closed_position(pnl=str(i - 10), closed_at=T0 + timedelta(minutes=i), symbol=f"S{i % 4}USDT")
+    with django_assert_num_queries(2):  # the epoch's capital, its maintained PnL row
+        figures = epoch_equity("default")
+    assert figures["equity"] == figures["starting_capital"] + sum(Decimal(i - 10) for i in range(30))
 
 
 @pytest.mark.django_db(transaction=True)

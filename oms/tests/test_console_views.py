@@ -88,6 +88,25 @@ def test_the_overview_shows_environment_switch_and_headline_stats(operator_web, 
     assert "SECRET" not in page and settings.SECRET_KEY not in page
 
 
+def test_the_overview_and_the_stats_page_show_the_current_epochs_equity_and_return(operator_web, settings):
+    from decimal import Decimal
+
+    from oms.services.epochs import epoch_start
+
+    settings.STARTING_CAPITAL_USDT = Decimal("10000")
+    closed_position(pnl="5", account_label="default")
+    closed_position(pnl="-1", account_label="default")
+    for path in ("/", "/console/stats"):
+        page = operator_web.get(path).content.decode()
+        assert '<div class="value" id="stat-equity">10004.00</div>' in page
+        assert "+0.04%</span> on 10000 · default" in page
+    epoch_start(name="small", capital=Decimal("500"), actor="test")  # a new epoch: its own capital, no trades
+    closed_position(pnl="-50", account_label="small")
+    page = operator_web.get("/").content.decode()
+    assert '<div class="value" id="stat-equity">450.00</div>' in page
+    assert "−10.00%</span> on 500 · small" in page
+
+
 @pytest.mark.django_db
 def test_the_overview_says_when_the_environment_forces_the_switch_off(viewer_web, settings):
     settings.OMS_ENABLED = False

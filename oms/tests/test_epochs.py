@@ -50,3 +50,46 @@ def test_print_stats_filters_by_epoch(signal_body):
     out = StringIO()
     call_command("print_stats", "--by", "symbol", stdout=out)
     assert "BTCUSDT" in out.getvalue() and "ETHUSDT" in out.getvalue()
+
+
+def test_new_epoch_records_its_starting_capital_in_the_operator_audit(settings):
+    from decimal import Decimal
+
+    from oms.models import Epoch, OperatorAction
+    from oms.selectors import epoch_equity
+
+    settings.STARTING_CAPITAL_USDT = Decimal("7000")
+    assert epoch_equity()["starting_capital"] == Decimal("7000")  # "default" never recorded one
+    call_command("new_epoch", "e1", "--capital", "2500.5", "--reason", "smaller book", stdout=StringIO())
+    call_command("new_epoch", "e2", stdout=StringIO())
+    capitals = dict(Epoch.objects.values_list("name", "starting_capital"))
+    assert capitals == {"e1": Decimal("2500.5"), "e2": Decimal("7000")}
+    action = OperatorAction.objects.filter(action="epoch").order_by("at", "id").first()
+    assert action.details == {"previous": "default", "epoch": "e1", "starting_capital": "2500.5"}
+    settings.STARTING_CAPITAL_USDT = Decimal("1")  # a recorded capital does not follow the setting
+    assert epoch_equity("e1")["starting_capital"] == Decimal("2500.5")
+
+
+def test_new_epoch_refuses_a_bad_capital_and_a_second_capital_for_an_epoch():
+    for bad in ("0", "-5", "abc", "1e-11"):
+        with pytest.raises(CommandError, match="capital"):
+            call_command("new_epoch", "e1", "--capital", bad, stdout=StringIO())
+    assert epoch_current() == "default"
+    call_command("new_epoch", "e1", "--capital", "100", stdout=StringIO())
+    call_command("new_epoch", "e2", stdout=StringIO())
+    with pytest.raises(CommandError, match="already started with a capital of 100 USDT"):
+        call_command("new_epoch", "e1", "--capital", "200", stdout=StringIO())
+    call_command("new_epoch", "e1", stdout=StringIO())  # back to e1 with the capital it had
+    assert epoch_current() == "e1"
+
+
+def test_the_epoch_list_shows_each_epochs_capital_equity_and_return():
+    from oms.tests.factories import closed_position
+
+    call_command("new_epoch", "e1", "--capital", "1000", stdout=StringIO())
+    closed_position(pnl="-50", account_label="e1")
+    closed_position(pnl="20", account_label="e1")
+    out = StringIO()
+    call_command("new_epoch", stdout=out)
+    [line] = [line for line in out.getvalue().splitlines() if line.startswith("e1 (current)")]
+    assert line.split()[4:7] == ["1000", "970", "-3"]

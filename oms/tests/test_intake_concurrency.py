@@ -39,3 +39,19 @@ def test_the_same_signal_sent_twenty_times_at_once_opens_one_position(signal_bod
     assert Position.objects.count() == 1
     assert sum(1 for r in results if r.get("duplicate")) == 19
     assert len({r["position_id"] for r in results}) == 1
+
+
+def test_concurrent_signals_sized_by_risk_fill_the_exposure_exactly_and_never_past_it(settings, signal_body):
+    from decimal import Decimal
+
+    from django.db.models import F, Sum
+
+    settings.RISK_PER_TRADE_PCT, settings.STARTING_CAPITAL_USDT = Decimal("1"), Decimal("10000")
+    settings.MAX_TOTAL_EXPOSURE_USDT = Decimal("12000")  # each sized position alone: 50 × 100 = 5 000
+    bodies = [signal_body(symbol=f"SYM{i}USDT", signal_id=f"risk-{i}", price=100.0, sl_pct=2) for i in range(12)]
+    results = fire_concurrently(bodies)
+    qtys = sorted(Position.objects.values_list("qty", flat=True))
+    # two full sizes, one capped to the 2 000 left, then nothing is left and the exposure limit refuses
+    assert qtys == [Decimal("20"), Decimal("50"), Decimal("50")]
+    assert Position.objects.aggregate(n=Sum(F("qty") * F("entry_price")))["n"] == Decimal("12000")
+    assert Counter(r["risk_ok"] for r in results) == {True: 3, False: 9}

@@ -29,6 +29,7 @@ def test_an_opened_signal_answers_exactly_the_documented_body(anon_client, signa
         "position_id": position.pk,
         "tp_price": 104.5,
         "sl_price": 98.5,
+        "qty": 1.0,
     }
 
 

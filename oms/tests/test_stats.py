@@ -125,3 +125,21 @@ def test_a_signal_changes_the_book_version(anon_client, signal_body):
     before = book_version()
     anon_client.post("/signals/bounce", data=signal_body(), format="json")
     assert book_version() != before
+
+
+def test_stats_answer_the_equity_and_return_of_the_filtered_or_current_epoch(anon_client, settings):
+    from oms.services.epochs import epoch_start
+
+    settings.STARTING_CAPITAL_USDT = Decimal("2000")
+    closed_position(pnl="100", account_label="default")
+    body = anon_client.get("/stats").json()
+    assert (body["epoch"], body["starting_capital"], body["equity"], body["return_pct"]) == ("default", 2000, 2100, 5)
+    epoch_start(name="e2", capital=Decimal("400"), actor="test")
+    assert anon_client.get("/stats").json()["equity"] == 400  # the cached answer follows the new epoch
+    closed_position(pnl="-10", account_label="e2", symbol="ETHUSDT")
+    body = anon_client.get("/stats").json()
+    assert (body["epoch"], body["equity"], body["return_pct"], body["total_pnl"]) == ("e2", 390, -2.5, 90)
+    body = anon_client.get("/stats", {"account_label": "default", "symbol": "ETHUSDT"}).json()
+    assert (body["epoch"], body["equity"], body["total_pnl"]) == ("default", 2100, 0)  # the epoch's, not the symbol's
+    grouped = anon_client.get("/stats", {"group_by": "symbol"}).json()
+    assert set(grouped) == {"group_by", "groups"} and "equity" not in grouped["groups"][0]

@@ -40,7 +40,7 @@ def send_signal(base_url: str, token: str, **overrides) -> dict:
 
 
 def test_an_operator_sees_a_signal_position_and_closes_it_with_its_pnl(
-    page, live_server, operator, bot_token, dummy_prices
+    page, live_server, operator, bot_token, dummy_prices, settings
 ):
     opened = send_signal(live_server.url, bot_token, price=98.0)
     position_id = opened["position_id"]
@@ -68,6 +68,8 @@ def test_an_operator_sees_a_signal_position_and_closes_it_with_its_pnl(
     expect(row).to_contain_text("+2.0000")
     position = Position.objects.get(pk=position_id)
     assert (position.status, position.pnl, position.auto_close_reason) == ("closed", Decimal("2"), "manual")
+    page.goto(f"{live_server.url}/")
+    expect(page.locator("#stat-equity")).to_have_text(f"{settings.STARTING_CAPITAL_USDT + 2:.2f}")  # capital + PnL
 
 
 def test_switching_off_in_the_browser_refuses_the_next_signal(page, live_server, operator, bot_token, dummy_prices):

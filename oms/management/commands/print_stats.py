@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from oms.management.commands._cli import WHEN_HELP, NumbersJSONEncoder, fmt, parse_when, table
-from oms.selectors import GROUP_FIELDS, book_stats
+from oms.selectors import GROUP_FIELDS, book_stats, stats_with_equity
 
 SUMMARY = [
     ("total_positions", "positions"),
@@ -36,8 +36,9 @@ GROUP_COLUMNS = [
 class Command(BaseCommand):
     help = (
         "Print the trading statistics (the same figures as GET /stats): positions, winrate, TP/SL, net PnL, "
-        "profit factor, drawdown. Filter by the positions' opening time and by epoch; --by gives one line "
-        "per symbol, strategy, exchange or closing day. --json prints machine-readable output."
+        "profit factor, drawdown, and the equity and return of the epoch (--epoch, else the current one). "
+        "Filter by the positions' opening time and by epoch; --by gives one line per symbol, strategy, "
+        "exchange or closing day. --json prints machine-readable output."
     )
 
     def add_arguments(self, parser):
@@ -60,7 +61,7 @@ class Command(BaseCommand):
         if by:
             result = {"group_by": by, "groups": book_stats(filters, by)}
         else:
-            result = book_stats(filters)
+            result = stats_with_equity(filters)
         if json:
             self.stdout.write(_json_dumps(result))
             return
@@ -73,6 +74,10 @@ class Command(BaseCommand):
             width = max(len(label) for _, label in SUMMARY)
             for key, label in SUMMARY:
                 self.stdout.write(f"  {label:<{width}}  {fmt(result.get(key))}")
+            self.stdout.write(
+                f"Equity of epoch {result['epoch']}: {fmt(result['equity'])} USDT, "
+                f"return {fmt(result['return_pct'])} % on a starting capital of {fmt(result['starting_capital'])}"
+            )
 
 
 def _json_dumps(value) -> str:

@@ -106,6 +106,12 @@ class Command(BaseCommand):
         width = max(len(label) for _, label in FIGURES)
         for key, label in FIGURES:
             write(f"  {label:<{width}}  {fmt(metrics.get(key))}")
+        if report["equity"]:
+            equity = report["equity"]
+            write(
+                f"Equity of epoch {equity['epoch']} now: {fmt(equity['equity'])} USDT, return "
+                f"{fmt(equity['return_pct'])} % on a starting capital of {fmt(equity['starting_capital'])}"
+            )
         for title, rows, key in (
             ("Per strategy", report["by_strategy"], "strategy"),
             ("Per symbol", report["by_symbol"], "symbol"),
@@ -137,6 +143,7 @@ class Command(BaseCommand):
                 "report": report,
                 "svg": equity_svg(report["equity_curve"]),
                 "figures": [(label, fmt(metrics.get(key))) for key, label in FIGURES],
+                "equity": {key: fmt(value) for key, value in (report["equity"] or {}).items()},
                 "groups": groups,
             },
         )
