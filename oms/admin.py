@@ -175,9 +175,9 @@ class PositionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Return on notional")
     def return_pct(self, obj: Position) -> str:
-        if obj.pnl is None or not obj.notional:
+        if obj.pnl is None or not obj.opened_notional:
             return "—"
-        return f"{100 * obj.pnl / obj.notional:.3f} %"
+        return f"{100 * obj.pnl / obj.opened_notional:.3f} %"
 
     @admin.display(description="Exit state")
     def exit_meta_pretty(self, obj: Position) -> str:

@@ -32,6 +32,14 @@ class ExchangeCloseFailed(PriceUnavailable):
     code = "exchange_close_failed"
 
 
+class PartialExitRefused(ExchangeCloseFailed):
+    """Demo/live: the share of a partial exit is below the market's minimum order size: nothing sent."""
+
+
+class PartialExitAlreadySent(ExchangeCloseFailed):
+    """Demo/live: a partial exit that happens once per position (TP1) was sent already: nothing sent."""
+
+
 class ExchangePositionInPaperMode(ExchangeCloseFailed):
     """A demo/live position while BROKER_MODE is paper: the paper path never closes it (it is on the
     exchange); flatten before switching back to paper (docs/LIVE.md, rollback)."""

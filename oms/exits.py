@@ -126,13 +126,17 @@ def tp_sl_static(position: ExitPosition, ctx: ExitContext, params: ExitParams) -
     return [ExitAction.close(reason)] if reason else []
 
 
-def tp_sl_trailing_v1(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> list[ExitAction]:
-    """Static TP/SL until the price has moved `activation` % in favour; from then on the stop
-    trails the best price seen by `distance` % (it only ever tightens, never below the static SL).
+@dataclass(frozen=True)
+class _Trail:
+    """Where trailing v1 stands at this price: its stop and the levels to store when they changed."""
 
-    Returns an UPDATE_LEVELS action whenever the best price or the activation changes (and on the
-    first evaluation), followed by a CLOSE_POSITION when a level is hit.
-    """
+    stop: Decimal | None
+    trailing: bool  # the stop is the trail (tighter than the static stop)
+    move_pct: Decimal  # the best move in favour since entry, in percent (max_favorable_move)
+    update: ExitAction | None  # UPDATE_LEVELS when the best price or the activation changed
+
+
+def _trail(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> _Trail:
     meta = dict(position.exit_meta or {})
     long = position.side == "long"
     entry = position.entry_price
@@ -152,7 +156,7 @@ def tp_sl_trailing_v1(position: ExitPosition, ctx: ExitContext, params: ExitPara
         if stop is None or (trail > stop if long else trail < stop):
             stop, trailing = trail, True
 
-    actions: list[ExitAction] = []
+    update = None
     if previous_best is None or best != previous_best or activated != bool(meta.get("activated")):
         new_meta = {
             **meta,
@@ -164,21 +168,31 @@ def tp_sl_trailing_v1(position: ExitPosition, ctx: ExitContext, params: ExitPara
         if activated and not meta.get("activated"):
             new_meta["activated_at"] = ctx.now.isoformat()
             new_meta["activated_price"] = str(ctx.price)
-        actions.append(
-            ExitAction(
-                ExitActionType.UPDATE_LEVELS,
-                dynamic_tp_price=position.tp_price,
-                dynamic_sl_price=stop,
-                max_favorable_move=_q(move_pct),
-                exit_meta=new_meta,
-            )
+        update = ExitAction(
+            ExitActionType.UPDATE_LEVELS,
+            dynamic_tp_price=position.tp_price,
+            dynamic_sl_price=stop,
+            max_favorable_move=_q(move_pct),
+            exit_meta=new_meta,
         )
+    return _Trail(stop=stop, trailing=trailing, move_pct=_q(move_pct), update=update)
 
+
+def tp_sl_trailing_v1(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> list[ExitAction]:
+    """Static TP/SL until the price has moved `activation` % in favour; from then on the stop
+    trails the best price seen by `distance` % (it only ever tightens, never below the static SL).
+
+    Returns an UPDATE_LEVELS action whenever the best price or the activation changes (and on the
+    first evaluation), followed by a CLOSE_POSITION when a level is hit.
+    """
+    state = _trail(position, ctx, params)
+    actions = [state.update] if state.update else []
+    long = position.side == "long"
     reason = None
     if position.tp_price is not None and (ctx.price >= position.tp_price if long else ctx.price <= position.tp_price):
         reason = "tp"
-    elif stop is not None and (ctx.price <= stop if long else ctx.price >= stop):
-        reason = "trailing_sl" if trailing else "sl"
+    elif state.stop is not None and (ctx.price <= state.stop if long else ctx.price >= state.stop):
+        reason = "trailing_sl" if state.trailing else "sl"
     elif timeout_hit(position, ctx, params):
         reason = "timeout"
     if reason:
@@ -189,25 +203,32 @@ def tp_sl_trailing_v1(position: ExitPosition, ctx: ExitContext, params: ExitPara
 def tp_scale_out(position: ExitPosition, ctx: ExitContext, params: ExitParams) -> list[ExitAction]:
     """Trailing stop v1, plus a first take profit: when the price first reaches `tp1_pct` % in
     favour, close `tp1_fraction` of the position and move the stop to break-even (the entry price;
-    never loosened); the rest runs to the take profit (TP2) or the trailing stop. A close decided by
-    trailing v1 at the same price (TP2, the stop, the timeout) wins over TP1."""
+    never loosened, never below the trail); the rest runs to the take profit (TP2) or the trailing
+    stop, and a stop hit at break-even after TP1 closes with reason `break_even` (not a stop-loss:
+    the trade has won on TP1). A close decided by trailing v1 at the same price (TP2, the stop, the
+    timeout) wins over TP1. A TP1 the exchange can never take (`tp1_skipped`) leaves trailing v1."""
     actions = tp_sl_trailing_v1(position, ctx, params)
     meta = position.exit_meta or {}
-    if meta.get("tp1_done") or close_action(actions) is not None:
+    close = close_action(actions)
+    if meta.get("tp1_done") or meta.get("tp1_skipped"):
+        if meta.get("tp1_done") and close is not None and close.reason == "sl":
+            actions = [a for a in actions if a is not close] + [ExitAction.close("break_even")]
+        return actions
+    if close is not None:
         return actions
     long = position.side == "long"
     entry = position.entry_price
     tp1 = _q(entry * (1 + params.tp1_pct / HUNDRED)) if long else _q(entry * (1 - params.tp1_pct / HUNDRED))
     if not (ctx.price >= tp1 if long else ctx.price <= tp1):
         return actions
-    levels = level_update(actions)
+    state = _trail(position, ctx, params)
     stop = position.sl_price
     break_even = entry if stop is None or (entry > stop if long else entry < stop) else stop
-    trailing_stop = levels.dynamic_sl_price if levels else position.sl_price
+    trailing_stop = state.stop
     if trailing_stop is None or (break_even > trailing_stop if long else break_even < trailing_stop):
         trailing_stop = break_even
     new_meta = {
-        **(levels.exit_meta if levels else meta),
+        **(state.update.exit_meta if state.update else meta),
         "tp1_done": True,
         "tp1_price": str(tp1),
         "tp1_at": ctx.now.isoformat(),
@@ -219,7 +240,7 @@ def tp_scale_out(position: ExitPosition, ctx: ExitContext, params: ExitParams) -
             sl_price=break_even,
             dynamic_tp_price=position.tp_price,
             dynamic_sl_price=trailing_stop,
-            max_favorable_move=levels.max_favorable_move if levels else None,
+            max_favorable_move=state.move_pct,
             exit_meta=new_meta,
         ),
         ExitAction(ExitActionType.PARTIAL_CLOSE, reason="tp1", fraction=params.tp1_fraction),

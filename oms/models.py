@@ -56,6 +56,7 @@ class CloseReason(models.TextChoices):
     # the `tp_scale_out` policy (a partial exit: the reason of its exit order, not of the position).
     SIGNAL = "signal", "Exit signal"
     TP1 = "tp1", "Take profit 1 (partial)"
+    BREAK_EVEN = "break_even", "Stop at break-even after TP1"
 
 
 # A stop loss (or take profit) is one whether LOMS or the exchange executed it (issue #11): the
@@ -169,6 +170,11 @@ class Position(models.Model):
     @property
     def notional(self) -> Decimal:
         return self.entry_price * self.qty
+
+    @property
+    def opened_notional(self) -> Decimal:
+        """The notional at open (the whole size, partial exits included)."""
+        return self.entry_price * self.opened_qty
 
     @property
     def opened_qty(self) -> Decimal:

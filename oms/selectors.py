@@ -34,6 +34,8 @@ from oms.models import (
     OmsSwitchChange,
     OperatorAction,
     Order,
+    OrderPurpose,
+    OrderStatus,
     Position,
     PositionFunding,
     PositionStatus,
@@ -275,3 +277,11 @@ def position_closed_by(position_id: int) -> OperatorAction | None:
 def notification_list(*, status: str = "") -> QuerySet[Notification]:
     queryset = Notification.objects.order_by("-created_at", "-id")
     return queryset.filter(status=status) if status else queryset
+
+
+def position_qty_held_at(position: Position, when: datetime) -> Decimal:
+    """The quantity `position` held at `when`: what is open now plus what its exits closed since."""
+    exits_since = position.orders.filter(purpose=OrderPurpose.EXIT, created_at__gt=when).exclude(
+        status__in=[OrderStatus.REJECTED, OrderStatus.CANCELLED]
+    )
+    return position.qty + sum((order.filled_qty or order.qty for order in exits_since), Decimal("0"))

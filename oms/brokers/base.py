@@ -75,7 +75,7 @@ class ClosedOnExchange:
     side: str
     qty: Decimal
     close_price: Decimal
-    fee: Decimal  # open + close fees
+    close_fee: Decimal  # the fee of the closing trades of `qty` (the open fee is booked with the entry)
     closed_at_ms: int
 
 

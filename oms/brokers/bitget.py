@@ -131,13 +131,12 @@ class BitgetBroker(CcxtBroker):
         if not rows:
             return None
         row = max(rows, key=lambda r: int(r.get("uTime", 0)))
-        fee = abs(as_decimal(row.get("openFee"), Decimal("0"))) + abs(as_decimal(row.get("closeFee"), Decimal("0")))
         return ClosedOnExchange(
             symbol=symbol,
             side=side,
             qty=as_decimal(row.get("closeTotalPos"), Decimal("0")),
             close_price=as_decimal(row["closeAvgPrice"]),
-            fee=fee,
+            close_fee=abs(as_decimal(row.get("closeFee"), Decimal("0"))),
             closed_at_ms=int(row["uTime"]),
         )
 

@@ -133,13 +133,12 @@ class BybitBroker(CcxtBroker):
         if not rows:
             return None
         row = max(rows, key=lambda r: int(r.get("updatedTime", 0)))
-        fee = abs(as_decimal(row.get("openFee"), Decimal("0"))) + abs(as_decimal(row.get("closeFee"), Decimal("0")))
         return ClosedOnExchange(
             symbol=symbol,
             side=side,
             qty=as_decimal(row.get("closedSize") or row.get("qty")),
             close_price=as_decimal(row["avgExitPrice"]),
-            fee=fee,
+            close_fee=abs(as_decimal(row.get("closeFee"), Decimal("0"))),
             closed_at_ms=int(row["updatedTime"]),
         )
 

@@ -292,7 +292,7 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
             closes.append(position)
             order = instruction.exit_order or exit_order_for(position)
         order.position = position
-        order.close_reason = instruction.reason
+        order.close_reason = order.close_reason or instruction.reason  # an exchange order's own reason
         orders.append(order)
     _update_still_open([(p, None) for p in closes], sorted(close_fields))
     _update_still_open(partials, sorted(partial_fields))

@@ -24,7 +24,13 @@ from django.utils import timezone
 from lomsite.jsonlog import log_event
 from oms.brokers import get_broker
 from oms.brokers.base import Broker, BrokerError, EntryRefused, Fill, OrderNotFound
-from oms.exceptions import ExchangeCloseFailed, ExchangePositionInPaperMode, RiskLimitExceeded
+from oms.exceptions import (
+    ExchangeCloseFailed,
+    ExchangePositionInPaperMode,
+    PartialExitAlreadySent,
+    PartialExitRefused,
+    RiskLimitExceeded,
+)
 from oms.models import (
     BrokerMode,
     BrokerMonitor,
@@ -307,13 +313,28 @@ class ExchangeCloseResult:
 
 
 def _book_close(
-    position: Position, *, price: Decimal, fee: Decimal, qty: Decimal, reason: str, order: Order, now: datetime
+    position: Position,
+    *,
+    price: Decimal,
+    fee: Decimal,
+    qty: Decimal,
+    reason: str,
+    order: Order,
+    now: datetime,
+    level_fields: dict | None = None,
 ) -> bool:
     """Book an exchange fill of `qty` as the position's close, or as a partial exit when `qty` is
-    less than what is open, through the one close path (oms/services/closing.py). True when the
-    fill was booked now (`position` then holds the new values)."""
-    instruction = CloseInstruction(position.pk, price, reason, fill_fee=fee, exit_order=order, qty=qty)
-    outcome = close_positions([instruction], now=now)
+    less than what is open, through the one close path (oms/services/closing.py), with the exit
+    levels a policy moved (`level_fields`). True when the fill was booked now (`position` then
+    holds the new values). An exit order recorded before it was sent is booked once: the order row
+    is locked and must still be `submitted` (the sender and the reconciliation may both get its fill)."""
+    instruction = CloseInstruction(position.pk, price, reason, level_fields, fill_fee=fee, exit_order=order, qty=qty)
+    with transaction.atomic():
+        if order.pk is not None:
+            pending = Order.objects.select_for_update().filter(pk=order.pk, status=OrderStatus.SUBMITTED)
+            if not pending.exists():
+                return False
+        outcome = close_positions([instruction], now=now)
     if outcome.failed:
         raise ExchangeCloseFailed(
             f"the close of position {position.pk} could not be booked: {outcome.failed[position.pk]}"
@@ -334,11 +355,17 @@ def _in_paper_mode(position: Position) -> ExchangePositionInPaperMode:
 
 
 def exchange_position_close(
-    *, position: Position, reason: str, now: datetime | None = None, fraction: Decimal | None = None
+    *,
+    position: Position,
+    reason: str,
+    now: datetime | None = None,
+    fraction: Decimal | None = None,
+    level_fields: dict | None = None,
 ) -> ExchangeCloseResult:
     """Close an exchange position with a reduce-only market order; its fill is the close. With a
-    `fraction` below 1, the order is that share of the open quantity (rounded down to the lot size)
-    and its fill a partial exit (issue #12 §2).
+    `fraction` below 1, the order is that share of the quantity open under the row lock (rounded
+    down to the lot size) and its fill a partial exit (issue #12 §2); `level_fields` are stored with
+    the booking. A TP1 exit is sent once per position (PartialExitAlreadySent).
 
     Three steps, the HTTP call outside any write transaction (SQLite holds its write lock for a
     whole transaction): (1) under the position's row lock, record the exit order `submitted`; a
@@ -350,13 +377,22 @@ def exchange_position_close(
     broker = get_broker()
     if broker.is_paper:
         raise _in_paper_mode(position)
-    part = _partial_exit_qty(broker, position, fraction) if fraction is not None and fraction < 1 else None
+    partial = fraction is not None and fraction < 1
+    if partial:
+        _markets_loaded(broker, position)  # over HTTP maybe: before the lock
     with transaction.atomic():
         locked = Position.objects.select_for_update().open().filter(pk=position.pk).first()
         if locked is None:
             position.refresh_from_db()
             return ExchangeCloseResult(position=position, closed_now=False)
-        order_qty = locked.qty if part is None else min(part, locked.qty)
+        if (
+            reason in ONCE_PER_POSITION
+            and locked.orders.filter(purpose=OrderPurpose.EXIT, close_reason=reason)
+            .exclude(status=OrderStatus.REJECTED)
+            .exists()
+        ):
+            raise PartialExitAlreadySent(f"the {reason} exit of position {locked.pk} was sent already")
+        order_qty = _partial_exit_qty(broker, locked, fraction) if partial else locked.qty
         in_flight = locked.orders.filter(purpose=OrderPurpose.EXIT, status=OrderStatus.SUBMITTED).first()
         if in_flight is not None:
             raise ExchangeCloseFailed(
@@ -399,23 +435,45 @@ def exchange_position_close(
                 pass
     if failure is not None and failure.kind == "auth":
         switch_off(f"exchange authentication failed: {failure.message}")
-    _book_exit_fill(locked, order, fill, failure=failure, reason=reason, now=now or timezone.now())
+    now = now or timezone.now()
+    _book_exit_fill(locked, order, fill, failure=failure, reason=reason, now=now, level_fields=level_fields)
     return ExchangeCloseResult(position=locked, closed_now=not locked.is_open, exited_qty=order.filled_qty)
 
 
-def _partial_exit_qty(broker: Broker, position: Position, fraction: Decimal) -> Decimal:
-    """`fraction` of the open quantity, rounded down to the exchange's lot size (before any lock:
-    the markets may be read over HTTP); refused when that is below the market's minimum."""
+# Partial exits a policy makes once per position: never sent a second time, whatever the sweep decides.
+ONCE_PER_POSITION = (CloseReason.TP1,)
+
+
+def _markets_loaded(broker: Broker, position: Position) -> None:
+    """Load the exchange's markets (lot sizes) before taking a lock: they may be read over HTTP."""
     try:
-        return broker.lot_qty(symbol=position.symbol, qty=position.qty * fraction)
+        broker.lot_qty(symbol=position.symbol, qty=position.qty)
+    except EntryRefused:
+        pass  # the share is checked under the lock
+    except BrokerError as exc:
+        raise ExchangeCloseFailed(f"exchange markets unavailable: {exc.message}") from None
+
+
+def _partial_exit_qty(broker: Broker, position: Position, fraction: Decimal) -> Decimal:
+    """`fraction` of the quantity open now (under the row lock), rounded down to the exchange's lot
+    size (the markets are loaded already); refused when that is below the market's minimum."""
+    try:
+        return min(broker.lot_qty(symbol=position.symbol, qty=position.qty * fraction), position.qty)
     except EntryRefused as exc:
-        raise ExchangeCloseFailed(f"a partial exit of position {position.pk} is refused: {exc.message}") from None
+        raise PartialExitRefused(f"a partial exit of position {position.pk} is refused: {exc.message}") from None
     except BrokerError as exc:
         raise ExchangeCloseFailed(f"exchange markets unavailable: {exc.message}") from None
 
 
 def _book_exit_fill(
-    position: Position, order: Order, fill: Fill | None, *, failure: BrokerError | None, reason: str, now: datetime
+    position: Position,
+    order: Order,
+    fill: Fill | None,
+    *,
+    failure: BrokerError | None,
+    reason: str,
+    now: datetime,
+    level_fields: dict | None = None,
 ) -> bool:
     """Write an exit order's outcome and book what filled: the whole open quantity is the close,
     less is a partial exit. An order filled only in part (the exchange closed less than asked: the
@@ -447,7 +505,16 @@ def _book_exit_fill(
             raise ExchangeCloseFailed(message)
         order.status = OrderStatus.PARTIALLY_FILLED
         order.error = f"partial exit fill: {fill.qty} of {order.qty}"
-        _book_close(position, price=fill.price, fee=fill.fee, qty=fill.qty, reason=reason, order=order, now=now)
+        _book_close(
+            position,
+            price=fill.price,
+            fee=fill.fee,
+            qty=fill.qty,
+            reason=reason,
+            order=order,
+            now=now,
+            level_fields=level_fields,
+        )
         message = (
             f"position {position.pk}: partial exit fill: {fill.qty} of {order.qty} "
             f"(booked; {position.qty} still open in LOMS)"
@@ -455,7 +522,16 @@ def _book_exit_fill(
         switch_off(message)
         raise ExchangeCloseFailed(message)
     order.status = OrderStatus.FILLED
-    return _book_close(position, price=fill.price, fee=fill.fee, qty=fill.qty, reason=reason, order=order, now=now)
+    return _book_close(
+        position,
+        price=fill.price,
+        fee=fill.fee,
+        qty=fill.qty,
+        reason=reason,
+        order=order,
+        now=now,
+        level_fields=level_fields,
+    )
 
 
 def sweep_exchange_positions(
@@ -531,29 +607,58 @@ def sweep_exchange_positions(
     return paper_closes, kept_updates
 
 
+STOP_FIELDS = ("sl_price", "dynamic_sl_price")
+
+
 def _exchange_partial_exit(broker: Broker, close: CloseInstruction) -> None:
-    """A partial exit decided by the sweep for an exchange position: a reduce-only order for the
-    share; once it filled, the exchange-side stop moves to the policy's new stop (break-even). The
-    policy's levels (TP1 done) are stored either way, so the exit is never repeated; when the
-    exchange refuses the stop move, LOMS keeps the stop the exchange still holds and alerts."""
+    """A partial exit the sweep decided for an exchange position (tp_scale_out's TP1): a reduce-only
+    order for the share, booked with the policy's levels (TP1 done); then the exchange-side stop
+    moves to the policy's stop (break-even, or the trail when tighter), stored once the exchange
+    took it. A TP1 sent before (its answer lost, filled in part, a stale decision) is never sent
+    again: its levels and stop are applied instead. A share below the market's minimum can never be
+    sent: TP1 is skipped for the position, which then trails as tp_sl_trailing_v1 does."""
     position = Position.objects.get(pk=close.position_id)
+    levels = dict(close.level_fields or {})
+    stop = {name: levels.pop(name) for name in STOP_FIELDS if name in levels}
     try:
-        result = exchange_position_close(position=position, reason=close.reason, fraction=close.fraction)
-    except (BrokerError, ExchangeCloseFailed) as exc:
+        exchange_position_close(position=position, reason=close.reason, fraction=close.fraction, level_fields=levels)
+    except PartialExitAlreadySent:
+        Position.objects.open().filter(pk=position.pk).update(**levels)
+    except PartialExitRefused as exc:
+        _skip_partial_exit(broker, position, levels, stop, exc.message)
+        return
+    except (BrokerError, ExchangeCloseFailed) as exc:  # the next sweep, or the reconciliation, decides
         log_event(logger, "exchange_partial_exit_failed", logging.WARNING, position_id=position.pk, error=exc.message)
         return
-    if not result.exited_qty or not result.position.is_open or not close.level_fields:
+    position.refresh_from_db()
+    new_stop = stop.get("dynamic_sl_price") or stop.get("sl_price")
+    if not position.is_open or new_stop is None or position.dynamic_sl_price == new_stop:
         return
-    levels = dict(close.level_fields)
-    new_sl = levels.get("sl_price")
-    if new_sl is not None:
+    try:
+        broker.move_stop(symbol=position.symbol, side=position.side, sl_price=new_stop)
+    except BrokerError as exc:
+        broker_alert(f"position {position.pk}: the exchange refused to move its stop to {new_stop}: {exc.message}")
+        return
+    Position.objects.open().filter(pk=position.pk).update(**stop)
+
+
+def _skip_partial_exit(broker: Broker, position: Position, levels: dict, stop: dict, why: str) -> None:
+    """TP1 can never be sent (its share is below the market's minimum): the position keeps its
+    static stop and goes on trailing (`tp1_skipped`); the trail the policy computed is kept when it
+    is tighter than break-even, moved on the exchange first."""
+    meta = {key: value for key, value in levels.get("exit_meta", {}).items() if not key.startswith("tp1_")}
+    fields = {"exit_meta": {**meta, "tp1_skipped": why}}
+    if "max_favorable_move" in levels:
+        fields["max_favorable_move"] = levels["max_favorable_move"]
+    trail = stop.get("dynamic_sl_price")
+    if trail is not None and trail != stop.get("sl_price") and trail != position.dynamic_sl_price:
         try:
-            broker.move_stop(symbol=position.symbol, side=position.side, sl_price=new_sl)
+            broker.move_stop(symbol=position.symbol, side=position.side, sl_price=trail)
+            fields["dynamic_sl_price"] = trail
         except BrokerError as exc:
-            levels.pop("sl_price")
-            levels.pop("dynamic_sl_price", None)
-            broker_alert(f"position {position.pk}: the exchange refused to move its stop to {new_sl}: {exc.message}")
-    Position.objects.open().filter(pk=position.pk).update(**levels)
+            log_event(logger, "exchange_stop_not_moved", logging.WARNING, position_id=position.pk, error=exc.message)
+    Position.objects.open().filter(pk=position.pk).update(**fields)
+    broker_alert(f"position {position.pk}: TP1 skipped: {why}")
 
 
 # --- reconciliation ------------------------------------------------------------------------------
@@ -667,11 +772,12 @@ def _reconcile_positions(broker: Broker, result: ReconcileResult, now: datetime)
     for key, positions in by_key.items():
         held = on_exchange.pop(key, None)
         expected = sum(p.qty for p in positions)
+        in_flight = any(p.orders.filter(status=OrderStatus.SUBMITTED).exists() for p in positions)
         if held is not None:
-            if held.qty != expected:
+            if held.qty != expected and not in_flight:  # an order in flight: the next run decides
                 result.problems.append(f"size mismatch on {key[0]} {key[1]}: LOMS {expected}, exchange {held.qty}")
             continue
-        if any(p.orders.filter(status=OrderStatus.SUBMITTED).exists() for p in positions):
+        if in_flight:
             continue  # in flight: the next run decides
         since_ms = int(min(p.created_at for p in positions).timestamp() * 1000)
         closed = broker.last_close(symbol=key[0], side=key[1], since_ms=since_ms)
@@ -679,7 +785,11 @@ def _reconcile_positions(broker: Broker, result: ReconcileResult, now: datetime)
             result.problems.append(f"{key[0]} {key[1]} open in LOMS but not on the exchange, and no close found")
             continue
         for position in positions:
-            fee = closed.fee - position.fee if closed.fee >= position.fee else closed.fee
+            # The close fee of what LOMS still holds: pro rata when the exchange's row also covers
+            # earlier partial exits (booked with their own fees) or other positions of the symbol.
+            fee = (
+                closed.close_fee * min(Decimal("1"), position.qty / closed.qty) if closed.qty > 0 else closed.close_fee
+            )
             order = Order(
                 position=position,
                 exchange=position.exchange,

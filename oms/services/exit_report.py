@@ -11,9 +11,9 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update
+from oms.exits import ExitContext, ExitParams, close_action, evaluate_exit, level_update, partial_close_action
 from oms.models import Position, PositionStatus
-from oms.services.closing import close_values
+from oms.services.closing import CloseInstruction, close_values, partial_exit_values
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources.base import PriceSource
 
@@ -44,7 +44,8 @@ def exit_engine_summary() -> dict[str, list[dict]]:
 
 @dataclass(frozen=True)
 class ReplayOutcome:
-    """What one open position would do at one price. `action`: close, update, hold or no_price."""
+    """What one open position would do at one price. `action`: close, partial (an exit of a share;
+    `pnl` is what the exits made so far), update, hold or no_price."""
 
     position: Position
     policy: str
@@ -64,10 +65,19 @@ def _evaluate(
 ) -> tuple[ReplayOutcome, dict | None]:
     """The outcome, and the level fields the policy wants stored (None: unchanged)."""
     actions = evaluate_exit(position, policy, ExitContext(price=price, quote=quote, now=now), params)
-    levels, close = level_update(actions), close_action(actions)
+    levels, close, partial = level_update(actions), close_action(actions), partial_close_action(actions)
     dynamic_sl = levels.dynamic_sl_price if levels else position.dynamic_sl_price
     favorable = levels.max_favorable_move if levels else position.max_favorable_move
     fields = levels.level_fields if levels else None
+    if close is None and partial is not None:  # tp_scale_out's TP1: the rest stays open with its new values
+        instruction = CloseInstruction(position.pk, price, partial.reason, fraction=partial.fraction)
+        values, exit_price = partial_exit_values(position=position, price=price, qty=instruction.exit_qty(position.qty))
+        fields = {**(fields or {}), **values}
+        realized = values["realized_gross_pnl"] - values["fee"]
+        outcome = ReplayOutcome(
+            position, policy, "partial", price, partial.reason, exit_price, realized, dynamic_sl, favorable, now
+        )
+        return outcome, fields
     if close is not None:
         values = close_values(position=position, price=price, reason=close.reason, now=now)
         return ReplayOutcome(

@@ -38,6 +38,7 @@ from lomsite.jsonlog import log_event
 from oms.amounts import COLUMN_LIMIT, QUANT
 from oms.models import BrokerMode, Position, PositionFunding, PositionStatus
 from oms.pnl import funding_payment
+from oms.selectors import position_qty_held_at
 from pricing.funding import FundingError, FundingEvent, funding_source_or_reason
 from pricing.quotes import PriceMode
 from pricing.sources import fetch_prices
@@ -124,7 +125,8 @@ def position_funding_book(
         return None
     # Rate and price as their columns hold them, so the stored row reproduces its amount.
     rate, price = event.rate.quantize(QUANT), price.quantize(QUANT)
-    amount = funding_payment(side=position.side, qty=position.qty, price=price, rate=rate).quantize(QUANT)
+    held = position_qty_held_at(position, event.time)  # a partial exit since then does not count
+    amount = funding_payment(side=position.side, qty=held, price=price, rate=rate).quantize(QUANT)
     fee, funding = position.fee + amount, position.funding + amount
     if any(abs(value) >= COLUMN_LIMIT for value in (amount, fee, funding)):
         raise FundingRefused(f"funding {amount} does not fit the fee column")
@@ -133,7 +135,7 @@ def position_funding_book(
         funding_time=event.time,
         rate=rate,
         price=price,
-        qty=position.qty,
+        qty=held,
         amount=amount,
         booked_at=now,
     )
@@ -151,7 +153,7 @@ def position_funding_book(
             funding_time=event.time.isoformat(),
             rate=rate,
             price=price,
-            qty=position.qty,
+            qty=held,
             amount=amount,
         )
     )

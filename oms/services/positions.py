@@ -273,7 +273,16 @@ def position_close_at_market(
     if not position.is_open:
         return CloseResult(position=position, closed_now=False)
     price = None if position.broker_mode != BrokerMode.PAPER else market_price(position.symbol)  # else: the fill
-    result = position_close(position=position, price=price, reason=reason, fraction=fraction)
+    try:
+        result = position_close(position=position, price=price, reason=reason, fraction=fraction)
+    except ExchangeCloseFailed:
+        booked = Position.objects.get(pk=position.pk)  # an exit order filled in part is booked for what filled
+        if operator and booked.closed_qty > position.closed_qty:
+            exited = booked.closed_qty - position.closed_qty
+            operator.record(
+                "close", position=booked, details=position_close_details(booked, via="close", exited_qty=exited)
+            )
+        raise
     if operator and result.exited_qty:
         details = position_close_details(result.position, via="close", exited_qty=result.exited_qty)
         operator.record("close", position=result.position, details=details)

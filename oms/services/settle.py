@@ -60,6 +60,12 @@ def position_settle(
         pass  # stuck: this is what settle is for
     else:
         raise SettleRefused(f"{position.symbol} has a usable price: use the normal close", code="price_available")
+    if void and position.closed_qty:
+        raise SettleRefused(
+            f"position {position.pk} has partial exits that realised PnL: voiding it would drop them; "
+            "close it at a price you enter instead",
+            code="partially_closed",
+        )
     if void:
         instruction = CloseInstruction(position.pk, None, CloseReason.VOID, void=True)
     else:  # the operator's price as is (no paper slippage), the paper exit fee on it

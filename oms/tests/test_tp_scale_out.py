@@ -44,7 +44,7 @@ def test_after_tp1_it_never_scales_out_again_and_the_break_even_stop_closes_the_
     position = replace(position, sl_price=levels.sl_price, exit_meta=levels.exit_meta)
     assert evaluate(position, "101.5")[1] is None
     _, partial, close = evaluate(position, "100")
-    assert partial is None and close.reason == "sl"
+    assert partial is None and close.reason == "break_even"  # a won trade, not a stop-loss
 
 
 def test_a_stop_already_above_the_entry_is_never_loosened_to_break_even():
@@ -73,6 +73,6 @@ def test_through_the_sweep_tp1_then_the_rest_at_break_even_books_one_trade(setti
     result, _ = sweep({"BTCUSDT": "100"})
     position.refresh_from_db()
     assert [p.pk for p in result.closed] == [position.pk]
-    assert (position.status, position.auto_close_reason, position.pnl) == (PositionStatus.CLOSED, "sl", D("1"))
+    assert (position.status, position.auto_close_reason, position.pnl) == (PositionStatus.CLOSED, "break_even", D("1"))
     reasons = list(position.orders.filter(purpose=OrderPurpose.EXIT).order_by("id").values_list("close_reason", "qty"))
-    assert reasons == [("tp1", D("1")), ("sl", D("1"))]
+    assert reasons == [("tp1", D("1")), ("break_even", D("1"))]

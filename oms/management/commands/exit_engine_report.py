@@ -123,5 +123,7 @@ class Command(BaseCommand):
         at = f" at {o.at:%Y-%m-%d %H:%M:%S}" if o.at else ""
         if o.action == "close":
             return f"{head}: CLOSE {o.reason} @ {_num(o.close_price)} pnl {_num(o.pnl)}{at}"
+        if o.action == "partial":
+            return f"{head}: PARTIAL EXIT {o.reason} @ {_num(o.close_price)} realised {_num(o.pnl)}{at}"
         levels = f"stop {_num(o.dynamic_sl_price)}, best move {_num(o.max_favorable_move)} %"
         return f"{head}: {'update' if o.action == 'update' else 'hold'} at {_num(o.price)} ({levels})"
