@@ -243,3 +243,11 @@ def position_closed_by(position_id: int) -> OperatorAction | None:
 def notification_list(*, status: str = "") -> QuerySet[Notification]:
     queryset = Notification.objects.order_by("-created_at", "-id")
     return queryset.filter(status=status) if status else queryset
+
+
+def open_positions_matching(*, symbol: str, side: str, strategy: str, exchange: str) -> list[Position]:
+    """The open positions an exit or stop signal names by its fields (oldest first). The exchange is the
+    position's, or the one its opening signal named (in demo/live a position lives on BROKER_EXCHANGE)."""
+    opened_on = Q(exchange=exchange) | Q(signals__exchange=exchange, signals__outcome="opened")
+    matching = Position.objects.open().filter(opened_on, symbol=symbol, side=side, strategy=strategy)
+    return list(matching.distinct().order_by("created_at", "id"))
