@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from oms.api.hmac_auth import sign_body
 from oms.models import OperatorAction, Position, Signal, SignalKind, SignalOutcome
+from oms.services.closing import CloseInstruction, close_positions
+from oms.services.exit_signals import stop_signal_ingest
 from oms.services.operator_audit import Operator
 from oms.services.stops import position_stop_move, stop_in_force, stop_move_refusal
 from oms.services.sweep import auto_close_sweep
@@ -22,6 +24,7 @@ from oms.tests.factories import closed_position, open_position
 from oms.tests.test_sweep import StubSource
 from pricing.quotes import QuoteError
 from pricing.sources.dummy import DummySource
+from tests.support import run_together
 
 pytestmark = pytest.mark.django_db
 NO_QUOTE = "GONEUSDT"
@@ -376,3 +379,28 @@ def test_the_service_records_an_operator_and_refuses_a_closed_position():
     closed = closed_position(pnl="1")
     result = position_stop_move(position_id=closed.pk, sl_price=Decimal("96"))
     assert not result.moved and "is closed" in result.refused
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_move_racing_a_close_either_moves_it_first_or_finds_it_closed():
+    for attempt in range(3):
+        position = open_position(entry="95", sl="93")
+
+        def by_signal(position=position, attempt=attempt) -> str:
+            body = {
+                "position_id": position.pk,
+                "sl_price": 96,
+                "timestamp": "2025-06-19T10:00:00Z",
+                "signal_id": f"r{attempt}",
+            }
+            return stop_signal_ingest(payload=body).body["outcome"]
+
+        def by_close(position=position) -> bool:
+            return bool(close_positions([CloseInstruction(position.pk, Decimal("100"), "manual")]).closed)
+
+        outcome, closed = run_together([by_signal, by_close])
+        assert closed and outcome in ("stop_moved", "already_closed")
+        position.refresh_from_db()
+        assert position.status == "closed" and position.sl_price == (
+            Decimal("96") if outcome == "stop_moved" else Decimal("93")
+        )
