@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('oms', '0014_operator_audit'),
+        ('oms', '0015_partial_closes'),
     ]
 
     operations = [

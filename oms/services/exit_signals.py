@@ -236,22 +236,18 @@ def _exit(signal: ExitSignal) -> Decision:
     match = _match(signal.target)
     if isinstance(match, Decision):
         return match
-    qty_before = match.qty
     try:
         result = position_close_at_market(position_id=match.pk, reason=CloseReason.SIGNAL, fraction=signal.fraction)
     except (PriceUnavailable, PositionCloseFailed) as exc:  # ExchangeCloseFailed is a PriceUnavailable
         return _failed(match, exc)
     position = result.position
-    if not result.closed_now:  # the sweep, a person or another exit closed it first
+    if not result.exited_qty:  # the sweep, a person or another exit closed it first
         return _already_closed(position)
-    closed_qty = qty_before - (position.qty if position.is_open else Decimal("0"))
-    answer = {
-        "closed_qty": float(closed_qty),
-        "remaining_qty": float(position.qty) if position.is_open else 0.0,
-    }
-    if position.is_open:
+    answer = {"closed_qty": float(result.exited_qty)}
+    if not result.closed_now:
+        answer.update(remaining_qty=float(position.qty), realized_pnl=float(position.realized_pnl))
         return Decision(SignalOutcome.PARTIALLY_CLOSED, position=position, answer=answer)
-    answer.update(close_price=float(position.close_price), pnl=float(position.pnl))
+    answer.update(remaining_qty=0.0, close_price=float(position.close_price), pnl=float(position.pnl))
     return Decision(SignalOutcome.CLOSED, position=position, answer=answer)
 
 

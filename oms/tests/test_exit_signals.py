@@ -150,14 +150,22 @@ def test_an_exit_closes_the_whole_position_and_answers_the_documented_body(anon_
 def test_a_fraction_closes_part_of_what_is_still_open(anon_client):
     position = open_position(entry="90", qty="2")
     body = exit_(anon_client, position_id=position.pk, fraction=0.25, signal_id="p1").json()
-    assert (body["outcome"], body["closed_qty"], body["remaining_qty"]) == ("partially_closed", 0.5, 1.5)
     position.refresh_from_db()
     assert position.status == PositionStatus.OPEN and position.qty == Decimal("1.5")
+    assert body == {
+        "received": True,
+        "outcome": "partially_closed",
+        "position_id": position.pk,
+        "closed_qty": 0.5,
+        "remaining_qty": 1.5,
+        "realized_pnl": 5.0,  # 0.5 × (100 − 90), no fees here
+    }
     body = exit_(anon_client, position_id=position.pk, fraction=0.5, signal_id="p2").json()
     assert (body["closed_qty"], body["remaining_qty"]) == (0.75, 0.75)  # half of what was left
     body = exit_(anon_client, position_id=position.pk, signal_id="p3").json()
-    assert (body["outcome"], body["closed_qty"], body["remaining_qty"]) == ("closed", 0.75, 0.0)
+    assert (body["outcome"], body["closed_qty"], body["remaining_qty"], body["pnl"]) == ("closed", 0.75, 0.0, 20.0)
     assert sum(exits_booked(position)) == Decimal("2")
+    assert Position.objects.get().auto_close_reason == CloseReason.SIGNAL
 
 
 @pytest.mark.django_db
