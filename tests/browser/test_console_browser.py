@@ -205,7 +205,7 @@ def test_a_partial_exit_shows_on_the_position_and_the_close_books_the_whole_trad
     )
 
 
-def test_an_operator_moves_a_stop_and_the_bot_moves_it_to_break_even(
+def test_an_operator_moves_a_stop_the_bot_moves_it_to_break_even_then_exits_in_two_steps(
     page, live_server, operator, bot_token, dummy_prices
 ):
     position_id = send_signal(live_server.url, bot_token, price=98.0)["position_id"]  # stop 96.53
@@ -230,3 +230,15 @@ def test_an_operator_moves_a_stop_and_the_bot_moves_it_to_break_even(
     page.reload()
     expect(page.locator("#stop-form")).to_be_visible()
     assert Position.objects.get(pk=position_id).sl_price == Decimal("98")
+
+    for fraction, outcome in ((0.5, "partially_closed"), (None, "closed")):
+        answer = requests.post(
+            f"{live_server.url}/signals/exit",
+            json={"position_id": position_id, "fraction": fraction, "timestamp": "2025-06-19T12:05:00Z"},
+            headers={"Authorization": f"Token {bot_token}"},
+            timeout=10,
+        ).json()
+        assert answer["outcome"] == outcome
+    page.reload()
+    expect(page.locator(".badge-signal")).to_have_text("Exit signal")
+    expect(page.locator("#stop-form")).to_have_count(0)

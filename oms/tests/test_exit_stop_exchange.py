@@ -1,6 +1,6 @@
-"""Issue #12 §1: a demo/live position's stop lives on the exchange. A stop signal moves it there first
-(the loopback stand-in, tests/exchange_standin.py) and LOMS stores the new level only if the exchange
-took it."""
+"""Issue #12 §1 on the exchange (demo/live, the loopback stand-in tests/exchange_standin.py): an exit
+signal closes with a reduce-only order (for its share on a partial exit); a stop signal moves the
+exchange's stop first, and LOMS stores the new level only if the exchange took it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from decimal import Decimal
 import pytest
 
 from oms.brokers import reset_brokers
-from oms.models import Position, PositionStatus, Signal, SignalOutcome
-from oms.tests.test_broker_exchange import configure, exchange_price, send
+from oms.models import OrderPurpose, Position, PositionStatus, Signal, SignalOutcome
+from oms.services.execution import reconcile
+from oms.tests.test_broker_exchange import configure, exchange_price, placed, send
 from tests.exchange_standin import StandIn
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +66,35 @@ def test_a_refused_move_never_reaches_the_exchange(standin, position, anon_clien
     sent_before = len(standin.private_requests)
     assert stop(anon_client, position_id=position.pk, sl_price=59000).json()["outcome"] == "not_moved"  # looser
     assert len(standin.private_requests) == sent_before
+
+
+def exit_(client, **body):
+    body = {"timestamp": "2025-06-19T10:00:00Z", **body}
+    return client.post("/signals/exit", data=json.dumps(body), content_type="application/json")
+
+
+def test_an_exit_signal_closes_its_share_then_the_rest_with_reduce_only_orders(standin, anon_client, signal_body):
+    send(anon_client, signal_body, symbol="ETHUSDT", price=3000, qty=0.03)
+    position = Position.objects.get()
+    body = exit_(anon_client, symbol="ETHUSDT", side="long", fraction=0.5).json()
+    assert (body["outcome"], body["closed_qty"], body["remaining_qty"]) == ("partially_closed", 0.01, 0.02)  # lot
+    assert standin.positions["ETHUSDT"].qty == Decimal("0.02") and reconcile().state == "ok"
+    body = exit_(anon_client, position_id=position.pk).json()
+    assert (body["outcome"], body["closed_qty"]) == ("closed", 0.02)
+    assert "ETHUSDT" not in standin.positions
+    exits = position.orders.filter(purpose=OrderPurpose.EXIT).order_by("id")
+    assert [(o.qty, o.reduce_only, o.close_reason) for o in exits] == [
+        (Decimal("0.01"), True, "signal"),
+        (Decimal("0.02"), True, "signal"),
+    ]
+
+
+def test_an_exit_the_exchange_cannot_take_fails_with_its_reason_and_sends_nothing(standin, anon_client, signal_body):
+    send(anon_client, signal_body, symbol="ETHUSDT", price=3000, qty=0.01)
+    sent = len(placed(standin))
+    response = exit_(anon_client, symbol="ETHUSDT", side="long", fraction=0.5, signal_id="too-small")
+    assert response.status_code == 502
+    body = response.json()
+    assert (body["outcome"], body["error"]) == ("failed", "exchange_close_failed")
+    assert "below the minimum order size" in body["detail"] and len(placed(standin)) == sent
+    assert Position.objects.get().qty == Decimal("0.01")
