@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('oms', '0015_partial_closes'),
+        ('oms', '0016_funding'),
     ]
 
     operations = [
