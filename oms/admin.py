@@ -258,6 +258,7 @@ class SignalAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "received_at",
+        "kind",
         "symbol",
         "side",
         "strategy",
@@ -266,7 +267,7 @@ class SignalAdmin(ReadOnlyAdmin):
         "short_reason",
         "position_link",
     )
-    list_filter = ("outcome", "exchange", "strategy", "side", "received_at")
+    list_filter = ("kind", "outcome", "exchange", "strategy", "side", "received_at")
     search_fields = ("=id", "symbol", "reason", "dedupe_key", "strategy")
     date_hierarchy = "received_at"
     show_full_result_count = False

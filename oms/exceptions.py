@@ -82,3 +82,10 @@ class SettleRefused(OmsError):
     def __init__(self, message: str, code: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ExchangeStopFailed(OmsError):
+    """Demo/live: the exchange did not take the new stop; LOMS keeps the old one (issue #12 §1)."""
+
+    status_code = 502
+    code = "exchange_stop_failed"

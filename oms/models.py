@@ -250,10 +250,27 @@ class SignalOutcome(models.TextChoices):
     DUPLICATE = "duplicate", "Duplicate"
     BROKER_REJECTED = "broker_rejected", "Refused by the exchange"
     REJECTED = "rejected", "Rejected (invalid)"
+    # Exit and stop signals (`/signals/exit`, `/signals/stop`, issue #12 §1).
+    RECEIVED = "received", "Received (being carried out)"
+    CLOSED = "closed", "Closed"
+    PARTIALLY_CLOSED = "partially_closed", "Partially closed"
+    STOP_MOVED = "stop_moved", "Stop moved"
+    NOT_MOVED = "not_moved", "Stop not moved"
+    NO_MATCH = "no_match", "No matching position"
+    AMBIGUOUS = "ambiguous", "Several positions match"
+    ALREADY_CLOSED = "already_closed", "Already closed"
+    FAILED = "failed", "Not carried out (retry)"
+
+
+class SignalKind(models.TextChoices):
+    ENTRY = "entry", "Entry (/signals/bounce)"
+    EXIT = "exit", "Exit (/signals/exit)"
+    STOP = "stop", "Stop move (/signals/stop)"
 
 
 class Signal(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=5, choices=SignalKind.choices, default=SignalKind.ENTRY)
     payload = models.JSONField(default=dict)
     symbol = models.CharField(max_length=30, blank=True)
     side = models.CharField(max_length=5, blank=True)
@@ -559,7 +576,7 @@ class OperatorActionKind(models.TextChoices):
     CLOSE_ALL = "close_all", "Close all"
     FLATTEN = "flatten", "Flatten"
     SWITCH = "switch", "Switch"
-    STOP_MOVE = "stop_move", "Stop move"  # the hook for moving a stop by hand (not built yet)
+    STOP_MOVE = "stop_move", "Stop move"
     ROLE_CHANGE = "role_change", "Role change"
     TOKEN_CREATED = "token_created", "API token created"
     TOKEN_ROTATED = "token_rotated", "API token rotated"

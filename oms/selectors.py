@@ -285,3 +285,11 @@ def position_qty_held_at(position: Position, when: datetime) -> Decimal:
         status__in=[OrderStatus.REJECTED, OrderStatus.CANCELLED]
     )
     return position.qty + sum((order.filled_qty or order.qty for order in exits_since), Decimal("0"))
+
+
+def open_positions_matching(*, symbol: str, side: str, strategy: str, exchange: str) -> list[Position]:
+    """The open positions an exit or stop signal names by its fields (oldest first). The exchange is the
+    position's, or the one its opening signal named (in demo/live a position lives on BROKER_EXCHANGE)."""
+    opened_on = Q(exchange=exchange) | Q(signals__exchange=exchange, signals__outcome="opened")
+    matching = Position.objects.open().filter(opened_on, symbol=symbol, side=side, strategy=strategy)
+    return list(matching.distinct().order_by("created_at", "id"))

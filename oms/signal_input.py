@@ -1,4 +1,5 @@
-"""Parsing and validation of the bot's `POST /signals/bounce` body (docs/CONTRACT.md §2)."""
+"""Parsing and validation of the bot's signal bodies: `POST /signals/bounce` (docs/CONTRACT.md §2), `/signals/exit`
+and `/signals/stop` (§2a)."""
 
 from __future__ import annotations
 
@@ -263,4 +264,193 @@ def amount_errors(signal: BounceSignal, *, qty_given: bool = True) -> dict[str, 
         tp_price=tp,
         sl_price=sl,
         names={"entry_price": "price", "tp_price": "tp_pct", "sl_price": "sl_pct"},
+    )
+
+
+# --- exit and stop signals (`POST /signals/exit`, `POST /signals/stop`, docs/CONTRACT.md §2a) -----------
+MAX_POSITION_ID = 2**63 - 1
+BREAK_EVEN = "break_even"
+DEFAULT_STRATEGY = "bounce_ema10_strict"
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "number"}, {"type": "string", "enum": [BREAK_EVEN]}], "description": 'a price or "break_even"'}
+)
+class StopLevelField(serializers.Field):
+    """The new stop: a JSON number (a price > 0) or the string "break_even"."""
+
+    default_error_messages = {"invalid": 'Must be a JSON number (a price) or "break_even".'}
+
+    def to_internal_value(self, data: object) -> Decimal | str:
+        if data == BREAK_EVEN:
+            return BREAK_EVEN
+        if isinstance(data, str):
+            self.fail("invalid")
+        return StrictNumberField().to_internal_value(data)
+
+    def to_representation(self, value: Decimal | str) -> float | str:
+        return value if value == BREAK_EVEN else float(value)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean only (DRF would read "yes", 1 or "true" as True)."""
+
+    def to_internal_value(self, data: object) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class PositionTargetSerializer(serializers.Serializer):
+    """Which open position a signal is about: `position_id`, or symbol + side (+ strategy + exchange)."""
+
+    position_id = StrictIntegerField(required=False, min_value=1, max_value=MAX_POSITION_ID)
+    symbol = SymbolField(required=False)
+    side = SideField(required=False)
+    strategy = StrictCharField(max_length=64, required=False)
+    exchange = StrictCharField(max_length=32, required=False)
+    timestamp = TimestampField(max_length=64)
+    signal_id = StrictCharField(required=False, allow_null=True, max_length=MAX_SIGNAL_ID)
+
+    validate_timestamp = BounceSignalSerializer.validate_timestamp
+    validate_exchange = BounceSignalSerializer.validate_exchange
+
+    def validate(self, data: dict) -> dict:
+        if "position_id" not in data and not ("symbol" in data and "side" in data):
+            raise serializers.ValidationError(
+                {"position_id": ["Give position_id, or symbol and side (with strategy and exchange) of the position."]}
+            )
+        return data
+
+
+class ExitSignalSerializer(PositionTargetSerializer):
+    fraction = StrictNumberField(required=False, allow_null=True)
+
+    def validate_fraction(self, value: Decimal | None) -> Decimal | None:
+        if value is not None and value > 1:
+            raise serializers.ValidationError("Must be at most 1 (1 closes the whole position).")
+        return value
+
+
+class StopSignalSerializer(PositionTargetSerializer):
+    sl_price = StopLevelField()
+    allow_loosen = StrictBooleanField(required=False, default=False)
+
+
+@dataclass(frozen=True)
+class PositionTarget:
+    """`position_id`, or the fields of the position; a field the signal did not send is None."""
+
+    position_id: int | None
+    symbol: str | None
+    side: str | None
+    strategy: str | None
+    exchange: str | None
+
+    def describe(self) -> str:
+        if self.position_id is not None:
+            return f"position {self.position_id}"
+        return f"symbol={self.symbol} side={self.side} strategy={self.strategy} exchange={self.exchange}"
+
+
+@dataclass(frozen=True)
+class ExitSignal:
+    target: PositionTarget
+    fraction: Decimal | None  # None or 1: the whole position; else that fraction of what is still open
+    timestamp: datetime
+    signal_id: str | None
+
+    kind = "exit"
+
+    @property
+    def dedupe_key(self) -> str:
+        return _action_dedupe_key(self.kind, self.signal_id, self.target, str(self.fraction), self.timestamp)
+
+
+@dataclass(frozen=True)
+class StopSignal:
+    target: PositionTarget
+    sl_price: Decimal | None  # None: break even
+    timestamp: datetime
+    signal_id: str | None
+    allow_loosen: bool = False
+
+    kind = "stop"
+
+    @property
+    def break_even(self) -> bool:
+        return self.sl_price is None
+
+    @property
+    def dedupe_key(self) -> str:
+        level = BREAK_EVEN if self.break_even else str(self.sl_price)
+        return _action_dedupe_key(self.kind, self.signal_id, self.target, level, self.timestamp)
+
+
+def _action_dedupe_key(kind: str, signal_id: str | None, target: PositionTarget, what: str, at: datetime) -> str:
+    """Per kind, so an exit never dedupes against the entry (or stop) that carries the same `signal_id`."""
+    if signal_id:
+        return f"{kind}:id:{signal_id}"
+    identity = "|".join(str(part) for part in (*vars(target).values(), what, at.isoformat()))
+    return f"{kind}:k:" + hashlib.sha256(identity.encode()).hexdigest()
+
+
+def _validated(serializer_class: type[serializers.Serializer], payload: object, idempotency_key: str | None) -> dict:
+    """The validated body plus `signal_id` (the body's, else the Idempotency-Key header), as for a bounce."""
+    if not isinstance(payload, dict):
+        raise SignalInvalid({"body": ["Must be a JSON object."]})
+    serializer = serializer_class(data=payload)
+    errors = {} if serializer.is_valid() else dict(serializer.errors)
+    for path in non_finite_fields(payload):
+        errors.setdefault(path, ["Must be a finite number (this one overflows to infinity)."])
+    idempotency_key = (idempotency_key or "").strip()
+    if len(idempotency_key) > MAX_SIGNAL_ID:
+        errors["Idempotency-Key"] = [f"Ensure this header has no more than {MAX_SIGNAL_ID} characters."]
+    if errors:
+        raise SignalInvalid({"body" if key == "non_field_errors" else key: value for key, value in errors.items()})
+    data = dict(serializer.validated_data)
+    data["signal_id"] = data.get("signal_id") or idempotency_key or None
+    return data
+
+
+def _target(data: dict) -> PositionTarget:
+    """By id: only the fields sent are checked against the position. By fields: strategy and exchange
+    default as on `/signals/bounce`, so an exit names its position with the fields of its entry."""
+    if "position_id" in data:
+        return PositionTarget(
+            data["position_id"], data.get("symbol"), data.get("side"), data.get("strategy"), data.get("exchange")
+        )
+    return PositionTarget(
+        None,
+        data["symbol"],
+        data["side"],
+        data.get("strategy") or DEFAULT_STRATEGY,
+        data.get("exchange") or settings.DEFAULT_EXCHANGE,
+    )
+
+
+def parse_exit_signal(payload: object, *, idempotency_key: str | None = None) -> ExitSignal:
+    """Validate and normalise an exit signal body; raise SignalInvalid with per-field errors."""
+    data = _validated(ExitSignalSerializer, payload, idempotency_key)
+    fraction = data.get("fraction")
+    return ExitSignal(
+        target=_target(data),
+        fraction=None if fraction == 1 else fraction,
+        timestamp=data["timestamp"],
+        signal_id=data["signal_id"],
+    )
+
+
+def parse_stop_signal(payload: object, *, idempotency_key: str | None = None) -> StopSignal:
+    """Validate and normalise a stop signal body; raise SignalInvalid with per-field errors."""
+    data = _validated(StopSignalSerializer, payload, idempotency_key)
+    level = data["sl_price"]
+    if level != BREAK_EVEN and (error := amount_error(level)):
+        raise SignalInvalid({"sl_price": [error]})
+    return StopSignal(
+        target=_target(data),
+        sl_price=None if level == BREAK_EVEN else level,
+        timestamp=data["timestamp"],
+        signal_id=data["signal_id"],
+        allow_loosen=data["allow_loosen"],
     )

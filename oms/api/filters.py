@@ -6,7 +6,7 @@ import django_filters
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
 
-from oms.models import Order, Position, PositionStatus, Side, Signal, SignalOutcome
+from oms.models import Order, Position, PositionStatus, Side, Signal, SignalKind, SignalOutcome
 
 
 class UtcIsoDateTimeField(IsoDateTimeField):
@@ -59,10 +59,11 @@ class OrderFilter(django_filters.FilterSet):
 
 class SignalFilter(django_filters.FilterSet):
     outcome = django_filters.ChoiceFilter(choices=SignalOutcome.choices)
+    kind = django_filters.ChoiceFilter(choices=SignalKind.choices)
     symbol = UpperCharFilter()
     since = UtcIsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
     until = UtcIsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = Signal
-        fields = ["outcome", "symbol", "since", "until"]
+        fields = ["outcome", "kind", "symbol", "since", "until"]

@@ -1,4 +1,5 @@
-"""Optional webhook signing for `/signals/bounce` (when SIGNAL_HMAC_SECRET is set).
+"""Optional webhook signing for the signal endpoints `/signals/bounce`, `/signals/exit` and `/signals/stop`
+(when SIGNAL_HMAC_SECRET is set).
 
 The bot sends `X-Timestamp` (Unix seconds) and `X-Signature: sha256=<hex>`, the HMAC-SHA256 of
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from oms.amounts import amount_error, level_distance_errors, level_distance_pct, position_amount_errors
-from oms.models import Order, Position, Side, Signal
+from oms.models import Order, Position, Side, Signal, SignalKind
 from oms.selectors import GROUP_FIELDS
 from oms.signal_input import SideField, StrictCharField, StrictNumberField, SymbolField
 
@@ -52,7 +52,8 @@ class PositionSerializer(serializers.ModelSerializer):
         ]
 
     def get_signal_ids(self, position: Position) -> list[int]:
-        return [signal.pk for signal in position.signals.all()]
+        """The signals that opened it (exit and stop signals about it are in `GET /signals`)."""
+        return [signal.pk for signal in position.signals.all() if signal.kind == SignalKind.ENTRY]
 
 
 class OrderSerializer(serializers.ModelSerializer):
@@ -89,6 +90,7 @@ class SignalSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "received_at",
+            "kind",
             "symbol",
             "side",
             "strategy",

@@ -13,6 +13,8 @@ def route(path: str, view, name: str):
 
 urlpatterns = [
     route("signals/bounce", views.SignalBounceApi, "signal-bounce"),
+    route("signals/exit", views.SignalExitApi, "signal-exit"),
+    route("signals/stop", views.SignalStopApi, "signal-stop"),
     route("signals", views.SignalListApi, "signal-list"),
     route("health", views.HealthApi, "health"),
     route("stats", views.StatsApi, "stats"),

@@ -7,7 +7,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import ParseError, ValidationError
@@ -30,7 +30,7 @@ from oms.api.serializers import (
     SwitchSetSerializer,
 )
 from oms.exceptions import PositionNotFound
-from oms.models import OperatorSource, SwitchSource
+from oms.models import OperatorSource, SignalKind, SwitchSource
 from oms.selectors import (
     book_stats,
     cached_over_book,
@@ -39,6 +39,7 @@ from oms.selectors import (
     signal_list,
     stats_with_equity,
 )
+from oms.services.exit_signals import exit_signal_ingest, stop_signal_ingest
 from oms.services.health import health_report
 from oms.services.operator_audit import Operator
 from oms.services.positions import (
@@ -49,7 +50,7 @@ from oms.services.positions import (
 from oms.services.settle import position_settle
 from oms.services.signals import order_open, signal_ingest, signal_reject_unreadable
 from oms.services.switch import oms_switch_set, switch_state
-from oms.signal_input import BounceSignalSerializer
+from oms.signal_input import BounceSignalSerializer, ExitSignalSerializer, StopSignalSerializer
 from pricing.quotes import QuoteError
 from pricing.sources import get_price_source
 
@@ -63,34 +64,75 @@ class StandardPagination(PageNumberPagination):
     max_page_size = 500
 
 
-class SignalBounceApi(APIView):
-    """Entry signal from the bot (docs/CONTRACT.md §2). Always 200 when understood; 400 with field errors."""
+class SignalIntakeApi(APIView):
+    """A bot signal endpoint: token, session or HMAC; `oms.trade`; every body, readable or not, recorded."""
 
     signal_endpoint = True  # error bodies carry "received": false
     write_permission = "oms.trade"
     authentication_classes = [SignalHmacAuthentication, HashedTokenAuthentication, SessionAuthentication]
+    ingest = staticmethod(signal_ingest)
+    kind = SignalKind.ENTRY
 
-    # The request body is documented from the serializer that validates it, so the two cannot drift
-    # (oms/tests/test_openapi_contract.py); docs/CONTRACT.md §2 describes the fields.
-    @extend_schema(
-        request=BounceSignalSerializer,
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
-    )
     def post(self, request):
         # Unreadable bodies are rejected signals too: recorded (with the start of the raw text) and audited.
         try:
             raw = request._request.body  # read once, within DATA_UPLOAD_MAX_MEMORY_SIZE
         except RequestDataTooBig:
             size = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            result = signal_reject_unreadable(raw=b"", errors={"body": [f"Larger than the {size} bytes accepted."]})
+            errors = {"body": [f"Larger than the {size} bytes accepted."]}
+            result = signal_reject_unreadable(raw=b"", errors=errors, kind=self.kind)
             return Response(result.body, status=result.status_code)
         try:
             payload = request.data
         except ParseError as exc:
-            result = signal_reject_unreadable(raw=raw, errors={"body": [f"Must be a JSON object ({exc.detail})."]})
+            errors = {"body": [f"Must be a JSON object ({exc.detail})."]}
+            result = signal_reject_unreadable(raw=raw, errors=errors, kind=self.kind)
         else:
-            result = signal_ingest(payload=payload, idempotency_key=request.headers.get("Idempotency-Key"))
+            result = self.ingest(payload=payload, idempotency_key=request.headers.get("Idempotency-Key"))
         return Response(result.body, status=result.status_code)
+
+
+# The request bodies are documented from the serializers that validate them, so the two cannot drift
+# (oms/tests/test_openapi_contract.py); docs/CONTRACT.md §2 and §2a describe the fields.
+@extend_schema_view(
+    post=extend_schema(
+        request=BounceSignalSerializer,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
+)
+class SignalBounceApi(SignalIntakeApi):
+    """Entry signal from the bot (docs/CONTRACT.md §2). Always 200 when understood; 400 with field errors."""
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=ExitSignalSerializer,
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            502: OpenApiTypes.OBJECT,
+            503: OpenApiTypes.OBJECT,
+        },
+    )
+)
+class SignalExitApi(SignalIntakeApi):
+    """Exit signal: close the named open position, or a fraction of it (docs/CONTRACT.md §2a)."""
+
+    ingest = staticmethod(exit_signal_ingest)
+    kind = SignalKind.EXIT
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=StopSignalSerializer,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 502: OpenApiTypes.OBJECT},
+    )
+)
+class SignalStopApi(SignalIntakeApi):
+    """Stop signal: move the stop loss of the named open position (docs/CONTRACT.md §2a)."""
+
+    ingest = staticmethod(stop_signal_ingest)
+    kind = SignalKind.STOP
 
 
 class HealthApi(APIView):

@@ -163,6 +163,28 @@ class SettleForm(forms.Form):
         return data
 
 
+class StopMoveForm(forms.Form):
+    """Move the stop loss of an open position: to a price or to break even (issue #12 §1)."""
+
+    sl_price = forms.DecimalField(
+        required=False, min_value=Decimal("0"), max_digits=28, decimal_places=10, label="New stop"
+    )
+    break_even = forms.BooleanField(required=False, label="Break even (the entry price)")
+    allow_loosen = forms.BooleanField(required=False, label="Allow a looser stop")
+    reason = forms.CharField(required=False, max_length=1000, strip=True, label="Why (recorded in the operator audit)")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        sl_price, break_even = data.get("sl_price"), data.get("break_even")
+        if "sl_price" in self.errors:
+            return data
+        if break_even and sl_price is not None:
+            raise forms.ValidationError("Give either a new stop or break even, not both.")
+        if not break_even and (sl_price is None or sl_price <= 0):
+            raise forms.ValidationError("Give a new stop greater than 0, or tick break even.")
+        return data
+
+
 class CloseAllForm(forms.Form):
     confirm = forms.CharField(
         label=f'Type "{CLOSE_ALL_PHRASE}" to confirm',

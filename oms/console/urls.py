@@ -13,6 +13,7 @@ urlpatterns = [
     path("console/positions/<int:position_id>", views.position_detail, name="position-detail"),
     path("console/positions/<int:position_id>/close", views.position_close, name="position-close"),
     path("console/positions/<int:position_id>/settle", views.position_settle_view, name="position-settle"),
+    path("console/positions/<int:position_id>/stop", views.position_stop_view, name="position-stop"),
     path("console/orders", views.orders, name="orders"),
     path("console/signals", views.signals, name="signals"),
     path("console/stats", views.statistics, name="stats"),

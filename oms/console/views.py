@@ -27,10 +27,17 @@ from oms.console.forms import (
     SettleForm,
     SignalFilterForm,
     StatsFilterForm,
+    StopMoveForm,
     SwitchForm,
 )
 from oms.console.templatetags import money, price
-from oms.exceptions import PositionCloseFailed, PositionNotFound, PriceUnavailable, SettleRefused
+from oms.exceptions import (
+    ExchangeStopFailed,
+    PositionCloseFailed,
+    PositionNotFound,
+    PriceUnavailable,
+    SettleRefused,
+)
 from oms.models import (
     CloseReason,
     NotificationStatus,
@@ -61,6 +68,7 @@ from oms.services.marks import positions_marks
 from oms.services.operator_audit import Operator
 from oms.services.positions import position_close_at_market, positions_close_all
 from oms.services.settle import SettleInvalid, position_settle
+from oms.services.stops import position_stop_move
 from oms.services.switch import oms_switch_set, switch_state
 from oms.services.trips import TripLimits, trip_figures
 
@@ -172,6 +180,7 @@ def _position_context(position_id: int) -> dict:
         "price_mode": settings.PRICE_MODE,
         "closed_by": None if position.is_open else position_closed_by(position.pk),
         "settle_form": SettleForm(),
+        "stop_form": StopMoveForm(),
     }
 
 
@@ -245,6 +254,39 @@ def position_settle_view(request: HttpRequest, position_id: int) -> HttpResponse
             f"Closed position #{p.pk} {p.symbol} {p.side} at {price(p.close_price)}, "
             f"PnL {money(p.pnl)} USDT (operator's price).",
         )
+    return redirect("oms:position-detail", position_id=position_id)
+
+
+@operator_action("oms.close_position")
+@require_http_methods(["POST"])
+def position_stop_view(request: HttpRequest, position_id: int) -> HttpResponse:
+    """Move the stop loss of an open position (to a price or break even), as a stop signal does."""
+    form = StopMoveForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(" ".join(errors) for errors in form.errors.values())
+        messages.error(request, f"The stop of position #{position_id} was not moved: {problems}")
+        return redirect("oms:position-detail", position_id=position_id)
+    data = form.cleaned_data
+    operator = Operator.from_request(request, OperatorSource.CONSOLE, data["reason"])
+    try:
+        result = position_stop_move(
+            position_id=position_id,
+            sl_price=None if data["break_even"] else data["sl_price"],
+            allow_loosen=data["allow_loosen"],
+            operator=operator,
+        )
+    except PositionNotFound:
+        raise Http404(f"position {position_id} does not exist") from None
+    except ExchangeStopFailed as exc:
+        messages.error(request, f"The stop of position #{position_id} was not moved: {exc.message}")
+        return redirect("oms:position-detail", position_id=position_id)
+    p = result.position
+    if result.moved:
+        messages.success(
+            request, f"Stop of position #{p.pk} moved from {price(result.previous_sl_price)} to {price(p.sl_price)}."
+        )
+    else:
+        messages.error(request, f"The stop of position #{p.pk} was not moved: {result.refused}.")
     return redirect("oms:position-detail", position_id=position_id)
 
 

@@ -42,6 +42,7 @@ from oms.models import (
     Position,
     PositionStatus,
     Signal,
+    SignalKind,
     SignalOutcome,
     SwitchSource,
     TradeSide,
@@ -737,7 +738,8 @@ def _resolve_submitted(broker: Broker, result: ReconcileResult, now: datetime) -
             if young:
                 continue  # may still be in flight: the next run decides
             if order.purpose == OrderPurpose.ENTRY:
-                _refuse_entry(order, order.position.signals.first(), "the order never reached the exchange")
+                entry_signal = order.position.signals.filter(kind=SignalKind.ENTRY).first()
+                _refuse_entry(order, entry_signal, "the order never reached the exchange")
             else:  # a new close may be sent
                 Order.objects.filter(pk=order.pk).update(
                     status=OrderStatus.REJECTED, error="not on the exchange", updated_at=now

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 
 from lomsite.jsonlog import log_event
 from oms.exceptions import OmsDisabled, RiskLimitExceeded
-from oms.models import BrokerMode, Signal, SignalOutcome
+from oms.models import BrokerMode, Signal, SignalKind, SignalOutcome
 from oms.pnl import levels_from_pct
 from oms.services.audit import audit_append
 from oms.services.execution import entry_execute, pretrade_sanity
@@ -29,7 +29,7 @@ class IntakeResult:
     signal: Signal
 
 
-def _payload_for_storage(payload: object) -> dict:
+def payload_for_storage(payload: object) -> dict:
     """The body as it can be stored and audited: a JSON object; NUL characters and lone surrogates
     (which PostgreSQL text and jsonb refuse) replaced by U+FFFD; numbers that overflowed to infinity
     (and NaN), which JSON cannot hold, replaced by the strings "Infinity", "-Infinity", "NaN"."""
@@ -129,11 +129,11 @@ def _decide_and_record(signal: BounceSignal, payload: dict, insane: str = "") ->
 
 def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> IntakeResult:
     """Handle one bounce signal end to end. The Signal row, order and position commit together."""
-    stored_payload = _payload_for_storage(payload)
+    stored_payload = payload_for_storage(payload)
     try:
         signal = parse_bounce_signal(payload, idempotency_key=idempotency_key)
     except SignalInvalid as exc:
-        return _reject(stored_payload, exc.errors)
+        return signal_reject(stored_payload, exc.errors)
     log_event(
         logger,
         "bounce_received",
@@ -177,18 +177,19 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
     return IntakeResult(status_code=200, body=row.response, signal=row)
 
 
-def signal_reject_unreadable(*, raw: bytes | str, errors: dict) -> IntakeResult:
+def signal_reject_unreadable(*, raw: bytes | str, errors: dict, kind: str = SignalKind.ENTRY) -> IntakeResult:
     """A body that is not even JSON (malformed, NaN, nested too deep, too large): recorded as a
     rejected signal with the start of the raw text, and answered 400 like any invalid signal."""
     if isinstance(raw, bytes):
         raw = raw[:2000].decode("utf-8", errors="replace")
-    return _reject({"raw": _storable(raw[:2000])}, errors)
+    return signal_reject({"raw": _storable(raw[:2000])}, errors, kind=kind)
 
 
-def _reject(payload: dict, errors: dict) -> IntakeResult:
+def signal_reject(payload: dict, errors: dict, *, kind: str = SignalKind.ENTRY) -> IntakeResult:
     errors = _storable(errors)  # messages may quote the bad input
     body = {"received": False, "errors": errors}
     row = Signal.objects.create(
+        kind=kind,
         payload=payload,
         symbol=str(payload.get("symbol", ""))[:30],
         side=str(payload.get("side", ""))[:5],
@@ -207,7 +208,7 @@ def order_open(*, request: PositionRequest, payload: object, actor: str = "") ->
     The position, its entry order and a `Signal` row (outcome `opened`, reason `POST /orders by
     <user>`) commit together; the audit line is appended after the commit, as for any signal.
     """
-    stored_payload = _payload_for_storage(payload)
+    stored_payload = payload_for_storage(payload)
     with transaction.atomic():
         opened = position_open_locked(request=request, control=lock_oms_control())
         position = opened.position

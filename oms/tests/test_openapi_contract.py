@@ -12,10 +12,12 @@ from oms.api.serializers import (
     PositionSettleSerializer,
     SwitchSetSerializer,
 )
-from oms.signal_input import BounceSignalSerializer
+from oms.signal_input import BounceSignalSerializer, ExitSignalSerializer, StopSignalSerializer
 
 REQUEST_BODIES = [
     ("/signals/bounce/", "post", BounceSignalSerializer),
+    ("/signals/exit/", "post", ExitSignalSerializer),
+    ("/signals/stop/", "post", StopSignalSerializer),
     ("/orders/", "post", OrderCreateSerializer),
     ("/oms/switch/", "post", SwitchSetSerializer),
     ("/positions/close-all/", "post", CloseAllSerializer),
@@ -51,6 +53,17 @@ def test_the_signal_body_documents_every_field_the_bot_may_send(schema):
     assert properties["timeframe_min"]["type"] == "integer"
     exit_strategy = schema["components"]["schemas"][properties["exit_strategy"]["$ref"].rsplit("/", 1)[-1]]
     assert {"tp_sl_static", "tp_sl_trailing_v1"} <= set(exit_strategy["enum"])
+
+
+def test_the_exit_and_stop_bodies_document_their_fields(schema):
+    exit_body = request_component(schema, "/signals/exit/", "post")["properties"]
+    assert {"position_id", "symbol", "side", "strategy", "exchange", "fraction", "signal_id", "timestamp"} <= set(
+        exit_body
+    )
+    assert exit_body["fraction"]["type"] == "number" and exit_body["position_id"]["type"] == "integer"
+    stop_body = request_component(schema, "/signals/stop/", "post")["properties"]
+    assert {"number", "string"} == {choice["type"] for choice in stop_body["sl_price"]["oneOf"]}
+    assert stop_body["allow_loosen"]["type"] == "boolean"
 
 
 def test_no_request_body_is_declared_by_hand(schema):

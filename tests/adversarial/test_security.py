@@ -8,6 +8,7 @@ import logging
 import re
 import time
 from datetime import timedelta
+from decimal import Decimal
 from urllib.parse import urlencode
 
 import pytest
@@ -39,7 +40,16 @@ WRITE_ROUTES = [r for r in api_routes if hasattr(r.callback.view_class, "post")]
 
 def test_the_write_routes_are_the_ones_we_expect_so_a_new_one_is_not_missed():
     names = sorted(r.name for r in WRITE_ROUTES)
-    assert names == ["order-list", "position-close", "position-close-all", "position-settle", "signal-bounce", "switch"]
+    assert names == [
+        "order-list",
+        "position-close",
+        "position-close-all",
+        "position-settle",
+        "signal-bounce",
+        "signal-exit",
+        "signal-stop",
+        "switch",
+    ]
 
 
 @pytest.mark.parametrize("route", WRITE_ROUTES, ids=lambda r: r.name)
@@ -77,12 +87,14 @@ def console_posts(position: Position) -> list[tuple[str, dict]]:
         (reverse("oms:position-close", args=[position.pk]), {}),
         (reverse("oms:position-close-all"), {"confirm": "CLOSE ALL"}),
         (reverse("oms:switch"), {"enabled": "off", "reason": "testing"}),
+        (reverse("oms:position-stop", args=[position.pk]), {"break_even": "on"}),
     ]
 
 
 def assert_untouched(position: Position) -> None:
     position.refresh_from_db()
     assert position.status == PositionStatus.OPEN and OmsControl.load().enabled
+    assert position.sl_price == Decimal("98.5")
 
 
 def test_a_viewer_cannot_close_or_switch_from_the_dashboard(viewer):

@@ -205,3 +205,42 @@ def test_a_partial_exit_shows_on_the_position_and_the_close_books_the_whole_trad
         Decimal("1"),
         Decimal("1"),
     )
+
+
+def test_an_operator_moves_a_stop_the_bot_moves_it_to_break_even_then_exits_in_two_steps(
+    page, live_server, operator, bot_token, dummy_prices
+):
+    position_id = send_signal(live_server.url, bot_token, price=98.0)["position_id"]  # stop 96.53
+    log_in(page, live_server.url, operator)
+    page.goto(f"{live_server.url}/console/positions/{position_id}")
+    page.fill("#id_sl_price", "95")
+    page.click("#stop-submit")
+    expect(page.locator(".msg-error")).to_contain_text("would loosen the stop")
+    page.fill("#id_sl_price", "97.5")
+    page.fill("#id_reason", "higher low at 97.6")
+    page.click("#stop-submit")
+    expect(page.locator(".msg-success")).to_contain_text(f"Stop of position #{position_id} moved from 96.53 to 97.5")
+    assert Position.objects.get(pk=position_id).sl_price == Decimal("97.5")
+
+    answer = requests.post(
+        f"{live_server.url}/signals/stop",
+        json={"position_id": position_id, "sl_price": "break_even", "timestamp": "2025-06-19T12:00:00Z"},
+        headers={"Authorization": f"Token {bot_token}"},
+        timeout=10,
+    ).json()
+    assert (answer["outcome"], answer["sl_price"], answer["previous_sl_price"]) == ("stop_moved", 98.0, 97.5)
+    page.reload()
+    expect(page.locator("#stop-form")).to_be_visible()
+    assert Position.objects.get(pk=position_id).sl_price == Decimal("98")
+
+    for fraction, outcome in ((0.5, "partially_closed"), (None, "closed")):
+        answer = requests.post(
+            f"{live_server.url}/signals/exit",
+            json={"position_id": position_id, "fraction": fraction, "timestamp": "2025-06-19T12:05:00Z"},
+            headers={"Authorization": f"Token {bot_token}"},
+            timeout=10,
+        ).json()
+        assert answer["outcome"] == outcome
+    page.reload()
+    expect(page.locator(".badge-signal")).to_have_text("Exit signal")
+    expect(page.locator("#stop-form")).to_have_count(0)
