@@ -173,6 +173,26 @@ def _check_fit(values: dict) -> None:
         raise CloseRefused(f"arithmetic error: {type(exc).__name__}") from None
 
 
+STOP_FIELDS = ("sl_price", "dynamic_sl_price")
+
+
+def tighter_stop(side: str, first: Decimal | None, second: Decimal | None) -> Decimal | None:
+    """The tighter of two stops (the higher for a long, the lower for a short); None is no stop."""
+    if first is None or second is None:
+        return second if first is None else first
+    return max(first, second) if side == Side.LONG else min(first, second)
+
+
+def never_looser(position: Position, level_fields: dict) -> dict:
+    """`level_fields` a policy decided from values read earlier, with each stop no looser than the
+    row holds now (a stop a person or a signal moved meanwhile stays)."""
+    fields = dict(level_fields)
+    for name in STOP_FIELDS:
+        if name in fields:
+            fields[name] = tighter_stop(position.side, getattr(position, name), fields[name])
+    return fields
+
+
 def exit_order_for(position: Position) -> Order:
     """The filled market order that records a close (not saved)."""
     return Order(
@@ -275,8 +295,9 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
             continue
         fields = partial_fields if exit_qty < open_qty else close_fields
         if instruction.level_fields:
-            values.update(instruction.level_fields)
-            fields.update(instruction.level_fields)
+            levels = never_looser(position, instruction.level_fields)
+            values.update(levels)
+            fields.update(levels)
         for name, value in values.items():
             setattr(position, name, value)
         exited[position.pk] = exit_qty

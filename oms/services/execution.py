@@ -48,7 +48,7 @@ from oms.models import (
     TradeSide,
 )
 from oms.services.book import book_changed
-from oms.services.closing import PARTIAL_FIELDS, CloseInstruction, close_positions
+from oms.services.closing import PARTIAL_FIELDS, STOP_FIELDS, CloseInstruction, close_positions, tighter_stop
 from oms.services.operator_audit import SWITCH_TO_OPERATOR_SOURCE, Operator, position_close_details
 from oms.services.switch import oms_switch_set, switch_state
 
@@ -576,6 +576,9 @@ def sweep_exchange_positions(
             continue
         position = Position.objects.get(pk=update.pk)
         new_sl = getattr(update, "dynamic_sl_price", None)
+        in_force = tighter_stop(position.side, position.sl_price, position.dynamic_sl_price)
+        if new_sl is not None and tighter_stop(position.side, new_sl, in_force) != new_sl:
+            continue  # decided from values read before a stop move: never loosen it (the next sweep decides)
         if new_sl is not None and new_sl != position.dynamic_sl_price:
             try:
                 broker.move_stop(symbol=position.symbol, side=position.side, sl_price=new_sl)
@@ -606,9 +609,6 @@ def sweep_exchange_positions(
                 error=exc.message,
             )
     return paper_closes, kept_updates
-
-
-STOP_FIELDS = ("sl_price", "dynamic_sl_price")
 
 
 def _exchange_partial_exit(broker: Broker, close: CloseInstruction) -> None:

@@ -227,3 +227,18 @@ def test_a_reconciliation_during_a_partial_exit_books_its_fill_once(
         f"LOMS closed it; the exchange holds {exchange.positions['BTCUSDT'].qty}"
     )
     assert (position.qty, position.closed_qty) == (Decimal("0.002"), Decimal("0.002"))  # booked once
+
+
+def test_a_trail_decided_before_a_stop_move_never_loosens_the_exchange_stop(
+    exchange, settings, anon_client, signal_body
+):
+    from oms.services.execution import sweep_exchange_positions
+    from oms.services.stops import position_stop_move
+
+    settings.TRAILING_ACTIVATION_PCT, settings.TRAILING_DISTANCE_PCT = Decimal("0.5"), Decimal("0.2")
+    position = open_via_signal(anon_client, signal_body, exit_strategy="tp_sl_trailing_v1", tp_pct=10)
+    stale = Position(id=position.pk, dynamic_sl_price=Decimal("60379"), exit_meta={"best_price": "60500"})
+    position_stop_move(position_id=position.pk, sl_price=Decimal("60450"))  # a person moves it meanwhile
+    moved = exchange.positions["BTCUSDT"].sl
+    _, updates = sweep_exchange_positions([], [stale])
+    assert updates == [] and exchange.positions["BTCUSDT"].sl == moved == Decimal("60450")

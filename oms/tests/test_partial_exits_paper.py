@@ -129,3 +129,13 @@ def test_the_admin_return_on_notional_counts_the_whole_size_after_partial_exits(
     position.refresh_from_db()
     assert position.pnl == Decimal("20")  # +10 % on 200 USDT
     assert site._registry[Position].return_pct(position) == "10.000 %"
+
+
+def test_a_stop_moved_after_the_sweep_read_the_row_is_never_loosened_by_tp1(settings):
+    position = open_position(entry="100", qty="2", sl="98", exit_strategy="tp_scale_out")
+    Position.objects.filter(pk=position.pk).update(sl_price=Decimal("100.5"))  # moved after the sweep read 98
+    levels = {"sl_price": Decimal("100"), "dynamic_sl_price": Decimal("100"), "exit_meta": {"tp1_done": True}}
+    close_positions([CloseInstruction(position.pk, Decimal("101"), "tp1", levels, fraction=Decimal("0.5"))])
+    position.refresh_from_db()
+    assert position.qty == Decimal("1") and position.sl_price == Decimal("100.5")
+    assert position.exit_meta == {"tp1_done": True}
