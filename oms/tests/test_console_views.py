@@ -18,6 +18,7 @@ PAGES = [
     "/console/signals",
     "/console/stats",
     "/console/switch",
+    "/console/strategies",
     "/console/notifications",
 ]
 
