@@ -63,7 +63,7 @@ class StrategyControlSetSerializer(serializers.Serializer):
 class StrategyListApi(APIView):
     """Every strategy that has positions or a control row: its switch, limits and figures now."""
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="oms_strategies_list", responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         strategies = [view.as_dict() for view in strategy_list()]
         return Response({"count": len(strategies), "results": strategies})
@@ -75,11 +75,16 @@ class StrategyControlApi(APIView):
 
     write_permission = "oms.change_switch"
 
-    @extend_schema(parameters=[STRATEGY_PARAMETER], responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="oms_strategy_retrieve",
+        parameters=[STRATEGY_PARAMETER],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+    )
     def get(self, request, strategy: str):
         return Response(strategy_get(strategy).as_dict())
 
     @extend_schema(
+        operation_id="oms_strategy_update",
         parameters=[STRATEGY_PARAMETER],
         request=StrategyControlSetSerializer,
         responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
