@@ -23,6 +23,7 @@ from oms.models import (
     Position,
     PositionStatus,
     Signal,
+    StrategyControl,
     SwitchSource,
 )
 from oms.services.operator_audit import Operator
@@ -356,6 +357,23 @@ class OmsControlAdmin(admin.ModelAdmin):
             user=request.user,
         )
         obj.refresh_from_db()
+
+
+@admin.register(StrategyControl)
+class StrategyControlAdmin(ReadOnlyAdmin):
+    """Read-only: a strategy is changed on /console/strategies, the API or `strategy_switch` (audited)."""
+
+    list_display = (
+        "strategy",
+        "enabled",
+        "max_open_positions",
+        "max_positions_per_day",
+        "max_exposure_usdt",
+        "changed_by",
+        "changed_at",
+        "reason",
+    )
+    search_fields = ("strategy",)
 
 
 @admin.register(AutoCloseMonitor)

@@ -362,6 +362,36 @@ class OmsSwitchChange(models.Model):
         return self.changed_by.strip().lower().endswith(f"({self.get_source_display().lower()})")
 
 
+class StrategyControl(models.Model):
+    """One strategy's own switch and limits, beside the global switch (issue #12 §5).
+
+    A strategy without a row is on, with no limits of its own. Changed only through
+    `oms.services.strategies.strategy_control_set`, which records each change in the operator audit.
+    """
+
+    strategy = models.CharField(max_length=64, unique=True)  # as Position.strategy, exactly
+    enabled = models.BooleanField(default=True)
+    max_open_positions = models.PositiveIntegerField(null=True, blank=True)
+    max_positions_per_day = models.PositiveIntegerField(null=True, blank=True)  # opened since 00:00 UTC
+    max_exposure_usdt = models.DecimalField(**PRICE, null=True, blank=True)  # open notional, entry × qty
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["strategy"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(strategy=""), name="strategycontrol_named"),
+            models.CheckConstraint(
+                condition=Q(max_exposure_usdt__isnull=True) | Q(max_exposure_usdt__gt=0),
+                name="strategycontrol_exposure_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"strategy {self.strategy} {'ON' if self.enabled else 'OFF'}"
+
+
 class BookVersion(models.Model):
     """A token that changes with every open and close (single row, pk=1).
 
@@ -584,6 +614,7 @@ class OperatorActionKind(models.TextChoices):
     EPOCH = "epoch", "New epoch"
     SETTLE_PRICE = "settle_price", "Closed at a given price"
     VOID = "void", "Voided"
+    STRATEGY = "strategy", "Strategy control"  # a strategy's switch or limits (issue #12 §5)
 
 
 class OperatorAction(models.Model):

@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from oms.api import views
+from oms.api import strategies, views
 
 app_name = "api"
 
@@ -26,4 +26,7 @@ urlpatterns = [
     route("orders", views.OrderListCreateApi, "order-list"),
     route("market", views.MarketApi, "market"),
     route("oms/switch", views.SwitchApi, "switch"),
+    # Per-strategy control (issue #12 §5); a name may hold any character, URL-encoded.
+    route("oms/strategies", strategies.StrategyListApi, "strategy-list"),
+    route(r"oms/strategies/(?P<strategy>.+?)", strategies.StrategyControlApi, "strategy-control"),
 ]

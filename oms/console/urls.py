@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from oms.console import views
+from oms.console import strategies, views
 
 app_name = "oms"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("console/signals", views.signals, name="signals"),
     path("console/stats", views.statistics, name="stats"),
     path("console/switch", views.switch, name="switch"),
+    path("console/strategies", strategies.strategies, name="strategies"),
     path("console/notifications", views.notifications, name="notifications"),
     path("console/audit", views.audit, name="audit"),
 ]

@@ -42,6 +42,7 @@ from oms.services.closing import CloseInstruction, close_positions
 from oms.services.figures import book_figures_record_one_open
 from oms.services.operator_audit import Operator, position_close_details
 from oms.services.sizing import risk_sized_qty
+from oms.services.strategies import strategy_gate, strategy_limits_enforce
 from oms.services.switch import switch_state
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources import fetch_prices, get_price_source
@@ -127,6 +128,7 @@ def position_open_locked(
     state = switch_state(control)
     if not state.enabled:
         raise OmsDisabled(state.disabled_reason)
+    strategy_limits = strategy_gate(request.strategy, symbol=request.symbol)  # issue #12 §5: its own switch
     exchange_mode = settings.BROKER_MODE != "paper"
     limits = RiskLimits.from_settings()
     exposure = exposure_snapshot(symbol=request.symbol, limits=limits, now=now)
@@ -150,6 +152,9 @@ def position_open_locked(
     decision = check_risk_limits(request.symbol, request.entry_price, request.qty, exposure=exposure, limits=limits)
     if not decision.ok:
         raise RiskLimitExceeded(decision.reason, decision.scope)
+    strategy_limits_enforce(
+        strategy_limits, symbol=request.symbol, entry_price=request.entry_price, qty=request.qty, now=now
+    )
     position = Position.objects.create(
         exchange=request.exchange,
         market_type=MarketType.LINEAR_PERP if exchange_mode else MarketType.PAPER_SIM,

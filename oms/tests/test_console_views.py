@@ -19,6 +19,7 @@ PAGES = [
     "/console/signals",
     "/console/stats",
     "/console/switch",
+    "/console/strategies",
     "/console/notifications",
 ]
 

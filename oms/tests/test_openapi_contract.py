@@ -12,6 +12,7 @@ from oms.api.serializers import (
     PositionSettleSerializer,
     SwitchSetSerializer,
 )
+from oms.api.strategies import StrategyControlSetSerializer
 from oms.signal_input import BounceSignalSerializer, ExitSignalSerializer, StopSignalSerializer
 
 REQUEST_BODIES = [
@@ -22,6 +23,7 @@ REQUEST_BODIES = [
     ("/oms/switch/", "post", SwitchSetSerializer),
     ("/positions/close-all/", "post", CloseAllSerializer),
     ("/positions/{position_id}/settle/", "post", PositionSettleSerializer),
+    ("/oms/strategies/{strategy}/", "post", StrategyControlSetSerializer),
 ]
 
 

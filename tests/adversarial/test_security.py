@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 from lomsite.jsonlog import JsonFormatter
 from oms.api.hmac_auth import sign_body
 from oms.api.urls import urlpatterns as api_routes
-from oms.models import Notification, OmsControl, Position, PositionStatus, Signal
+from oms.models import Notification, OmsControl, Position, PositionStatus, Signal, StrategyControl
 from oms.services.switch import switch_state
 from oms.tests.factories import open_position
 
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.django_db
 def concrete_path(route, position_id: int) -> str:
     """`^positions/(?P<position_id>[^/]+)/close/?$` → `/positions/7/close`."""
     pattern = route.pattern.regex.pattern.lstrip("^").replace("/?$", "").rstrip("$")
+    pattern = re.sub(r"\(\?P<strategy>[^)]*\)", "bounce_ema10_strict", pattern)
     return "/" + re.sub(r"\(\?P<position_id>[^)]*\)", str(position_id), pattern)
 
 
@@ -48,6 +49,7 @@ def test_the_write_routes_are_the_ones_we_expect_so_a_new_one_is_not_missed():
         "signal-bounce",
         "signal-exit",
         "signal-stop",
+        "strategy-control",
         "switch",
     ]
 
@@ -71,6 +73,7 @@ def test_every_write_endpoint_refuses_anonymous_callers_outside_dev(strict_api, 
     position.refresh_from_db()
     assert position.status == PositionStatus.OPEN and Position.objects.count() == 1
     assert switch_state().enabled and not Signal.objects.exclude(outcome="rejected").exists()
+    assert not StrategyControl.objects.exists()
 
 
 def test_a_viewer_cannot_close_or_switch_through_the_api(strict_api, viewer_client):
