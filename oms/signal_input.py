@@ -200,19 +200,7 @@ def non_finite_fields(payload: object) -> list[str]:
 
 def parse_bounce_signal(payload: object, *, idempotency_key: str | None = None) -> BounceSignal:
     """Validate and normalise a signal body; raise SignalInvalid with per-field errors."""
-    if not isinstance(payload, dict):
-        raise SignalInvalid({"body": ["Must be a JSON object."]})
-    serializer = BounceSignalSerializer(data=payload)
-    errors = {} if serializer.is_valid() else dict(serializer.errors)
-    for path in non_finite_fields(payload):
-        errors.setdefault(path, ["Must be a finite number (this one overflows to infinity)."])
-    idempotency_key = (idempotency_key or "").strip()
-    if len(idempotency_key) > MAX_SIGNAL_ID:
-        errors["Idempotency-Key"] = [f"Ensure this header has no more than {MAX_SIGNAL_ID} characters."]
-    if errors:
-        raise SignalInvalid(errors)
-    data = serializer.validated_data
-    signal_id = data.get("signal_id") or idempotency_key or None
+    data = _validated(BounceSignalSerializer, payload, idempotency_key)
     tp_pct = data.get("tp_pct")
     sl_pct = data.get("sl_pct")
     signal = BounceSignal(
@@ -226,7 +214,7 @@ def parse_bounce_signal(payload: object, *, idempotency_key: str | None = None) 
         tp_pct=settings.DEFAULT_TP_PCT if tp_pct is None else tp_pct,
         sl_pct=settings.DEFAULT_SL_PCT if sl_pct is None else sl_pct,
         qty=data.get("qty") or default_qty(data["price"]),
-        signal_id=signal_id,
+        signal_id=data["signal_id"],
         exit_strategy=data.get("exit_strategy") or settings.DEFAULT_EXIT_STRATEGY,
     )
     errors = amount_errors(signal, qty_given=data.get("qty") is not None)
@@ -396,7 +384,8 @@ def _action_dedupe_key(kind: str, signal_id: str | None, target: PositionTarget,
 
 
 def _validated(serializer_class: type[serializers.Serializer], payload: object, idempotency_key: str | None) -> dict:
-    """The validated body plus `signal_id` (the body's, else the Idempotency-Key header), as for a bounce."""
+    """The validated body plus `signal_id` (the body's, else the Idempotency-Key header); SignalInvalid
+    with per-field errors (infinite numbers and an over-long header included)."""
     if not isinstance(payload, dict):
         raise SignalInvalid({"body": ["Must be a JSON object."]})
     serializer = serializer_class(data=payload)

@@ -255,6 +255,20 @@ def notify_switch_change(*, enabled: bool, actor: str, reason: str, source: str,
     )
 
 
+def notify_strategy_change(
+    *, strategy: str, changes: dict[str, str], actor: str, reason: str, source: str, change_key: str
+) -> None:
+    """A strategy's switch or limits changed (called inside its transaction): who, what, why."""
+    what = "; ".join(f"{field}: {change}" for field, change in changes.items())
+    notify_safely(
+        "strategy",
+        f"LOMS strategy {strategy} changed",
+        f"Strategy {strategy} was changed by {actor or 'unknown'} ({source}): {what}.\nWhy: {reason}",
+        dedupe_key=f"strategy:{strategy}:{change_key}",
+        level="warning",
+    )
+
+
 def notify_reconciliation_mismatch(
     *,
     account: str,

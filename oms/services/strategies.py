@@ -203,6 +203,18 @@ def strategy_control_set(
     if not changes:
         details["unchanged"] = True
     operator.record(OperatorActionKind.STRATEGY, details=details)
+    if changes:
+        from oms.services.notify import notify_strategy_change  # recorded now, sent by django-q after commit
+
+        shown = {field: value for field, value in details.items() if field != "strategy"}
+        notify_strategy_change(
+            strategy=name,
+            changes=shown,
+            actor=operator.actor,
+            reason=reason,
+            source=operator.source,
+            change_key=row.changed_at.isoformat(),
+        )
     log_event(
         logger,
         "strategy_control_changed",

@@ -235,10 +235,10 @@ def test_a_trail_decided_before_a_stop_move_never_loosens_the_exchange_stop(
     from oms.services.execution import sweep_exchange_positions
     from oms.services.stops import position_stop_move
 
-    settings.TRAILING_ACTIVATION_PCT, settings.TRAILING_DISTANCE_PCT = Decimal("0.5"), Decimal("0.2")
     position = open_via_signal(anon_client, signal_body, exit_strategy="tp_sl_trailing_v1", tp_pct=10)
-    stale = Position(id=position.pk, dynamic_sl_price=Decimal("60379"), exit_meta={"best_price": "60500"})
-    position_stop_move(position_id=position.pk, sl_price=Decimal("60450"))  # a person moves it meanwhile
-    moved = exchange.positions["BTCUSDT"].sl
+    stale = Position(id=position.pk, dynamic_sl_price=Decimal("59700"), exit_meta={"best_price": "60000"})
+    moved = position_stop_move(position_id=position.pk, sl_price=Decimal("59900"))  # a person, meanwhile
+    assert moved.moved, moved.refused
+    assert exchange.positions["BTCUSDT"].sl == Decimal("59900")
     _, updates = sweep_exchange_positions([], [stale])
-    assert updates == [] and exchange.positions["BTCUSDT"].sl == moved == Decimal("60450")
+    assert updates == [] and exchange.positions["BTCUSDT"].sl == Decimal("59900")

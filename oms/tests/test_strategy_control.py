@@ -368,3 +368,16 @@ def test_one_strategy_never_seen_reads_as_on_with_no_limits():
         "changed_at": None,
         "reason": "",
     }
+
+
+def test_a_strategy_change_alerts_the_operators_and_a_change_to_nothing_does_not():
+    from oms.models import Notification
+
+    operator = Operator("olga", "console", reason="too many losses today")
+    strategy_control_set(strategy="bounce_a", operator=operator, enabled=False, max_open_positions=2)
+    alert = Notification.objects.get(kind="strategy")
+    assert alert.title == "LOMS strategy bounce_a changed"
+    assert "enabled: on → off" in alert.body and "max_open_positions: none → 2" in alert.body
+    assert "olga (console)" in alert.body and "too many losses today" in alert.body
+    strategy_control_set(strategy="bounce_a", operator=operator, enabled=False)  # nothing changes
+    assert Notification.objects.filter(kind="strategy").count() == 1
