@@ -98,6 +98,11 @@ class Broker:
         """The quantity that will be ordered: rounded to the lot size, checked against minimums."""
         return qty
 
+    def stop_level(self, *, symbol: str, side: str, price: Decimal) -> Decimal:
+        """`price` on the exchange's price tick, rounded towards the tighter stop (up for a long, down
+        for a short): the level the exchange will hold."""
+        return price
+
     def lot_qty(self, *, symbol: str, qty: Decimal) -> Decimal:
         """`qty` rounded down to the lot size; EntryRefused when that is below the minimum order size."""
         return qty

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 import ccxt
 from django.conf import settings
@@ -127,6 +127,13 @@ class CcxtBroker(Broker):
             if market.get("swap") and market.get("linear"):
                 return market
         raise EntryRefused(f"{symbol} is not a USDT-margined perpetual on {self.name}")
+
+    def stop_level(self, *, symbol: str, side: str, price: Decimal) -> Decimal:
+        tick = as_decimal(self.market(symbol)["precision"]["price"])
+        if not tick:
+            return price
+        rounding = ROUND_CEILING if side == "long" else ROUND_FLOOR
+        return ((price / tick).to_integral_value(rounding=rounding) * tick).normalize()
 
     def lot_qty(self, *, symbol: str, qty: Decimal) -> Decimal:
         market = self.market(symbol)

@@ -18,15 +18,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from lomsite.jsonlog import log_event
 from oms.exceptions import ExchangeStopFailed, OmsError, PositionCloseFailed, PriceUnavailable
-from oms.models import CloseReason, Position, Signal, SignalKind, SignalOutcome
+from oms.models import CloseReason, Order, OrderPurpose, OrderStatus, Position, Signal, SignalKind, SignalOutcome
 from oms.selectors import open_positions_matching, position_get
 from oms.services.audit import audit_append
+from oms.services.closing import CloseInstruction
 from oms.services.positions import position_close_at_market
 from oms.services.signals import IntakeResult, payload_for_storage, signal_reject
 from oms.services.stops import position_stop_move
@@ -114,6 +117,8 @@ def _claim(kind: str, signal: ExitSignal | StopSignal, payload: dict) -> tuple[S
         "exchange": target.exchange or "",
     }
     first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
+    if first is not None and _release_stale_claim(first):
+        first = None
     if first is None:
         try:
             with transaction.atomic():
@@ -139,6 +144,32 @@ def _claim(kind: str, signal: ExitSignal | StopSignal, payload: dict) -> tuple[S
     return duplicate, first
 
 
+# A claim still `received` after this long was left by a worker that died before recording what it
+# did (a gunicorn timeout, an OOM kill): far above the worker timeout and an exchange order's wait.
+STALE_CLAIM = timedelta(minutes=5)
+
+
+def _release_stale_claim(first: Signal) -> bool:
+    """Release the key of a claim left `received` by a dead worker, so the signal can be carried out
+    now; True when released. Never while an exit order sent since the claim is still unresolved
+    (the reconciliation settles it first: the exit may have happened)."""
+    if first.outcome != SignalOutcome.RECEIVED or first.received_at > timezone.now() - STALE_CLAIM:
+        return False
+    with transaction.atomic():
+        stale = Signal.objects.select_for_update().filter(pk=first.pk, outcome=SignalOutcome.RECEIVED).first()
+        if stale is None:
+            return False
+        in_flight = Order.objects.filter(
+            purpose=OrderPurpose.EXIT, status=OrderStatus.SUBMITTED, created_at__gte=stale.received_at
+        ).exists()
+        if in_flight:
+            return False
+        reason = "never carried out: the worker that claimed it stopped; released for a resend"
+        _record(stale, Decision(SignalOutcome.FAILED, reason=reason, status_code=500))
+    log_event(logger, "signal_claim_released", logging.WARNING, signal_row_id=first.pk)
+    return True
+
+
 def _record(row: Signal, decision: Decision) -> Signal:
     """The outcome written on the claimed row. A failed signal releases its dedupe key (it may be resent)."""
     position = decision.position
@@ -151,13 +182,13 @@ def _record(row: Signal, decision: Decision) -> Signal:
             position.exchange,
         )
     row.response = {
-        "received": True,
+        "received": decision.outcome != SignalOutcome.REJECTED,
         "outcome": decision.outcome,
         "position_id": position.pk if position else None,
         **({"reason": decision.reason} if decision.reason else {}),
         **decision.answer,
     }
-    if decision.outcome == SignalOutcome.FAILED:
+    if decision.outcome in (SignalOutcome.FAILED, SignalOutcome.REJECTED):
         row.dedupe_key = None
     row.save(
         update_fields=[
@@ -236,9 +267,20 @@ def _exit(signal: ExitSignal) -> Decision:
     match = _match(signal.target)
     if isinstance(match, Decision):
         return match
+    if CloseInstruction(match.pk, Decimal("0"), CloseReason.SIGNAL, fraction=signal.fraction).exit_qty(match.qty) <= 0:
+        reason = f"fraction {signal.fraction} of the open qty {match.qty} closes nothing"
+        return Decision(SignalOutcome.REJECTED, match, reason, {"errors": {"fraction": [reason]}}, status_code=400)
     try:
         result = position_close_at_market(position_id=match.pk, reason=CloseReason.SIGNAL, fraction=signal.fraction)
     except (PriceUnavailable, PositionCloseFailed) as exc:  # ExchangeCloseFailed is a PriceUnavailable
+        booked = Position.objects.get(pk=match.pk)
+        if booked.closed_qty > match.closed_qty:  # an exchange order filled in part: that part is done
+            answer = {
+                "closed_qty": float(booked.closed_qty - match.closed_qty),
+                "remaining_qty": float(booked.qty),
+                "realized_pnl": float(booked.realized_pnl),
+            }
+            return Decision(SignalOutcome.PARTIALLY_CLOSED, position=booked, reason=exc.message, answer=answer)
         return _failed(match, exc)
     position = result.position
     if not result.exited_qty:  # the sweep, a person or another exit closed it first

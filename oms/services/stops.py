@@ -15,8 +15,9 @@ console's "move stop" form call `position_stop_move`.
 - A demo/live position's stop lives on the exchange: it is moved there first (outside any
   transaction), and stored only when the exchange took it.
 
-Decisions are taken under the position's row lock. Two moves of one exchange position racing each
-other may leave the exchange at the last call it received: the last writer wins on both sides.
+Decisions are taken under the position's row lock. Of two moves of one exchange position racing each
+other, the one stored first stays: the other finds the stop moved when it comes back from the
+exchange, stores nothing and sends the kept stop to the exchange again, so both hold the same stop.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ def position_stop_move(
     if not position.is_open:
         return _closed(position)
     price_now = _price_now(position.symbol)
+    requested = position.entry_price if sl_price is None else sl_price
+    if position.broker_mode != BrokerMode.PAPER:  # stored as the exchange will hold it (before any lock)
+        requested = _on_exchange_tick(position, requested)
     with transaction.atomic():
         # The row lock orders this move after any close or move of the same position.
         locked = Position.objects.select_for_update().open().filter(pk=position_id).first()
@@ -81,7 +85,7 @@ def position_stop_move(
             position.refresh_from_db()
             return _closed(position)
         previous = locked.sl_price
-        new_sl = (locked.entry_price if sl_price is None else sl_price).quantize(QUANT)
+        new_sl = requested.quantize(QUANT)
         refused = stop_move_refusal(
             side=locked.side, current=previous, new=new_sl, price_now=price_now, allow_loosen=allow_loosen
         )
@@ -97,8 +101,16 @@ def position_stop_move(
         if stored is None:  # closed while the exchange was moving its stop: nothing left to protect
             position.refresh_from_db()
             return _closed(position)
-        _store(stored, new_sl, in_force, operator, break_even=sl_price is None)
-    return StopMoveResult(stored, moved=True, previous_sl_price=previous)
+        moved_meanwhile = (stored.sl_price, stored.dynamic_sl_price) != (previous, locked.dynamic_sl_price)
+        if not moved_meanwhile:
+            _store(stored, new_sl, in_force, operator, break_even=sl_price is None)
+            return StopMoveResult(stored, moved=True, previous_sl_price=previous)
+    # Another move (or the trail) landed while ours was at the exchange: LOMS keeps that stop, and the
+    # exchange is given it again (ours may have reached it last), so both hold the same stop.
+    kept = stored.dynamic_sl_price if stored.dynamic_sl_price is not None else stored.sl_price
+    _exchange_move(stored, kept)
+    refused = f"the stop was moved to {_fmt(kept)} while this move was at the exchange: it stays"
+    return StopMoveResult(stored, moved=False, previous_sl_price=previous, refused=refused)
 
 
 def stop_move_refusal(
@@ -168,6 +180,13 @@ def _exchange_move(position: Position, level: Decimal) -> None:
         raise ExchangeStopFailed(
             f"the exchange did not move the stop of position {position.pk}: {exc.message}"
         ) from exc
+
+
+def _on_exchange_tick(position: Position, level: Decimal) -> Decimal:
+    try:
+        return get_broker().stop_level(symbol=position.symbol, side=position.side, price=level)
+    except BrokerError as exc:
+        raise ExchangeStopFailed(f"the exchange's markets are unavailable: {exc.message}") from exc
 
 
 def _price_now(symbol: str) -> Decimal | None:

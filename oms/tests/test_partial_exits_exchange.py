@@ -230,11 +230,12 @@ def test_a_reconciliation_during_a_partial_exit_books_its_fill_once(
 
 
 def test_a_trail_decided_before_a_stop_move_never_loosens_the_exchange_stop(
-    exchange, settings, anon_client, signal_body
+    exchange, anon_client, signal_body, monkeypatch
 ):
     from oms.services.execution import sweep_exchange_positions
     from oms.services.stops import position_stop_move
 
+    monkeypatch.setattr("oms.services.stops.market_price", lambda symbol: Decimal("60000"))  # the quote now
     position = open_via_signal(anon_client, signal_body, exit_strategy="tp_sl_trailing_v1", tp_pct=10)
     stale = Position(id=position.pk, dynamic_sl_price=Decimal("59700"), exit_meta={"best_price": "60000"})
     moved = position_stop_move(position_id=position.pk, sl_price=Decimal("59900"))  # a person, meanwhile

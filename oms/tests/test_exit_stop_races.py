@@ -1,5 +1,5 @@
 # ruff: noqa: F811  (the stand-in fixtures are imported by name)
-"""Red-team pass 2: stop and exit signals (defects confirmed by a failing test, marked xfail strict)."""
+"""Stop and exit signals: the defects a second red-team pass found, each test failed before its fix."""
 
 from __future__ import annotations
 
@@ -15,11 +15,6 @@ from oms.tests.test_exit_stop_exchange import position, standin  # noqa: F401  (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: two stop moves of an exchange position racing: the second store does not re-check "
-    "loosening, so LOMS keeps the looser stop (no allow_loosen) while the exchange holds the tighter one",
-)
 def test_a_tighter_move_landing_while_another_is_at_the_exchange_is_never_loosened(
     standin,
     position,
@@ -44,12 +39,6 @@ def test_a_tighter_move_landing_while_another_is_at_the_exchange_is_never_loosen
     assert stored == Decimal("59800"), (result, stored, exchange_sl)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: an exit whose exchange order fills in part is booked for what filled, yet answered "
-    "`failed` and its dedupe key released: the bot's resend closes a fraction of the rest again, "
-    "more than the signal asked",
-)
 def test_an_exit_filled_in_part_is_not_closed_again_by_its_resend(  # noqa: F811
     standin,  # noqa: F811
     anon_client,
@@ -88,11 +77,6 @@ def test_an_exit_filled_in_part_is_not_closed_again_by_its_resend(  # noqa: F811
     assert position.closed_qty <= Decimal("0.04"), (first, again, position.closed_qty)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a stop off the exchange's price tick is rounded by the exchange (59700.06 -> 59700.1) but "
-    "LOMS stores and answers the unrounded level: LOMS and the exchange disagree on the stop",
-)
 def test_a_moved_stop_is_stored_as_the_exchange_holds_it(standin, position, anon_client):  # noqa: F811
     from oms.tests.test_exit_stop_exchange import stop
 

@@ -1,4 +1,4 @@
-"""Red-team pass 2: exit signals (defects confirmed by a failing test, marked xfail strict)."""
+"""Exit signals: the defects a second red-team pass found, each test failed before its fix."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ from oms.tests.test_exit_signals import exit_, unquoted  # noqa: F401  (fixture)
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a fraction too small to close anything (rounds to qty 0) is answered 409 "
-    "position_close_failed, recorded as a failed signal, instead of a clear 400 invalid input",
-)
 def test_a_fraction_that_closes_nothing_is_a_400(anon_client):
     position = open_position(symbol="BTCUSDT", qty=Decimal("0.001"))
     response = exit_(anon_client, position_id=position.pk, fraction=1e-12)
@@ -25,12 +20,6 @@ def test_a_fraction_that_closes_nothing_is_a_400(anon_client):
     assert Position.objects.get(pk=position.pk).qty == Decimal("0.001")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a worker killed between claiming an exit's dedupe key (row `received`) and recording its "
-    "outcome (gunicorn timeout 30 s during an exchange call, OOM) leaves the key claimed forever: every resend "
-    "is answered `received`/duplicate and the exit is never carried out; nothing releases a stale claim",
-)
 def test_an_exit_whose_worker_died_before_acting_can_be_sent_again(anon_client):
     from datetime import timedelta
 
