@@ -8,6 +8,7 @@ from decimal import Decimal
 from django import forms
 from django.utils import timezone
 
+from oms.amounts import MAX_PRICE
 from oms.models import OperatorActionKind, PositionStatus, Side, SignalOutcome
 
 CLOSE_ALL_PHRASE = "CLOSE ALL"
@@ -167,7 +168,7 @@ class StopMoveForm(forms.Form):
     """Move the stop loss of an open position: to a price or to break even (issue #12 §1)."""
 
     sl_price = forms.DecimalField(
-        required=False, min_value=Decimal("0"), max_digits=28, decimal_places=10, label="New stop"
+        required=False, min_value=Decimal("0"), max_value=MAX_PRICE, max_digits=28, decimal_places=10, label="New stop"
     )
     break_even = forms.BooleanField(required=False, label="Break even (the entry price)")
     allow_loosen = forms.BooleanField(required=False, label="Allow a looser stop")

@@ -437,7 +437,8 @@ def exchange_position_close(
     if failure is not None and failure.kind == "auth":
         switch_off(f"exchange authentication failed: {failure.message}")
     now = now or timezone.now()
-    _book_exit_fill(locked, order, fill, failure=failure, reason=reason, now=now, level_fields=level_fields)
+    if not _book_exit_fill(locked, order, fill, failure=failure, reason=reason, now=now, level_fields=level_fields):
+        locked.refresh_from_db()  # the reconciliation booked this fill first: report the row as it is
     return ExchangeCloseResult(position=locked, closed_now=not locked.is_open, exited_qty=order.filled_qty)
 
 

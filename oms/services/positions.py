@@ -42,7 +42,7 @@ from oms.services.closing import CloseInstruction, close_positions
 from oms.services.figures import book_figures_record_one_open
 from oms.services.operator_audit import Operator, position_close_details
 from oms.services.sizing import risk_sized_qty
-from oms.services.strategies import strategy_gate, strategy_limits_enforce
+from oms.services.strategies import strategy_exposure_room, strategy_gate, strategy_limits_enforce
 from oms.services.switch import switch_state
 from pricing.quotes import PriceMode, QuoteError, select_price
 from pricing.sources import fetch_prices, get_price_source
@@ -139,6 +139,7 @@ def position_open_locked(
             sl_price=request.sl_price,
             limits=limits,
             exposure=exposure,
+            strategy_room=strategy_exposure_room(strategy_limits, now=now),
         )
         request = replace(request, qty=qty)
     if exchange_mode:  # BROKER (#11): the qty the exchange takes (lot size, minimum, LIVE_MAX_NOTIONAL_USDT)

@@ -23,17 +23,25 @@ logger = logging.getLogger("loms.risk")
 
 
 def risk_sized_qty(
-    *, epoch: str, entry_price: Decimal, sl_price: Decimal | None, limits: RiskLimits, exposure: ExposureSnapshot
+    *,
+    epoch: str,
+    entry_price: Decimal,
+    sl_price: Decimal | None,
+    limits: RiskLimits,
+    exposure: ExposureSnapshot,
+    strategy_room: Decimal | None = None,
 ) -> Decimal:
     """The qty that risks RISK_PER_TRADE_PCT of `epoch`'s equity, capped so its notional fits
-    MAX_SIZE_PER_POSITION_USDT (demo/live: also LIVE_MAX_NOTIONAL_USDT) and what MAX_TOTAL_EXPOSURE_USDT
-    leaves free; raises RiskLimitExceeded (scope `sizing`) without equity or without a stop."""
+    MAX_SIZE_PER_POSITION_USDT (demo/live: also LIVE_MAX_NOTIONAL_USDT), what MAX_TOTAL_EXPOSURE_USDT
+    leaves free and what the strategy's own exposure limit leaves free (`strategy_room`); raises
+    RiskLimitExceeded (scope `sizing`) without equity or without a stop."""
     ceilings = [MAX_NOTIONAL, limits.max_size_per_position_usdt]  # MAX_NOTIONAL: what the book can hold
     if settings.BROKER_MODE != "paper":
         ceilings.append(settings.LIVE_MAX_NOTIONAL_USDT)
-    room = None
+    rooms = [strategy_room]
     if limits.max_total_exposure_usdt is not None:
-        room = limits.max_total_exposure_usdt - exposure.total_open_notional
+        rooms.append(limits.max_total_exposure_usdt - exposure.total_open_notional)
+    room = min((r for r in rooms if r is not None), default=None)
     decision = size_by_risk(
         equity=epoch_equity(epoch)["equity"],
         risk_pct=settings.RISK_PER_TRADE_PCT,

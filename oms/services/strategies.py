@@ -101,6 +101,13 @@ def strategy_exposure(*, strategy: str, now: datetime, today: bool = True) -> St
     )
 
 
+def strategy_exposure_room(limits: StrategyLimits | None, *, now: datetime) -> Decimal | None:
+    """What the strategy's own exposure limit leaves free (None: it has none), for sizing by risk."""
+    if limits is None or limits.max_exposure_usdt is None:
+        return None
+    return limits.max_exposure_usdt - strategy_exposure(strategy=limits.strategy, now=now, today=False).open_notional
+
+
 def strategy_limits_enforce(
     limits: StrategyLimits | None, *, symbol: str, entry_price: Decimal, qty: Decimal, now: datetime
 ) -> None:

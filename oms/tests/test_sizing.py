@@ -143,3 +143,17 @@ def test_on_the_exchange_the_sized_qty_is_capped_by_the_live_notional_and_rounde
     position = Position.objects.get()
     assert position.qty == Decimal("0.001") and body["qty"] == 0.001
     assert demo_exchange.positions["BTCUSDT"].qty == Decimal("0.001")
+
+
+def test_sizing_fits_the_strategys_own_exposure_limit_instead_of_being_refused(risk_one_pct, signal_body):
+    from oms.services.operator_audit import Operator
+    from oms.services.strategies import strategy_control_set
+
+    strategy_control_set(
+        strategy="bounce_ema10_strict",
+        operator=Operator("olga", "console", reason="cap it"),
+        max_exposure_usdt=Decimal("3000"),
+    )
+    open_position(strategy="bounce_ema10_strict", entry="100", qty="10")  # 1 000 of the 3 000 used
+    body = bounce(signal_body)  # 50 units = 5 000 USDT by risk alone
+    assert body["risk_ok"] is True and body["qty"] == 20.0  # what the strategy leaves free: 2 000 USDT

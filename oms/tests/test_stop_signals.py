@@ -404,3 +404,11 @@ def test_a_stop_move_racing_a_close_either_moves_it_first_or_finds_it_closed():
         assert position.status == "closed" and position.sl_price == (
             Decimal("96") if outcome == "stop_moved" else Decimal("93")
         )
+
+
+def test_the_console_stop_form_refuses_a_price_the_signal_path_refuses_too():
+    from oms.amounts import MAX_PRICE
+    from oms.console.forms import StopMoveForm
+
+    form = StopMoveForm({"sl_price": str(MAX_PRICE * 10), "reason": "typo"})
+    assert not form.is_valid() and "sl_price" in form.errors
