@@ -220,13 +220,18 @@ def position_close(request: HttpRequest, position_id: int) -> HttpResponse:
     return redirect(_safe_next(request, reverse("oms:positions")))
 
 
+def _form_problems(form) -> str:
+    """A bound form's errors in one line, for a message."""
+    return "; ".join(" ".join(errors) for errors in form.errors.values())
+
+
 @operator_action("oms.close_position")
 @require_http_methods(["POST"])
 def position_settle_view(request: HttpRequest, position_id: int) -> HttpResponse:
     """A stuck position (no usable price): close it at the operator's price, or void it."""
     form = SettleForm(request.POST)
     if not form.is_valid():
-        problems = "; ".join(" ".join(errors) for errors in form.errors.values())
+        problems = _form_problems(form)
         messages.error(request, f"Position #{position_id} was not settled: {problems}")
         return redirect("oms:position-detail", position_id=position_id)
     data = form.cleaned_data
@@ -263,7 +268,7 @@ def position_stop_view(request: HttpRequest, position_id: int) -> HttpResponse:
     """Move the stop loss of an open position (to a price or break even), as a stop signal does."""
     form = StopMoveForm(request.POST)
     if not form.is_valid():
-        problems = "; ".join(" ".join(errors) for errors in form.errors.values())
+        problems = _form_problems(form)
         messages.error(request, f"The stop of position #{position_id} was not moved: {problems}")
         return redirect("oms:position-detail", position_id=position_id)
     data = form.cleaned_data

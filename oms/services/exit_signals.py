@@ -275,22 +275,25 @@ def _exit(signal: ExitSignal) -> Decision:
     except (PriceUnavailable, PositionCloseFailed) as exc:  # ExchangeCloseFailed is a PriceUnavailable
         booked = Position.objects.get(pk=match.pk)
         if booked.closed_qty > match.closed_qty:  # an exchange order filled in part: that part is done
-            answer = {
-                "closed_qty": float(booked.closed_qty - match.closed_qty),
-                "remaining_qty": float(booked.qty),
-                "realized_pnl": float(booked.realized_pnl),
-            }
-            return Decision(SignalOutcome.PARTIALLY_CLOSED, position=booked, reason=exc.message, answer=answer)
+            return _partially_closed(booked, booked.closed_qty - match.closed_qty, reason=exc.message)
         return _failed(match, exc)
     position = result.position
     if not result.exited_qty:  # the sweep, a person or another exit closed it first
         return _already_closed(position)
-    answer = {"closed_qty": float(result.exited_qty)}
     if not result.closed_now:
-        answer.update(remaining_qty=float(position.qty), realized_pnl=float(position.realized_pnl))
-        return Decision(SignalOutcome.PARTIALLY_CLOSED, position=position, answer=answer)
-    answer.update(remaining_qty=0.0, close_price=float(position.close_price), pnl=float(position.pnl))
+        return _partially_closed(position, result.exited_qty)
+    answer = {"closed_qty": float(result.exited_qty), "remaining_qty": 0.0}
+    answer.update(close_price=float(position.close_price), pnl=float(position.pnl))
     return Decision(SignalOutcome.CLOSED, position=position, answer=answer)
+
+
+def _partially_closed(position: Position, closed_qty: Decimal, reason: str = "") -> Decision:
+    answer = {
+        "closed_qty": float(closed_qty),
+        "remaining_qty": float(position.qty),
+        "realized_pnl": float(position.realized_pnl),
+    }
+    return Decision(SignalOutcome.PARTIALLY_CLOSED, position=position, reason=reason, answer=answer)
 
 
 def _stop(signal: StopSignal) -> Decision:

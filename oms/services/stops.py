@@ -34,6 +34,7 @@ from oms.brokers import get_broker
 from oms.brokers.base import BrokerError
 from oms.exceptions import ExchangeStopFailed, PositionNotFound, PriceUnavailable
 from oms.models import BrokerMode, OperatorActionKind, Position, Side
+from oms.services.closing import tighter_stop
 from oms.services.operator_audit import Operator
 from oms.services.positions import market_price
 
@@ -140,7 +141,7 @@ def stop_in_force(*, side: str, old_sl: Decimal | None, dynamic_sl: Decimal | No
         return None
     if dynamic_sl == old_sl:  # the trail is not ahead of the static stop
         return new_sl
-    return max(new_sl, dynamic_sl) if side == Side.LONG else min(new_sl, dynamic_sl)
+    return tighter_stop(side, new_sl, dynamic_sl)
 
 
 def _store(position: Position, new_sl: Decimal, in_force: Decimal | None, operator: Operator | None, **details) -> None:
