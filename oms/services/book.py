@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 
 from oms.models import BookVersion
+from oms.rowsql import row_update
 
 
 def book_changed() -> None:
     """Call inside the transaction that opens or closes positions: a new token invalidates every
     figure cached under the old one (a random token, so a restored database never reuses one)."""
-    if not BookVersion.objects.filter(pk=1).update(token=uuid.uuid4().hex):
+    if not row_update(BookVersion, 1, "token", uuid.uuid4().hex):  # on every open: SQL built once
         BookVersion.objects.update_or_create(pk=1, defaults={"token": uuid.uuid4().hex})

@@ -34,11 +34,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import cache
 from itertools import combinations
 
-from django.db import connections, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db import connection, connections, transaction
 
 from oms.metrics import ZERO, Drawdown, Sums, downsample, stats_figures
 from oms.models import BookFigure, CloseReason, Position, PositionStatus
@@ -398,16 +397,44 @@ def book_figures_record_one_open(position: Position) -> None:
         *(getattr(position, name) for name in DIMS),
     )
     rids = sorted(rid for rid, *_ in _row_keys(fact))
-    rows = BookFigure.objects.filter(rid__in=rids)
-    if len(rows.select_for_update().order_by("rid").values_list("id", flat=True)) != len(rids):
-        book_figures_record_open(position)
-        return
-    created = Value(position.created_at, output_field=BookFigure._meta.get_field("first_created_at"))
-    rows.update(
-        positions=F("positions") + 1,
-        open_positions=F("open_positions") + 1,
-        first_created_at=Least(Coalesce("first_created_at", created), created),
-        last_created_at=Greatest(Coalesce("last_created_at", created), created),
+    sql = _one_open_statements(connection.vendor, len(rids))
+    created = BookFigure._meta.get_field("first_created_at").get_db_prep_save(position.created_at, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql.lock, rids)
+        if len(cursor.fetchall()) != len(rids):
+            book_figures_record_open(position)
+            return
+        cursor.execute(sql.update, [created, created, created, created, *rids])
+
+
+@dataclass(frozen=True)
+class _OneOpenSql:
+    lock: str
+    update: str
+
+
+@cache
+def _one_open_statements(vendor: str, count: int) -> _OneOpenSql:
+    """SQL for `book_figures_record_one_open`, built once (oms/rowsql.py says why): lock the rows in
+    rid order, then count the open in them (the same figures as `_Delta.add_to` for one open)."""
+    quote = connection.ops.quote_name
+    table = quote(BookFigure._meta.db_table)
+    rid, first, last = (
+        quote(BookFigure._meta.get_field(name).column) for name in ("rid", "first_created_at", "last_created_at")
+    )
+    positions, open_positions = (
+        quote(BookFigure._meta.get_field(name).column) for name in ("positions", "open_positions")
+    )
+    wanted = f"{rid} IN ({', '.join(['%s'] * count)})"
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return _OneOpenSql(
+        lock=f"SELECT {quote(BookFigure._meta.pk.column)} FROM {table} WHERE {wanted} ORDER BY {rid}{lock}",
+        update=(
+            f"UPDATE {table} SET {positions} = {positions} + 1, {open_positions} = {open_positions} + 1, "
+            f"{first} = CASE WHEN {first} IS NULL OR {first} > %s THEN %s ELSE {first} END, "
+            f"{last} = CASE WHEN {last} IS NULL OR {last} < %s THEN %s ELSE {last} END "
+            f"WHERE {wanted}"
+        ),
     )
 
 

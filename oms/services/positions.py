@@ -6,10 +6,11 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Max, Q, Sum
+from django.db import connection, transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
@@ -37,6 +38,7 @@ from oms.models import (
     TradeSide,
 )
 from oms.pnl import fee_for
+from oms.rowsql import row_insert, sql_decimal
 from oms.services.book import book_changed
 from oms.services.closing import CloseInstruction, close_positions
 from oms.services.figures import book_figures_record_one_open
@@ -85,13 +87,25 @@ def lock_oms_control() -> OmsControl:
         return OmsControl.objects.select_for_update().get(pk=1)
 
 
+@cache
+def _open_figures_statement(vendor: str) -> str:
+    """Open positions: how many, how many of one symbol, their notional at entry (the covering
+    index `position_exposure` answers it without reading the table)."""
+    quote = connection.ops.quote_name
+    symbol, status, price, qty = (
+        quote(Position._meta.get_field(name).column) for name in ("symbol", "status", "entry_price", "qty")
+    )
+    return (
+        f"SELECT COUNT(*), SUM(CASE WHEN {symbol} = %s THEN 1 ELSE 0 END), SUM({price} * {qty}) "
+        f"FROM {quote(Position._meta.db_table)} WHERE {status} = %s"
+    )
+
+
 def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> ExposureSnapshot:
     """Open counts and notional (one query), plus today's counts and the last SL only when limited."""
-    open_figures = Position.objects.filter(status=PositionStatus.OPEN).aggregate(
-        total=Count("id"),
-        symbol=Count("id", filter=Q(symbol=symbol)),
-        notional=Sum(F("entry_price") * F("qty")),
-    )
+    with connection.cursor() as cursor:  # on every signal, behind the OMS lock: SQL built once (oms/rowsql.py)
+        cursor.execute(_open_figures_statement(connection.vendor), [symbol, PositionStatus.OPEN.value])
+        total_open, symbol_open, notional = cursor.fetchone()
     positions_today = symbol_positions_today = 0
     if limits.max_positions_per_day is not None or limits.max_positions_per_day_per_symbol is not None:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -106,9 +120,9 @@ def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> Expo
             symbol=symbol, auto_close_reason__in=STOP_LOSS_REASONS, closed_at__gte=since
         ).aggregate(last=Max("closed_at"))["last"]
     return ExposureSnapshot(
-        total_open=open_figures["total"],
-        symbol_open=open_figures["symbol"],
-        total_open_notional=open_figures["notional"] or Decimal("0"),
+        total_open=total_open,
+        symbol_open=symbol_open or 0,
+        total_open_notional=sql_decimal(notional),
         positions_today=positions_today,
         symbol_positions_today=symbol_positions_today,
         last_symbol_sl_at=last_sl_at,
@@ -156,36 +170,40 @@ def position_open_locked(
     strategy_limits_enforce(
         strategy_limits, symbol=request.symbol, entry_price=request.entry_price, qty=request.qty, now=now
     )
-    position = Position.objects.create(
-        exchange=request.exchange,
-        market_type=MarketType.LINEAR_PERP if exchange_mode else MarketType.PAPER_SIM,
-        symbol=request.symbol,
-        side=request.side,
-        qty=request.qty,
-        account_label=control.epoch,  # the current paper book (manage.py new_epoch)
-        strategy=request.strategy,
-        timeframe_min=request.timeframe_min,
-        external_order_id=request.external_order_id,
-        entry_price=request.entry_price,
-        tp_price=request.tp_price,
-        sl_price=request.sl_price,
-        fee=fee_for(price=request.entry_price, qty=request.qty, rate=settings.PAPER_FEE_RATE),
-        exit_strategy=request.exit_strategy,
-        created_at=now,
+    position = row_insert(
+        Position(
+            exchange=request.exchange,
+            market_type=MarketType.LINEAR_PERP if exchange_mode else MarketType.PAPER_SIM,
+            symbol=request.symbol,
+            side=request.side,
+            qty=request.qty,
+            account_label=control.epoch,  # the current paper book (manage.py new_epoch)
+            strategy=request.strategy,
+            timeframe_min=request.timeframe_min,
+            external_order_id=request.external_order_id,
+            entry_price=request.entry_price,
+            tp_price=request.tp_price,
+            sl_price=request.sl_price,
+            fee=fee_for(price=request.entry_price, qty=request.qty, rate=settings.PAPER_FEE_RATE),
+            exit_strategy=request.exit_strategy,
+            created_at=now,
+        )
     )
-    order = Order.objects.create(
-        position=position,
-        exchange=request.exchange,
-        symbol=request.symbol,
-        side=request.side,
-        qty=request.qty,
-        price=request.entry_price,
-        tp_price=request.tp_price,
-        sl_price=request.sl_price,
-        status=OrderStatus.FILLED,  # paper orders fill immediately
-        purpose=OrderPurpose.ENTRY,
-        trade_side=TradeSide.BUY if request.side == Side.LONG else TradeSide.SELL,
-        created_at=now,
+    order = row_insert(
+        Order(
+            position=position,
+            exchange=request.exchange,
+            symbol=request.symbol,
+            side=request.side,
+            qty=request.qty,
+            price=request.entry_price,
+            tp_price=request.tp_price,
+            sl_price=request.sl_price,
+            status=OrderStatus.FILLED,  # paper orders fill immediately
+            purpose=OrderPurpose.ENTRY,
+            trade_side=TradeSide.BUY if request.side == Side.LONG else TradeSide.SELL,
+            created_at=now,
+        )
     )
     if exchange_mode:  # BROKER (#11): sent after commit by execution.entry_execute, filled from the exchange
         from oms.services.execution import mark_entry_submitted

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from lomsite.jsonlog import log_event
+from lomsite.sqlite.queue import write_turn
 from oms.exceptions import OmsDisabled, RiskLimitExceeded
 from oms.models import BrokerMode, Signal, SignalKind, SignalOutcome
 from oms.pnl import levels_from_pct
+from oms.rowsql import row_first_id, row_insert
 from oms.services.audit import audit_append
 from oms.services.execution import entry_execute, pretrade_sanity
 from oms.services.positions import OpenedPosition, PositionRequest, lock_oms_control, position_open_locked
@@ -122,8 +124,10 @@ def _decide_and_record(signal: BounceSignal, payload: dict, insane: str = "") ->
             "sl_price": float(opened.position.sl_price),
             "qty": float(opened.position.qty),
         }
-    return Signal.objects.create(
-        **fields, outcome=outcome, reason=reason, dedupe_key=signal.dedupe_key, position=position, response=response
+    return row_insert(
+        Signal(
+            **fields, outcome=outcome, reason=reason, dedupe_key=signal.dedupe_key, position=position, response=response
+        )
     )
 
 
@@ -145,13 +149,13 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
     )
     try:
         # Checked outside the OMS lock so duplicates never queue for it (the lock is the throughput limit).
-        first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
-        if first is not None:
-            row = _record_duplicate(signal, stored_payload, first)
+        first_id = row_first_id(Signal, "dedupe_key", signal.dedupe_key)
+        if first_id is not None:
+            row = _record_duplicate(signal, stored_payload, Signal.objects.get(pk=first_id))
         else:
             insane = pretrade_sanity(symbol=signal.symbol, price=signal.price, timestamp=signal.timestamp)
             try:
-                with transaction.atomic():
+                with write_turn(), transaction.atomic():
                     row = _decide_and_record(signal, stored_payload, insane)
             except IntegrityError:
                 # A concurrent twin won the unique dedupe key after our check: we are its duplicate.
