@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                 w1 = result["w1"]
                 phases[label].append({"load": result["machine"]["load_average"], **{lv: w1[lv] for lv in levels}})
                 figures = "; ".join(f"{lv} " + ", ".join(f"{k}={w1[lv].get(k)}" for k in KEYS) for lv in levels)
+                if "floor" in w1:  # checkouts whose bench measures the 401 floor (bench/run.py w1_floor)
+                    phases[label][-1]["floor"] = w1["floor"]
+                    figures += f"; floor (401) server_cpu_ms_per_request={w1['floor']['server_cpu_ms_per_request']}"
                 print(f"  round {round_no + 1} {label}: {figures}", flush=True)
     summary: dict = {}
     for label, runs in phases.items():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from lomsite.rowsql import row_update
 from oms.models import BookVersion
-from oms.rowsql import row_update
 
 
 def book_changed() -> None:

@@ -415,7 +415,7 @@ class _OneOpenSql:
 
 @cache
 def _one_open_statements(vendor: str, count: int) -> _OneOpenSql:
-    """SQL for `book_figures_record_one_open`, built once (oms/rowsql.py says why): lock the rows in
+    """SQL for `book_figures_record_one_open`, built once (lomsite/rowsql.py says why): lock the rows in
     rid order, then count the open in them (the same figures as `_Delta.add_to` for one open)."""
     quote = connection.ops.quote_name
     table = quote(BookFigure._meta.db_table)

@@ -14,6 +14,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
+from lomsite.rowsql import row_by, row_insert, sql_decimal
 from oms.exceptions import (
     ExchangeCloseFailed,
     OmsDisabled,
@@ -38,7 +39,6 @@ from oms.models import (
     TradeSide,
 )
 from oms.pnl import fee_for
-from oms.rowsql import row_insert, sql_decimal
 from oms.services.book import book_changed
 from oms.services.closing import CloseInstruction, close_positions
 from oms.services.figures import book_figures_record_one_open
@@ -80,11 +80,11 @@ class OpenedPosition:
 def lock_oms_control() -> OmsControl:
     """Lock the switch row: every position open runs one at a time behind it (no-op lock on
     SQLite, where the IMMEDIATE transaction already holds the database write lock)."""
-    try:
-        return OmsControl.objects.select_for_update().get(pk=1)
-    except OmsControl.DoesNotExist:  # created by migration 0002; recreated if someone deleted it
+    control = row_by(OmsControl, "id", 1, lock=True)  # on every signal: SQL built once (lomsite/rowsql.py)
+    if control is None:  # created by migration 0002; recreated if someone deleted it
         OmsControl.load()
-        return OmsControl.objects.select_for_update().get(pk=1)
+        control = row_by(OmsControl, "id", 1, lock=True)
+    return control
 
 
 @cache
@@ -103,7 +103,7 @@ def _open_figures_statement(vendor: str) -> str:
 
 def exposure_snapshot(*, symbol: str, limits: RiskLimits, now: datetime) -> ExposureSnapshot:
     """Open counts and notional (one query), plus today's counts and the last SL only when limited."""
-    with connection.cursor() as cursor:  # on every signal, behind the OMS lock: SQL built once (oms/rowsql.py)
+    with connection.cursor() as cursor:  # on every signal, behind the OMS lock: SQL built once (lomsite/rowsql.py)
         cursor.execute(_open_figures_statement(connection.vendor), [symbol, PositionStatus.OPEN.value])
         total_open, symbol_open, notional = cursor.fetchone()
     positions_today = symbol_positions_today = 0

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from lomsite.jsonlog import log_event
+from lomsite.rowsql import row_first_id, row_insert
 from lomsite.sqlite.queue import write_turn
 from oms.exceptions import OmsDisabled, RiskLimitExceeded
 from oms.models import BrokerMode, Signal, SignalKind, SignalOutcome
 from oms.pnl import levels_from_pct
-from oms.rowsql import row_first_id, row_insert
 from oms.services.audit import audit_append
 from oms.services.execution import entry_execute, pretrade_sanity
 from oms.services.positions import OpenedPosition, PositionRequest, lock_oms_control, position_open_locked

@@ -25,6 +25,7 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
+from lomsite.rowsql import row_by
 from oms.amounts import COLUMN_LIMIT, QUANT
 from oms.exceptions import OmsError, RiskLimitExceeded
 from oms.models import OmsControl, OperatorAction, OperatorActionKind, Position, PositionStatus, StrategyControl
@@ -69,7 +70,7 @@ def strategy_gate(strategy: str, *, symbol: str) -> StrategyLimits | None:
     in force for every open that starts after it returns."""
     if not strategy:
         return None
-    row = StrategyControl.objects.filter(strategy=strategy).order_by().first()  # the unique index
+    row = row_by(StrategyControl, "strategy", strategy)  # the unique index; SQL built once (lomsite/rowsql.py)
     if row is None:
         return None
     limits = _limits_of(row)

@@ -245,3 +245,29 @@ def test_a_signature_in_upper_case_hex_is_the_same_signature(anon_client, settin
         "/signals/bounce", data=raw, content_type="application/json", HTTP_X_TIMESTAMP=stamp, HTTP_X_SIGNATURE=upper
     )
     assert response.status_code == 200
+
+
+def test_the_one_query_permission_check_answers_as_django_has_perm():
+    from django.contrib.auth.models import Permission
+
+    from oms.api.permissions import user_has_perm
+
+    trade = Permission.objects.get(content_type__app_label="oms", codename="trade")
+    direct = User.objects.create_user("direct")
+    direct.user_permissions.add(trade)
+    grouped = User.objects.create_user("grouped")
+    group = Group.objects.create(name="traders-test")
+    group.permissions.add(trade)
+    grouped.groups.add(group)
+    other_app = User.objects.create_user("other-app")  # the codename "view_user" exists only in auth
+    other_app.user_permissions.add(Permission.objects.get(content_type__app_label="auth", codename="view_user"))
+    nobody = User.objects.create_user("nobody")
+    inactive = User.objects.create_user("inactive", is_active=False)
+    inactive.user_permissions.add(trade)
+    boss = User.objects.create_superuser("boss")
+    users = [direct, grouped, other_app, nobody, inactive, boss]
+    for perm in ("oms.trade", "oms.view_user", "auth.view_user", "oms.change_switch"):
+        answers = {user.username: user_has_perm(User.objects.get(pk=user.pk), perm) for user in users}
+        assert answers == {user.username: User.objects.get(pk=user.pk).has_perm(perm) for user in users}, perm
+    assert user_has_perm(direct, "oms.trade") and user_has_perm(grouped, "oms.trade")
+    assert not user_has_perm(nobody, "oms.trade") and not user_has_perm(other_app, "oms.view_user")

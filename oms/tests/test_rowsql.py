@@ -1,4 +1,4 @@
-"""The intake's hand-built SQL (oms/rowsql.py) stores and reads exactly what the ORM would, and
+"""The intake's hand-built SQL (lomsite/rowsql.py) stores and reads exactly what the ORM would, and
 SQLite writers queue for their turn (lomsite/sqlite/queue.py)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from django.db.models import Count, F, Q, Sum
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
+from lomsite.rowsql import row_first_id, row_insert, row_update
 from lomsite.sqlite.queue import write_turn
 from oms.models import BookVersion, Order, OrderPurpose, Position, PositionStatus, Signal, SignalOutcome
-from oms.rowsql import row_first_id, row_insert, row_update
 from oms.services.positions import exposure_snapshot
 from oms.tests.factories import closed_position, open_position
 from risk.limits import RiskLimits
@@ -178,3 +178,21 @@ def test_inside_a_transaction_the_write_turn_is_not_taken_again():
     assert connection.in_atomic_block
     with write_turn(), write_turn():
         assert Position.objects.count() == 0
+
+
+def test_a_row_read_by_a_raw_query_has_the_values_the_orm_reads():
+    from lomsite.rowsql import row_by
+    from oms.models import OmsControl, StrategyControl
+
+    OmsControl.objects.update_or_create(
+        pk=1, defaults={"enabled": False, "reason": "r", "epoch": "e2", "epoch_started_at": CREATED}
+    )
+    strategy = StrategyControl.objects.create(
+        strategy="s1", enabled=False, max_open_positions=3, max_exposure_usdt=Decimal("1234.5")
+    )
+    for model, field, value, pk in ((OmsControl, "id", 1, 1), (StrategyControl, "strategy", "s1", strategy.pk)):
+        with transaction.atomic():
+            by_raw = row_by(model, field, value, lock=True)
+        assert model_to_dict(by_raw) == model_to_dict(model.objects.get(pk=pk))
+    assert row_by(StrategyControl, "strategy", "absent") is None
+    assert row_by(OmsControl, "id", 1).epoch_started_at == CREATED

@@ -87,3 +87,21 @@ def row_update(model: type[Model], pk: object, field_name: str, value: object) -
             _update_statement(model, field_name, connection.vendor), [field.get_db_prep_save(value, connection), pk]
         )
         return cursor.rowcount
+
+
+@cache
+def _select_statement(model: type[Model], field_name: str, lock: bool, vendor: str) -> str:
+    meta, quote = model._meta, connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    sql = f"SELECT {columns} FROM {quote(meta.db_table)} WHERE {quote(meta.get_field(field_name).column)} = %s"
+    return sql + (" FOR UPDATE" if lock and connection.features.has_select_for_update else "")
+
+
+def row_by(model: type[Model], field_name: str, value: object, *, lock: bool = False) -> Model | None:
+    """The row whose unique `field_name` equals `value` (None: none), locked FOR UPDATE with `lock`
+    where the database has row locks. A raw queryset: Django converts every column as it does for
+    any query, without compiling one."""
+    field = model._meta.get_field(field_name)
+    sql = _select_statement(model, field_name, lock, connection.vendor)
+    rows = list(model.objects.raw(sql, [field.get_db_prep_value(value, connection)]))
+    return rows[0] if rows else None
