@@ -11,12 +11,14 @@ Writers that do not queue (the sweep, the console, commands) still meet the queu
 own lock and busy handler, so correctness never depends on the queue. A writer that got its turn
 after DB_LOCK_TIMEOUT_SEC raises the error SQLite raises ("database is locked"), which the API
 answers with 503 and Retry-After; so a request waits at most that long in the queue plus that long
-in SQLite's busy handler. On other databases `write_turn()` does nothing.
+in SQLite's busy handler. A lock file that cannot be opened (made by another user, say) is logged
+once and the writer goes on without the queue. On other databases `write_turn()` does nothing.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -24,6 +26,10 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import OperationalError, connections
+
+from lomsite.jsonlog import log_event
+
+logger = logging.getLogger("loms.db")
 
 
 def _lock_path(using: str) -> str | None:
@@ -34,6 +40,15 @@ def _lock_path(using: str) -> str | None:
     return f"{name}.writers"
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(path: str, exc: OSError) -> None:
+    if path not in _warned:
+        _warned.add(path)
+        log_event(logger, "write_queue_unavailable", level=logging.WARNING, path=path, error=str(exc))
+
+
 @contextmanager
 def write_turn(using: str = "default") -> Iterator[None]:
     """Hold this database's write turn for the block (wrap a whole `transaction.atomic()`)."""
@@ -42,7 +57,12 @@ def write_turn(using: str = "default") -> Iterator[None]:
         yield
         return
     began = time.monotonic()
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # its own: queued apart
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # its own: queued apart
+    except OSError as exc:  # e.g. made by another user: SQLite's own lock still keeps writers apart
+        _warn_once(path, exc)
+        yield
+        return
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)  # releases the GIL while it waits
         if time.monotonic() - began > settings.DB_LOCK_TIMEOUT_SEC:

@@ -196,3 +196,22 @@ def test_a_row_read_by_a_raw_query_has_the_values_the_orm_reads():
         assert model_to_dict(by_raw) == model_to_dict(model.objects.get(pk=pk))
     assert row_by(StrategyControl, "strategy", "absent") is None
     assert row_by(OmsControl, "id", 1).epoch_started_at == CREATED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_file_that_cannot_be_opened_leaves_the_writer_to_sqlites_own_lock(monkeypatch, caplog):
+    import os
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the write turn is SQLite's")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", refuse)
+    with write_turn(), transaction.atomic():
+        BookVersion.objects.update_or_create(pk=1, defaults={"token": "written"})
+    with write_turn():
+        pass
+    assert BookVersion.objects.get(pk=1).token == "written"
+    assert [r for r in caplog.records if "write_queue_unavailable" in r.getMessage()]
