@@ -128,12 +128,13 @@ def _flush_quietly() -> None:
         _spool_state["retry_after"] = 0.0
 
 
-def audit_spool_pending() -> int:
+def audit_spool_pending(*, spooled: int | None = None) -> int:
     """Audit lines accepted but not yet in the trail (spooled after a failed write). `/health`
-    should be degraded while this is above 0."""
+    should be degraded while this is above 0. `spooled`: the database's count when the caller
+    has just read it (the health report reads it with the monitor)."""
     from oms.models import AuditSpool
 
-    return AuditSpool.objects.count() + len(_memory_spool)
+    return (AuditSpool.objects.count() if spooled is None else spooled) + len(_memory_spool)
 
 
 def audit_spool_flush() -> int:

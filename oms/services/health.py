@@ -19,10 +19,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import IntegerField, Subquery
 from django.utils import timezone
 
 from lomsite.config import redact_url_password
-from oms.models import AutoCloseMonitor, Position, SweepRun
+from oms.models import AuditSpool, AutoCloseMonitor, Position, SweepRun
 from oms.services.audit import audit_spool_pending
 from oms.services.switch import SwitchState, switch_state
 
@@ -59,6 +60,8 @@ class HealthContext:
     switch: SwitchState
     monitor: AutoCloseMonitor
     auto_close: dict
+    recent_sweep_errors: list[str]  # of the last HEALTH_FAILED_SWEEPS sweeps, newest first ("" for a success)
+    audit_spooled: int  # audit lines spooled in the database
 
 
 HealthCheck = Callable[[HealthContext], Iterable[Reason]]
@@ -89,8 +92,7 @@ def check_loop_stale(ctx: HealthContext) -> Iterable[Reason]:
 
 
 def check_sweeps_failing(ctx: HealthContext) -> Iterable[Reason]:
-    count = settings.HEALTH_FAILED_SWEEPS
-    recent = list(SweepRun.objects.order_by("-started_at", "-id").values_list("error", flat=True)[:count])
+    count, recent = settings.HEALTH_FAILED_SWEEPS, ctx.recent_sweep_errors
     if len(recent) == count and all(recent):
         yield Reason(
             "sweeps_failing",
@@ -148,7 +150,7 @@ def check_audit_writable(ctx: HealthContext) -> Iterable[Reason]:
 
 def check_audit_spool(ctx: HealthContext) -> Iterable[Reason]:
     """Audit lines accepted but not yet written to the trail (spooled after a failed write)."""
-    pending = audit_spool_pending()
+    pending = audit_spool_pending(spooled=ctx.audit_spooled)
     if pending:
         yield Reason(
             "audit_spooled",
@@ -242,6 +244,36 @@ def health_reasons(ctx: HealthContext) -> list[Reason]:
     return reasons
 
 
+class _Count(Subquery):
+    """The number of rows of a queryset, as a subquery."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) _counted)"
+    output_field = IntegerField()
+
+
+def health_context(now: datetime, switch: SwitchState | None = None) -> HealthContext:
+    """What the checks read, in one query: the monitor row with the errors of the last
+    HEALTH_FAILED_SWEEPS sweeps and the number of spooled audit lines (plus the switch's row
+    unless `switch` is given)."""
+    count = settings.HEALTH_FAILED_SWEEPS
+    sweeps = SweepRun.objects.order_by("-started_at", "-id").values("error")
+    errors = {f"sweep_error_{i}": Subquery(sweeps[i : i + 1]) for i in range(count)}
+    query = AutoCloseMonitor.objects.filter(pk=1).annotate(spooled=_Count(AuditSpool.objects.values("pk")), **errors)
+    monitor = query.first()
+    if monitor is None:  # created with its defaults, then read as usual
+        AutoCloseMonitor.load()
+        monitor = query.first()
+    recent = [error for i in range(count) if (error := getattr(monitor, f"sweep_error_{i}")) is not None]
+    return HealthContext(
+        now=now,
+        switch=switch or switch_state(),
+        monitor=monitor,
+        auto_close=auto_close_report(monitor),
+        recent_sweep_errors=recent,
+        audit_spooled=monitor.spooled,
+    )
+
+
 def auto_close_report(monitor: AutoCloseMonitor | None = None) -> dict:
     monitor = monitor or AutoCloseMonitor.load()
     age = (timezone.now() - monitor.last_sweep_at).total_seconds() if monitor.last_sweep_at else None
@@ -298,10 +330,9 @@ def health_report(*, details: bool = True, switch: SwitchState | None = None) ->
         "price_exchange": settings.PRICE_EXCHANGE,
     }
     try:
-        state = switch or switch_state()
-        monitor = AutoCloseMonitor.load()
-        auto_close = auto_close_report(monitor)
-        reasons = health_reasons(HealthContext(now=now, switch=state, monitor=monitor, auto_close=auto_close))
+        ctx = health_context(now, switch)
+        state, auto_close = ctx.switch, ctx.auto_close
+        reasons = health_reasons(ctx)
     except DatabaseError as exc:
         connection.close()
         report.update(
@@ -343,7 +374,4 @@ def public_report(report: dict) -> dict:
 
 def current_reasons() -> list[Reason]:
     """The reasons right now (for the notifier); raises DatabaseError when the database is down."""
-    monitor = AutoCloseMonitor.load()
-    return health_reasons(
-        HealthContext(now=timezone.now(), switch=switch_state(), monitor=monitor, auto_close=auto_close_report(monitor))
-    )
+    return health_reasons(health_context(timezone.now()))
