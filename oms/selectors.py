@@ -159,10 +159,13 @@ def book_stats(filters: dict, group_by: str | None = None) -> dict | list[dict]:
     return position_stats_grouped(positions, group_by) if group_by else position_stats(positions)
 
 
+def _capital_or_default(capital: Decimal | None) -> Decimal:
+    return capital if capital is not None else settings.STARTING_CAPITAL_USDT
+
+
 def epoch_starting_capital(epoch: str) -> Decimal:
     """The capital `epoch` started with (STARTING_CAPITAL_USDT for one that never recorded it)."""
-    capital = Epoch.objects.filter(name=epoch).values_list("starting_capital", flat=True).first()
-    return capital if capital is not None else settings.STARTING_CAPITAL_USDT
+    return _capital_or_default(Epoch.objects.filter(name=epoch).values_list("starting_capital", flat=True).first())
 
 
 def epoch_equity(epoch: str | None = None) -> dict:
@@ -180,16 +183,38 @@ def stats_with_equity(filters: dict) -> dict:
     return {**book_stats(filters), **epoch_equity(filters.get("account_label"))}
 
 
-def book_equity_curve(closed_trades: int, *, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
+def book_equity_curve(
+    closed_trades: int, *, max_points: int = 240, last_closed_at: datetime | None = None
+) -> list[tuple[datetime, Decimal]]:
     """The whole book's equity curve for the overview: after each closed trade while the book has at
     most `max_points` of them (a small query), else at the last close of each closing day, from the
-    maintained figures (a few hundred rows however many trades), downsampled to `max_points`."""
+    maintained figures (a few hundred rows however many trades), downsampled to `max_points`.
+    `last_closed_at`: the book's last close when the caller has read it."""
     if closed_trades <= max_points:  # in Python (oms.metrics), exact on SQLite too, where SQL sums floats
         trades = Position.objects.closed().order_by("closed_at", "id").values_list("closed_at", "pnl")[: max_points + 1]
         return downsample(equity_curve(trades), max_points)
     from oms.services.figures import figures_equity_days
 
-    return figures_equity_days(max_points=max_points)
+    return figures_equity_days(max_points=max_points, last_closed_at=last_closed_at)
+
+
+def book_overview(epoch: str | None = None) -> dict:
+    """The overview's figures: `stats` as book_stats({}), `equity` as epoch_equity(epoch) (default:
+    the current epoch) and `curve` as book_equity_curve, in two queries from the maintained figures
+    (the book's and the epoch's rows with the epoch's capital, then the curve's days) where those
+    take five."""
+    from oms.services.figures import figures_book_and_epoch
+
+    epoch = epoch or OmsControl.load().epoch
+    found = figures_book_and_epoch(epoch)
+    if found is None:  # nothing was ever opened
+        stats = book_stats({})
+        return {"stats": stats, "equity": epoch_equity(epoch), "curve": book_equity_curve(stats["closed_positions"])}
+    return {
+        "stats": found.stats,
+        "equity": equity_figures(epoch, _capital_or_default(found.capital), found.epoch_pnl),
+        "curve": book_equity_curve(found.stats["closed_positions"], last_closed_at=found.last_closed_at),
+    }
 
 
 def book_version() -> str:

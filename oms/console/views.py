@@ -41,13 +41,14 @@ from oms.exceptions import (
 from oms.models import (
     CloseReason,
     NotificationStatus,
+    OmsControl,
     OmsSwitchChange,
     OperatorSource,
     Position,
     SwitchSource,
 )
 from oms.selectors import (
-    book_equity_curve,
+    book_overview,
     book_stats,
     cached_over_book,
     epoch_equity,
@@ -109,14 +110,15 @@ def _book_cached(name: str, compute: Callable[[], object], *extra: object) -> ob
     return cached_over_book(f"console:{name}", compute, *extra)
 
 
-def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -> dict:
+def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None, epoch: str | None = None) -> dict:
     def compute() -> dict:
-        stats = book_stats({})
+        figures = book_overview(epoch)
+        stats = figures["stats"]
         return {
             "stats": stats,
-            "equity": epoch_equity(),
+            "equity": figures["equity"],
             "other_exits": stats["closed_positions"] - stats["tp_count"] - stats["sl_count"],
-            "chart": equity_chart(book_equity_curve(stats["closed_positions"])),
+            "chart": equity_chart(figures["curve"]),
             "trip_figures": trip_figures(limits=limits) if limits.any else None,
         }
 
@@ -128,12 +130,13 @@ def _overview_figures(limits: TripLimits, last_change: OmsSwitchChange | None) -
 def overview(request: HttpRequest) -> HttpResponse:
     limits = TripLimits.from_settings()
     last_change = switch_last_change()
-    switch = switch_state()
+    control = OmsControl.load()  # read once: the switch and the current epoch
+    switch = switch_state(control)
     context = {
         "health": health_report(switch=switch),
         "switch": switch,
         "last_change": last_change,
-        **_overview_figures(limits, last_change),
+        **_overview_figures(limits, last_change, control.epoch),
         "latest_signals": signal_list()[:10],
         "trip_limits": limits,
         "switch_form": SwitchForm(),

@@ -38,9 +38,10 @@ from functools import cache
 from itertools import combinations
 
 from django.db import connection, connections, transaction
+from django.db.models import Subquery
 
 from oms.metrics import ZERO, Drawdown, Sums, downsample, stats_figures
-from oms.models import BookFigure, CloseReason, Position, PositionStatus
+from oms.models import BookFigure, CloseReason, Epoch, Position, PositionStatus
 
 DIMS = ("account_label", "symbol", "strategy", "exchange")
 KINDS = tuple(",".join(c) for n in range(len(DIMS) + 1) for c in combinations(DIMS, n))
@@ -634,17 +635,42 @@ def figures_epoch_pnl(epoch: str) -> Decimal:
     return money(pnl or 0)
 
 
-def figures_equity_days(*, max_points: int = 240) -> list[tuple[datetime, Decimal]]:
+@dataclass(frozen=True)
+class BookAndEpoch:
+    stats: dict  # the whole book's /stats figures, as figures_stats({})
+    epoch_pnl: Decimal  # as figures_epoch_pnl(epoch)
+    capital: Decimal | None  # the epoch's recorded starting capital (None: none recorded)
+    last_closed_at: datetime | None  # the book's last close
+
+
+def figures_book_and_epoch(epoch: str) -> BookAndEpoch | None:
+    """The whole book's figures, `epoch`'s PnL and its recorded capital in one query (the two
+    ALL_TIME rows by key, the capital as a subquery); None while the book has no row."""
+    book_rid, epoch_rid = _rid("", (), ALL_TIME), _rid("account_label", (epoch,), ALL_TIME)
+    capital = Subquery(Epoch.objects.filter(name=epoch).values("starting_capital")[:1])
+    rows = BookFigure.objects.filter(rid__in=[book_rid, epoch_rid]).annotate(capital=capital)
+    found = {row["rid"]: row for row in rows.values("rid", "capital", *READ_FIELDS)}
+    book, epoch_row = found.get(book_rid), found.get(epoch_rid)
+    if book is None:
+        return None
+    epoch_pnl = money(epoch_row["pnl"] if epoch_row else 0)
+    return BookAndEpoch(_figures(book), epoch_pnl, book["capital"], book["last_closed_at"])
+
+
+def figures_equity_days(
+    *, max_points: int = 240, last_closed_at: datetime | None = None
+) -> list[tuple[datetime, Decimal]]:
     """The whole book's equity at the end of each closing day (at most about `max_points` points),
     each point dated at the start of its UTC day except the last, at the book's last close (dates
-    are cheaper to read than 366 timestamps; the chart only labels the first and the last)."""
+    are cheaper to read than 366 timestamps; the chart only labels the first and the last).
+    `last_closed_at`: the book's last close when the caller has read it (else read here)."""
     rows = BookFigure.objects.filter(kind="", trades__gt=0)
     equity, points = ZERO, []
     for day, pnl in rows.exclude(day=ALL_TIME).order_by("day").values_list("day", "pnl"):
         equity += money(pnl)
         points.append((datetime.combine(day, time.min, tzinfo=UTC), equity))
     if points:
-        last_at = rows.filter(day=ALL_TIME).values_list("last_closed_at", flat=True).first()
+        last_at = last_closed_at or rows.filter(day=ALL_TIME).values_list("last_closed_at", flat=True).first()
         points[-1] = (last_at or points[-1][0], points[-1][1])
     return downsample(points, max_points)
 

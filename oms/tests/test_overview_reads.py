@@ -3,16 +3,80 @@ figures and the same health as the reads they replace."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from oms.models import AuditSpool, AutoCloseMonitor, SweepRun
+from conftest import make_user
+from oms.models import AuditSpool, AutoCloseMonitor, Epoch, SweepRun
+from oms.selectors import book_equity_curve, book_overview, book_stats, epoch_equity
 from oms.services.health import health_context, health_report
 from oms.services.switch import switch_state
+from oms.tests.factories import closed_position, open_position
 
 pytestmark = pytest.mark.django_db
+
+T0 = datetime(2025, 6, 1, 22, 0, tzinfo=UTC)
+
+
+def closes(count: int, *, start: int = 0, account_label: str = "default") -> None:
+    for i in range(start, start + count):
+        closed_position(
+            pnl=str((i % 7) - 3),
+            closed_at=T0 + timedelta(hours=i // 5),
+            symbol=f"S{i % 3}USDT",
+            account_label=account_label,
+        )
+
+
+def expected_overview(epoch: str) -> dict:
+    stats = book_stats({})
+    return {"stats": stats, "equity": epoch_equity(epoch), "curve": book_equity_curve(stats["closed_positions"])}
+
+
+@pytest.mark.parametrize("trades", [3, 250])  # the curve from the trades, then from the day rows
+def test_the_overview_figures_are_those_of_the_selectors_they_replace(trades):
+    closes(trades)
+    closes(4, start=trades, account_label="e2")
+    open_position(account_label="e2")
+    Epoch.objects.create(name="e2", starting_capital=Decimal("2500.5"))
+    for epoch in ("default", "e2", "never-traded"):  # no capital recorded, one recorded, no trade at all
+        assert book_overview(epoch) == expected_overview(epoch)
+
+
+def test_the_overview_figures_of_an_empty_book_are_those_of_the_selectors():
+    assert book_overview("default") == expected_overview("default")
+    assert book_overview()["equity"]["epoch"] == "default"  # the current epoch by default
+
+
+def test_the_overview_figures_are_two_queries_whatever_the_book(django_assert_num_queries):
+    closes(250)
+    with django_assert_num_queries(2):  # the book's and the epoch's rows with the capital; the curve's days
+        book_overview("default")
+
+
+def _page_queries(client: Client) -> int:
+    cache.clear()  # the figures recomputed, as right after a close
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/").status_code == 200
+    return len(queries)
+
+
+def test_the_overview_page_queries_do_not_grow_with_the_book():
+    client = Client()
+    client.force_login(make_user("victor", "viewer"))
+    closes(3)
+    small = _page_queries(client)
+    closes(300, start=3)
+    large = _page_queries(client)
+    # session, user, permissions (2), switch change, switch, health, book version, figures (2), signals
+    assert large <= small and large <= 11
 
 
 def test_the_health_checks_read_the_monitor_sweeps_and_spool_in_one_query(django_assert_num_queries, settings):
