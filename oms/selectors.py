@@ -264,6 +264,11 @@ def signal_list(*, outcome: str = "", symbol: str = "") -> QuerySet[Signal]:
     return queryset.filter(symbol=symbol) if symbol else queryset
 
 
+def signals_latest(count: int = 10) -> list[Signal]:
+    """The newest signals, for the overview: their own columns only (it links a position by its id)."""
+    return list(Signal.objects.order_by("-received_at", "-id")[:count])
+
+
 def switch_history(limit: int = 50) -> QuerySet[OmsSwitchChange]:
     return OmsSwitchChange.objects.select_related("user").order_by("-changed_at", "-id")[:limit]
 

@@ -61,6 +61,7 @@ from oms.selectors import (
     position_get,
     positions_filtered,
     signal_list,
+    signals_latest,
     switch_history,
     switch_last_change,
 )
@@ -137,7 +138,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "switch": switch,
         "last_change": last_change,
         **_overview_figures(limits, last_change, control.epoch),
-        "latest_signals": signal_list()[:10],
+        "latest_signals": signals_latest(),
         "trip_limits": limits,
         "switch_form": SwitchForm(),
     }

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from conftest import make_user
 from oms.models import AuditSpool, AutoCloseMonitor, Epoch, SweepRun
-from oms.selectors import book_equity_curve, book_overview, book_stats, epoch_equity
+from oms.selectors import book_equity_curve, book_overview, book_stats, epoch_equity, signal_list, signals_latest
 from oms.services.health import health_context, health_report
 from oms.services.switch import switch_state
 from oms.tests.factories import closed_position, open_position
@@ -77,6 +77,19 @@ def test_the_overview_page_queries_do_not_grow_with_the_book():
     large = _page_queries(client)
     # session, user, permissions (2), switch change, switch, health, book version, figures (2), signals
     assert large <= small and large <= 11
+
+
+def test_the_latest_signals_are_those_of_the_signal_list(anon_client, settings, signal_body):
+    settings.MAX_OPEN_POSITIONS = settings.MAX_OPEN_POSITIONS_PER_SYMBOL = None
+    for i in range(12):
+        body = signal_body(signal_id=f"s{i}", symbol=f"S{i % 3}USDT")
+        assert anon_client.post("/signals/bounce", body, format="json").status_code == 200
+    latest = signals_latest()
+    assert [s.pk for s in latest] == [s.pk for s in signal_list()[:10]] and all(s.position_id for s in latest)
+    client = Client()
+    client.force_login(make_user("victor", "viewer"))
+    page = client.get("/").content.decode()
+    assert all(f'href="/console/positions/{s.position_id}">#{s.position_id}</a>' in page for s in latest)
 
 
 def test_the_health_checks_read_the_monitor_sweeps_and_spool_in_one_query(django_assert_num_queries, settings):
