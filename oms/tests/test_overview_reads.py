@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
@@ -14,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conftest import make_user
+from lomsite.permissions import permissions_prefetch
 from oms.models import AuditSpool, AutoCloseMonitor, Epoch, SweepRun
 from oms.selectors import book_equity_curve, book_overview, book_stats, epoch_equity, signal_list, signals_latest
 from oms.services.health import health_context, health_report
@@ -75,8 +78,8 @@ def test_the_overview_page_queries_do_not_grow_with_the_book():
     small = _page_queries(client)
     closes(300, start=3)
     large = _page_queries(client)
-    # session, user, permissions (2), switch change, switch, health, book version, figures (2), signals
-    assert large <= small and large <= 11
+    # session, user, permissions, switch change, switch, health, book version, figures (2), signals
+    assert large <= small and large <= 10
 
 
 def test_the_latest_signals_are_those_of_the_signal_list(anon_client, settings, signal_body):
@@ -109,3 +112,24 @@ def test_the_health_checks_read_the_monitor_sweeps_and_spool_in_one_query(django
     assert health_context(now, switch).recent_sweep_errors == ["quote"]
     codes = [reason["code"] for reason in health_report()["reasons"]]
     assert "sweeps_failing" in codes and "audit_spooled" in codes
+
+
+def test_a_console_request_reads_the_same_permissions_in_one_query():
+    operator = make_user("olga", "operator")
+    operator.user_permissions.add(Permission.objects.get(codename="delete_epoch"))  # its own, and its group's
+    prefetched = User.objects.get(pk=operator.pk)
+    permissions_prefetch(prefetched)
+    expected = ModelBackend().get_all_permissions(User.objects.get(pk=operator.pk))
+    assert prefetched._perm_cache == expected and {"oms.delete_epoch", "oms.change_switch"} <= expected
+    for other in (make_user("root", is_superuser=True), make_user("gone", "operator", is_active=False)):
+        permissions_prefetch(other)
+        assert not hasattr(other, "_perm_cache")  # left to Django
+    client = Client()
+    client.force_login(operator)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get("/").content.decode()
+    assert sum('"auth_permission"' in query["sql"] for query in queries) == 1
+    assert "Turn OFF" in page and "· operator" in page  # the template's `perms`
+    client.force_login(make_user("victor", "viewer"))
+    assert "Turn OFF" not in client.get("/").content.decode()
+    assert client.post("/console/switch", {"enabled": "off", "reason": "x"}).status_code == 403
