@@ -38,7 +38,7 @@ from functools import cache
 from itertools import combinations
 
 from django.db import connection, connections, transaction
-from django.db.models import Subquery
+from django.db.models import DateTimeField, Func, QuerySet, Subquery
 
 from oms.metrics import ZERO, Drawdown, Sums, downsample, stats_figures
 from oms.models import BookFigure, CloseReason, Epoch, Position, PositionStatus
@@ -589,6 +589,31 @@ READ_FIELDS = [
 ]
 
 
+TIMES = ("first_created_at", "last_created_at", "last_closed_at")
+
+
+class _UtcWallTime(Func):
+    template = "(%(expressions)s AT TIME ZONE 'UTC')"
+    output_field = DateTimeField()
+
+
+def _read(rows: QuerySet, *names: str, first: bool = False) -> list[dict]:
+    """`rows.values(*names, *READ_FIELDS)` (only the first row by pk for `first`). On PostgreSQL the
+    times are read as UTC wall time, which psycopg loads in C, and made aware here: Django's loader
+    of time-zone-aware values is Python, about 4 µs a value (300 values for group_by=symbol)."""
+    if connections[rows.db].vendor != "postgresql":
+        query = rows.values(*names, *READ_FIELDS)
+        return list(query.order_by("pk")[:1] if first else query)
+    walls = {f"{name}_utc": _UtcWallTime(name) for name in TIMES}
+    query = rows.values(*names, *(field for field in READ_FIELDS if field not in TIMES), **walls)
+    found = list(query.order_by("pk")[:1] if first else query)
+    for row in found:
+        for name in TIMES:
+            wall = row.pop(f"{name}_utc")
+            row[name] = wall if wall is None else wall.replace(tzinfo=UTC)
+    return found
+
+
 def _figures(row: dict, *, day_row: bool = False) -> dict:
     """The /stats figures of one row (a dict of READ_FIELDS), through oms.metrics."""
     sums = Sums(
@@ -617,16 +642,14 @@ def figures_stats(filters: dict, group_by: str | None = None) -> dict | list[dic
     if group_by == "day":
         kind = ",".join(name for name in DIMS if name in dims)
         rows = rows.filter(kind=kind, trades__gt=0).exclude(day=ALL_TIME).order_by("day")
-        return [
-            {"day": row["day"].isoformat(), **_figures(row, day_row=True)} for row in rows.values("day", *READ_FIELDS)
-        ]
+        return [{"day": row["day"].isoformat(), **_figures(row, day_row=True)} for row in _read(rows, "day")]
     if group_by:
         kind = ",".join(name for name in DIMS if name in dims or name == group_by)
         rows = rows.filter(kind=kind, day=ALL_TIME, positions__gt=0).order_by(group_by)
-        return [{group_by: row[group_by], **_figures(row)} for row in rows.values(group_by, *READ_FIELDS)]
+        return [{group_by: row[group_by], **_figures(row)} for row in _read(rows, group_by)]
     kind = ",".join(name for name in DIMS if name in dims)
-    row = rows.filter(kind=kind, day=ALL_TIME).values(*READ_FIELDS).first()
-    return _figures(row) if row is not None else stats_figures(Sums(), ZERO)
+    found = _read(rows.filter(kind=kind, day=ALL_TIME), first=True)
+    return _figures(found[0]) if found else stats_figures(Sums(), ZERO)
 
 
 def figures_epoch_pnl(epoch: str) -> Decimal:
@@ -649,7 +672,7 @@ def figures_book_and_epoch(epoch: str) -> BookAndEpoch | None:
     book_rid, epoch_rid = _rid("", (), ALL_TIME), _rid("account_label", (epoch,), ALL_TIME)
     capital = Subquery(Epoch.objects.filter(name=epoch).values("starting_capital")[:1])
     rows = BookFigure.objects.filter(rid__in=[book_rid, epoch_rid]).annotate(capital=capital)
-    found = {row["rid"]: row for row in rows.values("rid", "capital", *READ_FIELDS)}
+    found = {row["rid"]: row for row in _read(rows, "rid", "capital")}
     book, epoch_row = found.get(book_rid), found.get(epoch_rid)
     if book is None:
         return None

@@ -19,6 +19,7 @@ from conftest import make_user
 from lomsite.permissions import permissions_prefetch
 from oms.models import AuditSpool, AutoCloseMonitor, Epoch, SweepRun
 from oms.selectors import book_equity_curve, book_overview, book_stats, epoch_equity, signal_list, signals_latest
+from oms.services.figures import figures_stats
 from oms.services.health import health_context, health_report
 from oms.services.switch import switch_state
 from oms.tests.factories import closed_position, open_position
@@ -62,6 +63,14 @@ def test_the_overview_figures_are_two_queries_whatever_the_book(django_assert_nu
     closes(250)
     with django_assert_num_queries(2):  # the book's and the epoch's rows with the capital; the curve's days
         book_overview("default")
+
+
+def test_the_figures_times_are_the_positions_own_to_the_microsecond():
+    position = closed_position(pnl="2", closed_at=T0 + timedelta(microseconds=123457), symbol="XUSDT")
+    for figures in (figures_stats({}), figures_stats({}, "symbol")[0], figures_stats({}, "day")[0]):
+        assert (figures["first_trade_at"], figures["last_trade_at"]) == (position.created_at, position.created_at)
+        assert figures["first_trade_at"].utcoffset() == timedelta(0)
+    assert book_overview("default")["stats"] == figures_stats({})
 
 
 def _page_queries(client: Client) -> int:
