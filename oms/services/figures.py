@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import cache
-from itertools import combinations
+from itertools import accumulate, combinations
 
 from django.db import connection, connections, transaction
 from django.db.models import DateTimeField, Func, QuerySet, Subquery
@@ -688,14 +688,21 @@ def figures_equity_days(
     are cheaper to read than 366 timestamps; the chart only labels the first and the last).
     `last_closed_at`: the book's last close when the caller has read it (else read here)."""
     rows = BookFigure.objects.filter(kind="", trades__gt=0)
-    equity, points = ZERO, []
-    for day, pnl in rows.exclude(day=ALL_TIME).order_by("day").values_list("day", "pnl"):
-        equity += money(pnl)
-        points.append((datetime.combine(day, time.min, tzinfo=UTC), equity))
-    if points:
-        last_at = last_closed_at or rows.filter(day=ALL_TIME).values_list("last_closed_at", flat=True).first()
-        points[-1] = (last_at or points[-1][0], points[-1][1])
-    return downsample(points, max_points)
+    days = list(rows.exclude(day=ALL_TIME).order_by("day").values_list("day", "pnl"))
+    if not days:
+        return []
+    totals = list(accumulate(pnl for _, pnl in days))  # in units; Decimals only for the points kept
+    first = next((i for i, (_, pnl) in enumerate(days) if pnl), len(days))
+
+    def point(i: int) -> tuple[datetime, Decimal]:
+        # the sum of money(pnl) from ZERO, to the exponent: ZERO itself until the first non-zero PnL
+        equity = Decimal(totals[i]).scaleb(-10) if i >= first else ZERO
+        return datetime.combine(days[i][0], time.min, tzinfo=UTC), equity
+
+    points = [point(i) for i in downsample(range(len(days)), max_points)]
+    last_at = last_closed_at or rows.filter(day=ALL_TIME).values_list("last_closed_at", flat=True).first()
+    points[-1] = (last_at or points[-1][0], points[-1][1])
+    return points
 
 
 def figures_drawdown_since(since: datetime | None) -> Drawdown:

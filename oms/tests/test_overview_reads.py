@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from conftest import make_user
 from lomsite.permissions import permissions_prefetch
-from oms.models import AuditSpool, AutoCloseMonitor, Epoch, SweepRun
+from oms.metrics import downsample
+from oms.models import AuditSpool, AutoCloseMonitor, BookFigure, Epoch, Position, SweepRun
 from oms.selectors import book_equity_curve, book_overview, book_stats, epoch_equity, signal_list, signals_latest
-from oms.services.figures import figures_stats
+from oms.services.figures import figures_equity_days, figures_stats
 from oms.services.health import health_context, health_report
 from oms.services.switch import switch_state
 from oms.tests.factories import closed_position, open_position
@@ -71,6 +72,25 @@ def test_the_figures_times_are_the_positions_own_to_the_microsecond():
         assert (figures["first_trade_at"], figures["last_trade_at"]) == (position.created_at, position.created_at)
         assert figures["first_trade_at"].utcoffset() == timedelta(0)
     assert book_overview("default")["stats"] == figures_stats({})
+
+
+@pytest.mark.parametrize("max_points", [240, 4, 2])
+def test_the_equity_days_are_the_running_sums_of_the_day_rows_to_the_exponent(max_points):
+    for i, pnl in enumerate(["0", "0", "1.5", "-1.5", "2", "-0.0000000001", "0"]):
+        closed_position(pnl=pnl, closed_at=T0 + timedelta(days=i))
+    equity, expected = Decimal(0), []
+    for day, pnl in (
+        BookFigure.objects.filter(kind="", trades__gt=0)
+        .exclude(day=BookFigure.ALL_TIME)
+        .order_by("day")
+        .values_list("day", "pnl")
+    ):
+        equity += Decimal(pnl).scaleb(-10) if pnl else Decimal(0)
+        expected.append((datetime.combine(day, datetime.min.time(), tzinfo=UTC), equity))
+    expected = downsample(expected, max_points)
+    expected[-1] = (Position.objects.latest("closed_at", "id").closed_at, expected[-1][1])
+    curve = figures_equity_days(max_points=max_points)
+    assert [(at, value, value.as_tuple()) for at, value in curve] == [(at, v, v.as_tuple()) for at, v in expected]
 
 
 def _page_queries(client: Client) -> int:
