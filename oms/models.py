@@ -10,6 +10,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from lomsite.rowsql import row_by
+
 PRICE = {"max_digits": 28, "decimal_places": 10}
 
 
@@ -79,9 +81,9 @@ class SingleRow(models.Model):
 
     @classmethod
     def load(cls):
-        """The row, created with its defaults if it is missing."""
-        row, _ = cls.objects.get_or_create(pk=1)
-        return row
+        """The row, created with its defaults if it is missing. Read on every page and check: SQL
+        built once (lomsite/rowsql.py)."""
+        return row_by(cls, "id", 1) or cls.objects.get_or_create(pk=1)[0]
 
 
 class PositionQuerySet(models.QuerySet):

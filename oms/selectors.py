@@ -14,6 +14,7 @@ from django.db import connection
 from django.db.models import Count, DecimalField, F, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
+from lomsite.rowsql import row_by
 from oms.metrics import (
     Sums,
     db_decimal,
@@ -218,8 +219,10 @@ def book_overview(epoch: str | None = None) -> dict:
 
 
 def book_version() -> str:
-    """The current book version token (one primary-key read; see oms.services.book)."""
-    return BookVersion.objects.filter(pk=1).values_list("token", flat=True).first() or "none"
+    """The current book version token (one primary-key read, SQL built once: lomsite/rowsql.py;
+    see oms.services.book)."""
+    row = row_by(BookVersion, "id", 1)
+    return (row and row.token) or "none"
 
 
 def cached_over_book(name: str, compute: Callable[[], T], *extra: object, timeout: int = BOOK_CACHE_SEC) -> T:
