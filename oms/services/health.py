@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 from django.conf import settings
@@ -251,18 +252,28 @@ class _Count(Subquery):
     output_field = IntegerField()
 
 
+@cache
+def _context_statement(vendor: str, count: int) -> tuple[str, tuple]:
+    """The monitor row with the errors of the last `count` sweeps and the number of spooled audit
+    lines, as subqueries: the ORM's SQL, built once (compiling it cost more than running it,
+    lomsite/rowsql.py)."""
+    sweeps = SweepRun.objects.order_by("-started_at", "-id").values("error")
+    errors = {f"sweep_error_{i}": Subquery(sweeps[i : i + 1]) for i in range(count)}
+    query = AutoCloseMonitor.objects.filter(pk=1).annotate(spooled=_Count(AuditSpool.objects.values("pk")), **errors)
+    return query.query.sql_with_params()
+
+
 def health_context(now: datetime, switch: SwitchState | None = None) -> HealthContext:
     """What the checks read, in one query: the monitor row with the errors of the last
     HEALTH_FAILED_SWEEPS sweeps and the number of spooled audit lines (plus the switch's row
     unless `switch` is given)."""
     count = settings.HEALTH_FAILED_SWEEPS
-    sweeps = SweepRun.objects.order_by("-started_at", "-id").values("error")
-    errors = {f"sweep_error_{i}": Subquery(sweeps[i : i + 1]) for i in range(count)}
-    query = AutoCloseMonitor.objects.filter(pk=1).annotate(spooled=_Count(AuditSpool.objects.values("pk")), **errors)
-    monitor = query.first()
-    if monitor is None:  # created with its defaults, then read as usual
+    sql, params = _context_statement(connection.vendor, count)
+    found = list(AutoCloseMonitor.objects.raw(sql, params))
+    if not found:  # created with its defaults, then read as usual
         AutoCloseMonitor.load()
-        monitor = query.first()
+        found = list(AutoCloseMonitor.objects.raw(sql, params))
+    monitor = found[0]
     recent = [error for i in range(count) if (error := getattr(monitor, f"sweep_error_{i}")) is not None]
     return HealthContext(
         now=now,
