@@ -597,16 +597,15 @@ class _UtcWallTime(Func):
     output_field = DateTimeField()
 
 
-def _read(rows: QuerySet, *names: str, first: bool = False) -> list[dict]:
-    """`rows.values(*names, *READ_FIELDS)` (only the first row by pk for `first`). On PostgreSQL the
-    times are read as UTC wall time, which psycopg loads in C, and made aware here: Django's loader
-    of time-zone-aware values is Python, about 4 µs a value (300 values for group_by=symbol)."""
+def _read(rows: QuerySet, *names: str) -> list[dict]:
+    """`rows.values(*names, *READ_FIELDS)` for the groups' many rows. On PostgreSQL the times are
+    read as UTC wall time, which psycopg loads in C, and made aware here: Django's loader of
+    time-zone-aware values is Python, about 4 µs a value (300 values for group_by=symbol; for one
+    row, compiling the three expressions costs more than it saves)."""
     if connections[rows.db].vendor != "postgresql":
-        query = rows.values(*names, *READ_FIELDS)
-        return list(query.order_by("pk")[:1] if first else query)
+        return list(rows.values(*names, *READ_FIELDS))
     walls = {f"{name}_utc": _UtcWallTime(name) for name in TIMES}
-    query = rows.values(*names, *(field for field in READ_FIELDS if field not in TIMES), **walls)
-    found = list(query.order_by("pk")[:1] if first else query)
+    found = list(rows.values(*names, *(field for field in READ_FIELDS if field not in TIMES), **walls))
     for row in found:
         for name in TIMES:
             wall = row.pop(f"{name}_utc")
@@ -648,8 +647,8 @@ def figures_stats(filters: dict, group_by: str | None = None) -> dict | list[dic
         rows = rows.filter(kind=kind, day=ALL_TIME, positions__gt=0).order_by(group_by)
         return [{group_by: row[group_by], **_figures(row)} for row in _read(rows, group_by)]
     kind = ",".join(name for name in DIMS if name in dims)
-    found = _read(rows.filter(kind=kind, day=ALL_TIME), first=True)
-    return _figures(found[0]) if found else stats_figures(Sums(), ZERO)
+    row = rows.filter(kind=kind, day=ALL_TIME).values(*READ_FIELDS).first()
+    return _figures(row) if row is not None else stats_figures(Sums(), ZERO)
 
 
 def figures_epoch_pnl(epoch: str) -> Decimal:
@@ -672,7 +671,7 @@ def figures_book_and_epoch(epoch: str) -> BookAndEpoch | None:
     book_rid, epoch_rid = _rid("", (), ALL_TIME), _rid("account_label", (epoch,), ALL_TIME)
     capital = Subquery(Epoch.objects.filter(name=epoch).values("starting_capital")[:1])
     rows = BookFigure.objects.filter(rid__in=[book_rid, epoch_rid]).annotate(capital=capital)
-    found = {row["rid"]: row for row in _read(rows, "rid", "capital")}
+    found = {row["rid"]: row for row in rows.values("rid", "capital", *READ_FIELDS)}
     book, epoch_row = found.get(book_rid), found.get(epoch_rid)
     if book is None:
         return None
