@@ -240,7 +240,7 @@ def prepare_database() -> dict[str, str]:
     viewer.groups.add(Group.objects.get(name="viewer"))
     session = SessionStore()
     session[SESSION_KEY] = str(viewer.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[-1]
     session[HASH_SESSION_KEY] = viewer.get_session_auth_hash()
     session.create()
     return {

@@ -1,26 +1,36 @@
-"""A console request's permissions in one query, where Django's ModelBackend takes two."""
+"""Django's ModelBackend, reading a user's permissions, its own and its groups', in one query.
+
+Django's ModelBackend takes two queries (the user's, then its groups') the first time a request asks
+for a permission; the console's pages, their templates' `perms` and the API's write check ask on
+every request. This subclass answers exactly as Django's does (`oms/tests/test_overview_reads.py`,
+`oms/tests/test_api_auth.py`) from one statement built once, kept on the user object for the rest
+of the request like Django's own cache. Superusers, inactive and anonymous users, and per-object
+checks are left to Django.
+"""
 
 from __future__ import annotations
 
 from functools import cache
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import backends, get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
+PERMISSIONS_ATTRIBUTE = "_loms_permissions"  # this backend's per-request cache on the user object
 
-def permissions_prefetch(user) -> None:
-    """Read `user`'s permissions, its own and its groups', in one query, and keep them where
-    Django's ModelBackend looks first: `_perm_cache`, the set its `get_all_permissions` builds from
-    those two queries and keeps on the user. The request's permission checks and its template's
-    `perms` then read nothing more. Anonymous, inactive and superusers need no query and are left
-    to Django, as is a user whose permissions are already loaded."""
-    if user.is_anonymous or not user.is_active or user.is_superuser or hasattr(user, "_perm_cache"):
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_permissions_statement(connection.vendor), [user.pk, user.pk])
-        user._perm_cache = {f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()}
+
+class ModelBackend(backends.ModelBackend):
+    def get_all_permissions(self, user_obj, obj=None) -> set[str]:
+        if obj is not None or user_obj.is_anonymous or not user_obj.is_active or user_obj.is_superuser:
+            return super().get_all_permissions(user_obj, obj)
+        permissions = getattr(user_obj, PERMISSIONS_ATTRIBUTE, None)
+        if permissions is None:
+            with connection.cursor() as cursor:
+                cursor.execute(_permissions_statement(connection.vendor), [user_obj.pk, user_obj.pk])
+                permissions = {f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()}
+            setattr(user_obj, PERMISSIONS_ATTRIBUTE, permissions)
+        return permissions
 
 
 @cache

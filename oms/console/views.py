@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages
@@ -17,7 +16,6 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from lomsite.permissions import permissions_prefetch
 from oms.console.charts import equity_chart
 from oms.console.forms import (
     CLOSE_ALL_PHRASE,
@@ -81,19 +79,9 @@ LIVE_HEADER = "X-Live-Fragment"
 BREAKDOWNS = (("symbol", "By symbol"), ("strategy", "By strategy"), ("exchange", "By exchange"), ("day", "By day"))
 
 
-def _permissions_prefetched(view: Callable) -> Callable:
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        permissions_prefetch(request.user)
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
 def console_view(view: Callable) -> Callable:
-    """Logged in (else to the login page) and allowed to read the book (else 403); the user's
-    permissions are read once, in one query, for every check of the request."""
-    return login_required(_permissions_prefetched(permission_required("oms.view_position", raise_exception=True)(view)))
+    """Logged in (else to the login page) and allowed to read the book (else 403)."""
+    return login_required(permission_required("oms.view_position", raise_exception=True)(view))
 
 
 def operator_action(permission: str) -> Callable:

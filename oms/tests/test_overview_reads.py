@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
 from django.db import connection
@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conftest import make_user
-from lomsite.permissions import permissions_prefetch
+from lomsite.permissions import ModelBackend as OneQueryModelBackend
 from oms.metrics import downsample
 from oms.models import AuditSpool, AutoCloseMonitor, BookFigure, Epoch, Position, SweepRun
 from oms.selectors import book_equity_curve, book_overview, book_stats, epoch_equity, signal_list, signals_latest
@@ -146,13 +146,11 @@ def test_the_health_checks_read_the_monitor_sweeps_and_spool_in_one_query(django
 def test_a_console_request_reads_the_same_permissions_in_one_query():
     operator = make_user("olga", "operator")
     operator.user_permissions.add(Permission.objects.get(codename="delete_epoch"))  # its own, and its group's
-    prefetched = User.objects.get(pk=operator.pk)
-    permissions_prefetch(prefetched)
-    expected = ModelBackend().get_all_permissions(User.objects.get(pk=operator.pk))
-    assert prefetched._perm_cache == expected and {"oms.delete_epoch", "oms.change_switch"} <= expected
+    expected = DjangoModelBackend().get_all_permissions(User.objects.get(pk=operator.pk))
+    assert OneQueryModelBackend().get_all_permissions(User.objects.get(pk=operator.pk)) == expected
+    assert {"oms.delete_epoch", "oms.change_switch"} <= expected
     for other in (make_user("root", is_superuser=True), make_user("gone", "operator", is_active=False)):
-        permissions_prefetch(other)
-        assert not hasattr(other, "_perm_cache")  # left to Django
+        assert OneQueryModelBackend().get_all_permissions(other) == DjangoModelBackend().get_all_permissions(other)
     client = Client()
     client.force_login(operator)
     with CaptureQueriesContext(connection) as queries:
