@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
@@ -91,3 +93,12 @@ def signal_body():
         return {k: v for k, v in body.items() if v is not ...}
 
     return build
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The test database's write-queue lock file (lomsite/sqlite/queue.py) goes with the database."""
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name and settings.DATABASES["default"]["ENGINE"] == "lomsite.sqlite":
+        Path(f"{name}.writers").unlink(missing_ok=True)
