@@ -54,25 +54,6 @@ def sql_decimal(value: Decimal | float | int | None) -> Decimal:
 
 
 @cache
-def _first_id_statement(model: type[Model], field_name: str, vendor: str) -> str:
-    meta, quote = model._meta, connection.ops.quote_name
-    pk = quote(meta.pk.column)
-    column = quote(meta.get_field(field_name).column)
-    return f"SELECT {pk} FROM {quote(meta.db_table)} WHERE {column} = %s ORDER BY {pk} LIMIT 1"
-
-
-def row_first_id(model: type[Model], field_name: str, value: object) -> int | None:
-    """The lowest primary key of the rows whose `field_name` equals `value` (None: no such row)."""
-    field = model._meta.get_field(field_name)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _first_id_statement(model, field_name, connection.vendor), [field.get_db_prep_value(value, connection)]
-        )
-        found = cursor.fetchone()
-    return found[0] if found else None
-
-
-@cache
 def _update_statement(model: type[Model], field_name: str, vendor: str) -> str:
     meta, quote = model._meta, connection.ops.quote_name
     column = quote(meta.get_field(field_name).column)

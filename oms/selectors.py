@@ -267,6 +267,12 @@ def signal_list(*, outcome: str = "", symbol: str = "") -> QuerySet[Signal]:
     return queryset.filter(symbol=symbol) if symbol else queryset
 
 
+def signal_by_dedupe_key(dedupe_key: str) -> Signal | None:
+    """The signal that holds `dedupe_key` (unique), if any: asked for every signal the bot sends
+    (SQL built once: lomsite/rowsql.py)."""
+    return row_by(Signal, "dedupe_key", dedupe_key)
+
+
 def signals_latest(count: int = 10) -> list[Signal]:
     """The newest signals, for the overview: their own columns only (it links a position by its id)."""
     return list(Signal.objects.order_by("-received_at", "-id")[:count])

@@ -27,7 +27,7 @@ from django.utils import timezone
 from lomsite.jsonlog import log_event
 from oms.exceptions import ExchangeStopFailed, OmsError, PositionCloseFailed, PriceUnavailable
 from oms.models import CloseReason, Order, OrderPurpose, OrderStatus, Position, Signal, SignalKind, SignalOutcome
-from oms.selectors import open_positions_matching, position_get
+from oms.selectors import open_positions_matching, position_get, signal_by_dedupe_key
 from oms.services.audit import audit_append
 from oms.services.closing import CloseInstruction
 from oms.services.positions import position_close_at_market
@@ -116,7 +116,7 @@ def _claim(kind: str, signal: ExitSignal | StopSignal, payload: dict) -> tuple[S
         "strategy": target.strategy or "",
         "exchange": target.exchange or "",
     }
-    first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
+    first = signal_by_dedupe_key(signal.dedupe_key)
     if first is not None and _release_stale_claim(first):
         first = None
     if first is None:
@@ -130,7 +130,7 @@ def _claim(kind: str, signal: ExitSignal | StopSignal, payload: dict) -> tuple[S
                 )
             return row, None
         except IntegrityError:  # a concurrent twin claimed the key after our check: we are its duplicate
-            first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
+            first = signal_by_dedupe_key(signal.dedupe_key)
             if first is None:
                 raise
     duplicate = Signal.objects.create(

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 
 from lomsite.jsonlog import log_event
-from lomsite.rowsql import row_first_id, row_insert
+from lomsite.rowsql import row_insert
 from lomsite.sqlite.queue import write_turn
 from oms.exceptions import OmsDisabled, RiskLimitExceeded
 from oms.models import BrokerMode, Signal, SignalKind, SignalOutcome
 from oms.pnl import levels_from_pct
+from oms.selectors import signal_by_dedupe_key
 from oms.services.audit import audit_append
 from oms.services.execution import entry_execute, pretrade_sanity
 from oms.services.positions import OpenedPosition, PositionRequest, lock_oms_control, position_open_locked
@@ -149,9 +150,9 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
     )
     try:
         # Checked outside the OMS lock so duplicates never queue for it (the lock is the throughput limit).
-        first_id = row_first_id(Signal, "dedupe_key", signal.dedupe_key)
-        if first_id is not None:
-            row = _record_duplicate(signal, stored_payload, Signal.objects.get(pk=first_id))
+        first = signal_by_dedupe_key(signal.dedupe_key)
+        if first is not None:
+            row = _record_duplicate(signal, stored_payload, first)
         else:
             insane = pretrade_sanity(symbol=signal.symbol, price=signal.price, timestamp=signal.timestamp)
             try:
@@ -159,7 +160,7 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
                     row = _decide_and_record(signal, stored_payload, insane)
             except IntegrityError:
                 # A concurrent twin won the unique dedupe key after our check: we are its duplicate.
-                first = Signal.objects.filter(dedupe_key=signal.dedupe_key).first()
+                first = signal_by_dedupe_key(signal.dedupe_key)
                 if first is None:
                     raise
                 row = _record_duplicate(signal, stored_payload, first)

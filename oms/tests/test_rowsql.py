@@ -14,9 +14,10 @@ from django.db.models import Count, F, Q, Sum
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
-from lomsite.rowsql import row_first_id, row_insert, row_update
+from lomsite.rowsql import row_insert, row_update
 from lomsite.sqlite.queue import write_turn
 from oms.models import BookVersion, Order, OrderPurpose, Position, PositionStatus, Signal, SignalOutcome
+from oms.selectors import signal_by_dedupe_key
 from oms.services.positions import exposure_snapshot
 from oms.tests.factories import closed_position, open_position
 from risk.limits import RiskLimits
@@ -105,11 +106,11 @@ def test_a_duplicate_unique_key_raises_djangos_integrity_error():
         row_insert(Signal(payload={}, outcome=SignalOutcome.OPENED, dedupe_key="same"))
 
 
-def test_the_first_id_and_the_one_field_update():
-    assert row_first_id(Signal, "dedupe_key", "absent") is None
+def test_the_row_by_its_unique_key_and_the_one_field_update():
+    assert signal_by_dedupe_key("absent") is None
     first = Signal.objects.create(payload={}, outcome=SignalOutcome.OPENED, dedupe_key="a")
     Signal.objects.create(payload={}, outcome=SignalOutcome.REJECTED, dedupe_key="b")
-    assert row_first_id(Signal, "dedupe_key", "a") == first.pk
+    assert signal_by_dedupe_key("a").pk == first.pk
     BookVersion.objects.update_or_create(pk=1, defaults={"token": "old"})
     assert row_update(BookVersion, 1, "token", "new") == 1
     assert row_update(BookVersion, 2, "token", "new") == 0
