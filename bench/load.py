@@ -32,6 +32,7 @@ class LoadResult:
     concurrency: int
     sent: int = 0
     elapsed_s: float = 0.0
+    client_cpu_s: float = 0.0  # this process's CPU while sending: the load generator shares the machine's cores
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)  # transport errors by exception name
@@ -46,6 +47,7 @@ class LoadResult:
             "concurrency": self.concurrency,
             "requests": self.sent,
             "elapsed_s": round(self.elapsed_s, 3),
+            "client_cpu_ms_per_request": round(1000 * self.client_cpu_s / self.sent, 2) if self.sent else None,
             "throughput_rps": round(self.sent / self.elapsed_s, 1) if self.elapsed_s else None,
             "p50_ms": _r(percentile(lat, 50)),
             "p95_ms": _r(percentile(lat, 95)),
@@ -111,11 +113,13 @@ def run_load(
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
+    cpu_began = time.process_time()
     began = time.perf_counter()
     deadline[0] = began + time_limit_s
     start_barrier.wait()
     for thread in threads:
         thread.join(time_limit_s + timeout_s + 5)
     result.elapsed_s = time.perf_counter() - began
+    result.client_cpu_s = time.process_time() - cpu_began
     result.sent = len(result.latencies_ms) + sum(result.errors.values())
     return result

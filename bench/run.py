@@ -308,7 +308,15 @@ def w1_ingest(server: Server, auth: dict, *, signals: int, levels: list[int]) ->
         print_line(
             f"W1 ingest c={level:<3}",
             summary,
-            ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "non_2xx", "server_cpu_ms_per_signal"),
+            (
+                "throughput_rps",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "non_2xx",
+                "server_cpu_ms_per_signal",
+                "client_cpu_ms_per_request",
+            ),
         )
     results["floor"] = w1_floor(server, count=signals)
     close_all_open()

@@ -239,3 +239,32 @@ def test_nul_characters_are_a_clear_400_and_the_signal_is_still_recorded(anon_cl
     recorded = Signal.objects.get()
     assert recorded.outcome == SignalOutcome.REJECTED
     assert recorded.payload[field] == value.replace("\x00", "\ufffd")  # PostgreSQL refuses NUL
+
+
+def test_the_reused_validator_carries_nothing_from_one_body_to_the_next(signal_body):
+    """Each thread validates with one serializer instance (oms.signal_input._serializer): a bad body's
+    errors never reach the next body, and a good body's values never fill the next one's gaps."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oms.signal_input import SignalInvalid, parse_bounce_signal
+
+    def outcome(body: dict) -> object:
+        try:
+            return parse_bounce_signal(body)
+        except SignalInvalid as exc:
+            return exc.errors
+
+    body = signal_body()
+    full = {**body, "qty": 2, "strategy": "alpha", "signal_id": "s-1"}
+    bad = {**body, "price": "cheap", "side": "UP"}
+    bare = {key: body[key] for key in ("symbol", "side", "price", "timestamp")}
+    first = outcome(full)
+    assert first.qty == 2 and first.strategy == "alpha" and first.signal_id == "s-1"
+    assert set(outcome(bad)) == {"price", "side"}
+    later = outcome(bare)
+    assert later.qty != 2 and later.strategy != "alpha" and later.signal_id is None
+    assert set(outcome({**bare, "timeframe_min": 0})) == {"timeframe_min"}
+    with ThreadPoolExecutor(max_workers=4) as pool:  # one instance per thread, none shared
+        answers = list(pool.map(outcome, [full, bad, bare, full] * 25))
+    assert [type(a).__name__ for a in answers[:4]] == ["BounceSignal", "dict", "BounceSignal", "BounceSignal"]
+    assert all(a == b for a, b in zip(answers, [first, outcome(bad), later, first] * 25, strict=True))
