@@ -6,12 +6,13 @@ import logging
 import math
 import re
 from dataclasses import dataclass
+from functools import partial
 
 from django.db import IntegrityError, transaction
 
+from lomsite.groupcommit import group_commit
 from lomsite.jsonlog import log_event
 from lomsite.rowsql import row_insert
-from lomsite.sqlite.queue import write_turn
 from oms.exceptions import OmsDisabled, RiskLimitExceeded
 from oms.models import BrokerMode, Signal, SignalKind, SignalOutcome
 from oms.pnl import levels_from_pct
@@ -96,10 +97,11 @@ def _record_duplicate(signal: BounceSignal, payload: dict, first: Signal) -> Sig
 
 
 def _decide_and_record(signal: BounceSignal, payload: dict, insane: str = "") -> Signal:
-    """Inside one transaction behind the OMS lock: switch? risk? then open.
+    """In this process's write batch (lomsite/groupcommit.py) behind the OMS lock: switch? risk? then open.
 
-    Duplicates were answered before taking the lock; a twin committed since then makes the final
-    insert fail on the unique dedupe key (IntegrityError), which rolls all of this back.
+    Duplicates were answered before taking the lock; a twin committed since then (or earlier in the
+    same batch) makes the final insert fail on the unique dedupe key (IntegrityError), which rolls
+    all of this back to its savepoint.
     """
     control = lock_oms_control()
     fields = _signal_fields(signal, payload)
@@ -156,8 +158,7 @@ def signal_ingest(*, payload: object, idempotency_key: str | None = None) -> Int
         else:
             insane = pretrade_sanity(symbol=signal.symbol, price=signal.price, timestamp=signal.timestamp)
             try:
-                with write_turn(), transaction.atomic():
-                    row = _decide_and_record(signal, stored_payload, insane)
+                row = group_commit(partial(_decide_and_record, signal, stored_payload, insane))
             except IntegrityError:
                 # A concurrent twin won the unique dedupe key after our check: we are its duplicate.
                 first = signal_by_dedupe_key(signal.dedupe_key)
