@@ -47,6 +47,18 @@ TARGETS = {
 }
 
 
+# W1's figures per concurrency level, as printed (and compared by bench/compare_ingest.py).
+W1_FIGURES = (
+    "throughput_rps",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "non_2xx",
+    "server_cpu_ms_per_signal",
+    "client_cpu_ms_per_request",  # the load generator's own: it shares the machine's cores
+)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", default="w1,w2,w3,w4,w5,w6", help="comma-separated subset of w1..w6")
@@ -305,19 +317,7 @@ def w1_ingest(server: Server, auth: dict, *, signals: int, levels: list[int]) ->
         summary["server_cpu_ms_per_signal"] = round(1000 * web_cpu / max(outcome.sent, 1), 2)
         summary["cluster_cpu_s"] = round(cpu_after["cluster"] - cpu_before["cluster"], 2)
         results[f"c{level}"] = summary
-        print_line(
-            f"W1 ingest c={level:<3}",
-            summary,
-            (
-                "throughput_rps",
-                "p50_ms",
-                "p95_ms",
-                "p99_ms",
-                "non_2xx",
-                "server_cpu_ms_per_signal",
-                "client_cpu_ms_per_request",
-            ),
-        )
+        print_line(f"W1 ingest c={level:<3}", summary, W1_FIGURES)
     results["floor"] = w1_floor(server, count=signals)
     close_all_open()
     db_close()
