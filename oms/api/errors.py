@@ -8,6 +8,7 @@ from django.db import OperationalError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from lomsite.groupcommit import BatchAborted
 from oms.exceptions import OmsError
 
 RETRY_AFTER_SEC = 5
@@ -15,9 +16,12 @@ LOCK_TIMEOUT_SQLSTATES = {"55P03"}  # PostgreSQL lock_not_available (lock_timeou
 LOCK_TIMEOUT_MESSAGES = ("database is locked", "database table is locked", "lock timeout")
 
 
-def is_lock_timeout(exc: BaseException) -> bool:
-    """A database lock held by someone else past our timeout (SQLite busy, PostgreSQL lock_timeout):
-    the request may simply be retried, unlike any other database error."""
+def is_retryable(exc: BaseException) -> bool:
+    """A database lock held by someone else past our timeout (SQLite busy, PostgreSQL lock_timeout), or
+    a write batch rolled back because of another request's failure (lomsite/groupcommit.py): the
+    request may simply be retried, unlike any other database error."""
+    if isinstance(exc, BatchAborted):
+        return True
     if not isinstance(exc, OperationalError):
         return False
     if getattr(exc.__cause__, "sqlstate", None) in LOCK_TIMEOUT_SQLSTATES:
@@ -36,7 +40,7 @@ def _response_for(exc) -> Response | None:
             },
             status=400,
         )
-    if is_lock_timeout(exc):
+    if is_retryable(exc):
         return Response(
             {"error": "database_busy", "detail": "The database is busy: retry shortly."},
             status=503,

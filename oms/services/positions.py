@@ -225,7 +225,8 @@ def position_open_locked(
             tp_price=position.tp_price,
             sl_price=position.sl_price,
             strategy=position.strategy,
-        )
+        ),
+        robust=True,  # a failing log line never turns a committed open into an error (nor skips other hooks)
     )
     return OpenedPosition(position=position, order=order)
 

@@ -215,6 +215,17 @@ def test_a_database_lock_held_past_its_timeout_is_a_json_503_with_retry_after(
     assert line["outcome"] == "error"
 
 
+def test_a_signal_rolled_back_with_its_write_batch_is_a_503_to_retry(anon_client, signal_body, settings):
+    """Another signal of its batch broke the shared transaction (lomsite/groupcommit.py)."""
+    from lomsite.groupcommit import BatchAborted
+
+    with mock.patch("oms.services.signals.lock_oms_control", side_effect=BatchAborted("rolled back")):
+        response = post(anon_client, signal_body())
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert response.json()["error"] == "database_busy"
+    assert not Position.objects.exists()
+
+
 def test_other_database_errors_are_not_disguised_as_a_busy_database(anon_client, signal_body):
     anon_client.raise_request_exception = True
     with mock.patch("oms.services.signals.lock_oms_control", side_effect=OperationalError("disk I/O error")):

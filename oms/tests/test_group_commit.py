@@ -8,10 +8,10 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from django.db import OperationalError, connections, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, connections, transaction
 
 from lomsite import groupcommit
-from lomsite.groupcommit import group_commit
+from lomsite.groupcommit import BatchAborted, group_commit
 from oms.models import OmsSwitchChange
 from tests.support import run_together
 
@@ -147,3 +147,160 @@ def test_a_piece_alone_in_its_batch_that_fails_writes_nothing_and_runs_no_hook()
         group_commit(refused)
     assert group_commit(lambda: change("next").reason) == "next"
     assert reasons() == ["next"] and hooks == []
+
+
+def one_batch(pieces: list) -> list[object]:
+    """Run `pieces` as one batch, in this order: a holder batch runs alone while they queue behind it.
+    Each piece's value or exception, in order."""
+    gate, holding = threading.Event(), threading.Event()
+    outcomes: list[object] = [None] * len(pieces)
+
+    def holder():
+        holding.set()
+        gate.wait(10)
+
+    def call(index: int, work) -> None:
+        try:
+            if index >= 0:
+                outcomes[index] = group_commit(work)
+            else:
+                group_commit(work)
+        except BaseException as exc:  # the piece's own outcome, checked by the test
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call, args=(-1, holder))]
+    threads[0].start()
+    assert holding.wait(10)
+    for index, work in enumerate(pieces):
+        threads.append(threading.Thread(target=call, args=(index, work)))
+        threads[-1].start()
+        wait_for_queue(index + 1)  # queue order is batch order
+    gate.set()
+    for thread in threads:
+        thread.join(20)
+        assert not thread.is_alive(), "a thread never came back"
+    assert groupcommit._queue == [] and not groupcommit._leading
+    return outcomes
+
+
+def test_a_savepoint_that_cannot_be_rolled_back_fails_the_whole_batch_and_nobody_hears_done(monkeypatch):
+    """The transaction can then only roll back: the piece before it must not be told it committed."""
+    wrapper = type(connections["default"])
+    original = wrapper.savepoint_rollback
+    broken = threading.Event()
+
+    def savepoint_rollback(self, sid):
+        if broken.is_set():
+            broken.clear()
+            raise OperationalError("disk I/O error")
+        return original(self, sid)
+
+    monkeypatch.setattr(wrapper, "savepoint_rollback", savepoint_rollback)
+
+    def failing():
+        change("b")
+        broken.set()
+        raise Refused("b")
+
+    outcomes = one_batch([lambda: change("a").reason, failing, lambda: change("c").reason])
+    assert reasons() == []
+    assert isinstance(outcomes[0], BatchAborted) and isinstance(outcomes[2], BatchAborted)
+    assert isinstance(outcomes[1], Refused)
+    assert outcomes[0] is not outcomes[2]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a server connection to lose")
+def test_a_connection_lost_in_a_piece_fails_the_whole_batch_and_nobody_hears_done():
+    def killer():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    outcomes = one_batch([lambda: change("a").reason, killer, lambda: change("c").reason])
+    assert reasons() == []
+    assert all(isinstance(outcome, DatabaseError) for outcome in outcomes), outcomes
+
+
+def test_work_that_swallows_a_database_error_is_not_reported_as_committed():
+    """Alone in its batch (no savepoint), work that catches an error inside its own atomic block
+    leaves a transaction that can only roll back: its caller hears BatchAborted, not success."""
+
+    def swallowing():
+        change("a")
+        try:
+            with transaction.atomic(savepoint=False):
+                change("a2")
+                raise Refused
+        except Refused:
+            pass
+        return "done"
+
+    with pytest.raises(BatchAborted):
+        group_commit(swallowing)
+    assert reasons() == []
+
+
+def test_a_hook_failing_after_the_commit_leaves_every_piece_its_result():
+    class Boom(Exception):
+        pass
+
+    hooks: list[str] = []
+
+    def piece(reason: str, hook_fails: bool = False):
+        def work():
+            change(reason)
+
+            def hook():
+                if hook_fails:
+                    raise Boom(reason)
+                hooks.append(reason)
+
+            transaction.on_commit(hook)
+            return reason
+
+        return work
+
+    outcomes = one_batch([piece("a", hook_fails=True), piece("b"), piece("c")])
+    assert reasons() == ["a", "b", "c"] and outcomes == ["a", "b", "c"]
+
+
+def test_another_pieces_base_exception_reaches_the_others_as_batch_aborted():
+    class Stop(BaseException):
+        pass
+
+    def stop():
+        change("b")
+        raise Stop
+
+    outcomes = one_batch([lambda: change("a").reason, stop, lambda: change("c").reason])
+    assert reasons() == []
+    assert isinstance(outcomes[1], Stop)
+    assert isinstance(outcomes[0], BatchAborted) and isinstance(outcomes[2], BatchAborted)
+
+
+def test_a_failed_commit_gives_each_thread_an_exception_object_of_its_own(monkeypatch):
+    wrapper = type(connections["default"])
+    original = wrapper.commit
+    failures = iter([False, True])  # the holder's batch commits, the next one fails
+
+    def commit(self):
+        if next(failures, False):
+            raise OperationalError("disk I/O error")
+        return original(self)
+
+    monkeypatch.setattr(wrapper, "commit", commit)
+    outcomes = one_batch([lambda: change("a"), lambda: change("b")])
+    assert all(isinstance(o, OperationalError) and "disk I/O error" in str(o) for o in outcomes)
+    assert outcomes[0] is not outcomes[1]
+    assert reasons() == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite checks foreign keys at COMMIT only")
+def test_a_bad_foreign_key_fails_its_own_piece_not_the_batch():
+    def dangling():
+        OmsSwitchChange.objects.create(enabled=True, reason="dangling", changed_by="test", user_id=10**9)
+
+    outcomes = one_batch([lambda: change("a").reason, dangling, lambda: change("c").reason])
+    assert outcomes[0] == "a" and outcomes[2] == "c" and isinstance(outcomes[1], IntegrityError)
+    assert reasons() == ["a", "c"]
