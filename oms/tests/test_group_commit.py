@@ -13,7 +13,6 @@ from django.db import DatabaseError, IntegrityError, OperationalError, connectio
 from lomsite import groupcommit
 from lomsite.groupcommit import BatchAborted, group_commit
 from oms.models import OmsSwitchChange
-from tests.support import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,44 +36,67 @@ class Refused(Exception):
     pass
 
 
+def one_batch(pieces: list, *, first=None) -> list[object]:
+    """Run `pieces` as one batch, in this order: a first batch (`first`'s work, if any) runs alone and
+    stays open while they queue behind it. Each piece's value or exception, in order."""
+    gate, holding = threading.Event(), threading.Event()
+    outcomes: list[object] = [None] * len(pieces)
+
+    def holder():
+        if first is not None:
+            first()
+        holding.set()
+        gate.wait(10)  # holds the first batch open while the pieces queue behind it
+
+    def call(index: int, work) -> None:
+        try:
+            outcomes[index] = group_commit(work)
+        except BaseException as exc:  # the piece's own outcome, checked by the test
+            outcomes[index] = exc
+        finally:
+            connection.close()
+
+    def hold() -> None:
+        try:
+            group_commit(holder)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=hold)]
+    threads[0].start()
+    assert holding.wait(10)
+    for index, work in enumerate(pieces):
+        threads.append(threading.Thread(target=call, args=(index, work)))
+        threads[-1].start()
+        wait_for_queue(index + 1)  # queue order is batch order
+    gate.set()
+    for thread in threads:
+        thread.join(20)
+        assert not thread.is_alive(), "a thread never came back"
+    assert groupcommit._queue == [] and not groupcommit._leading
+    return outcomes
+
+
 def test_pieces_queued_behind_a_batch_run_together_and_one_failing_is_rolled_back_alone():
-    gate, first_running = threading.Event(), threading.Event()
     ran_in: dict[str, int] = {}
     committed_hooks: list[str] = []
 
-    def piece(reason: str, *, fail: bool = False, wait: bool = False):
+    def piece(reason: str, *, fail: bool = False):
         def work():
             ran_in[reason] = threading.get_ident()
             row = change(reason)
             transaction.on_commit(lambda: committed_hooks.append(reason))
-            if wait:
-                first_running.set()
-                gate.wait(10)  # holds the first batch open while the others queue behind it
             if fail:
                 raise Refused(reason)
             return row.pk
 
         return work
 
-    def first():
-        return group_commit(piece("first", wait=True))
-
-    def later(reason: str, fail: bool = False):
-        def call():
-            assert first_running.wait(10)  # queues behind the first batch, which is running
-            try:
-                return group_commit(piece(reason, fail=fail))
-            except Refused as exc:
-                return exc
-
-        return call
-
-    def release():
-        wait_for_queue(3)
-        gate.set()
-
-    results = run_together([first, later("b"), later("c", fail=True), later("d"), release])
-    first_pk, b_pk, c_error, d_pk, _ = results
+    opened_first: list[int] = []
+    b_pk, c_error, d_pk = one_batch(
+        [piece("b"), piece("c", fail=True), piece("d")], first=lambda: opened_first.append(piece("first")())
+    )
+    first_pk = opened_first[0]
     assert isinstance(c_error, Refused) and str(c_error) == "c"
     assert reasons() == ["b", "d", "first"]
     assert {OmsSwitchChange.objects.get(pk=pk).reason for pk in (first_pk, b_pk, d_pk)} == {"first", "b", "d"}
@@ -147,42 +169,6 @@ def test_a_piece_alone_in_its_batch_that_fails_writes_nothing_and_runs_no_hook()
         group_commit(refused)
     assert group_commit(lambda: change("next").reason) == "next"
     assert reasons() == ["next"] and hooks == []
-
-
-def one_batch(pieces: list) -> list[object]:
-    """Run `pieces` as one batch, in this order: a holder batch runs alone while they queue behind it.
-    Each piece's value or exception, in order."""
-    gate, holding = threading.Event(), threading.Event()
-    outcomes: list[object] = [None] * len(pieces)
-
-    def holder():
-        holding.set()
-        gate.wait(10)
-
-    def call(index: int, work) -> None:
-        try:
-            if index >= 0:
-                outcomes[index] = group_commit(work)
-            else:
-                group_commit(work)
-        except BaseException as exc:  # the piece's own outcome, checked by the test
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=call, args=(-1, holder))]
-    threads[0].start()
-    assert holding.wait(10)
-    for index, work in enumerate(pieces):
-        threads.append(threading.Thread(target=call, args=(index, work)))
-        threads[-1].start()
-        wait_for_queue(index + 1)  # queue order is batch order
-    gate.set()
-    for thread in threads:
-        thread.join(20)
-        assert not thread.is_alive(), "a thread never came back"
-    assert groupcommit._queue == [] and not groupcommit._leading
-    return outcomes
 
 
 def test_a_savepoint_that_cannot_be_rolled_back_fails_the_whole_batch_and_nobody_hears_done(monkeypatch):
