@@ -4,17 +4,23 @@ Compiling an ORM query costs more CPU than the database takes to run it: on the 
 was most of a signal's CPU (docs/PERFORMANCE.md, "Ingest under concurrency"). These helpers build a
 statement's text once from the models' documented metadata (`_meta`, `Field.column`) and convert
 every value with the field's own `pre_save` and `get_db_prep_save`, as a `save()` does, so a row
-inserted here is the row `Model.objects.create` would insert (`oms/tests/test_rowsql.py`).
+inserted here is the row `Model.objects.create` would insert (`oms/tests/test_rowsql.py`). A row
+read back goes through the converters Django applies to any query's columns (the backend's
+`DatabaseOperations.get_db_converters` and the field's `from_db_value`), looked up once per thread,
+and becomes an instance by `Model.from_db`, so it is the instance `Model.objects.get` would return.
 No model signals are sent: LOMS connects none to these models.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from decimal import Context, Decimal
 from functools import cache
 
 from django.db import connection
 from django.db.models import Model
+from django.db.models.expressions import Col
 
 
 @cache
@@ -78,11 +84,40 @@ def _select_statement(model: type[Model], field_name: str, lock: bool, vendor: s
     return sql + (" FOR UPDATE" if lock and connection.features.has_select_for_update else "")
 
 
+_thread_converters = threading.local()  # converters are bound to the thread's own connection
+
+
+def _column_converters(model: type[Model]) -> tuple[tuple[Col, tuple[Callable, ...]], ...]:
+    """Per concrete field: its column expression and the converters a query applies to its value."""
+    cached = getattr(_thread_converters, "by_model", None)
+    if cached is None:
+        cached = _thread_converters.by_model = {}
+    key = (model, connection.alias)
+    if key not in cached:
+        columns = []
+        for field in model._meta.concrete_fields:
+            column = Col(model._meta.db_table, field)
+            columns.append(
+                (column, tuple(connection.ops.get_db_converters(column) + field.get_db_converters(connection)))
+            )
+        cached[key] = tuple(columns)
+    return cached[key]
+
+
 def row_by(model: type[Model], field_name: str, value: object, *, lock: bool = False) -> Model | None:
     """The row whose unique `field_name` equals `value` (None: none), locked FOR UPDATE with `lock`
-    where the database has row locks. A raw queryset: Django converts every column as it does for
-    any query, without compiling one."""
+    where the database has row locks, as the instance the ORM would load."""
     field = model._meta.get_field(field_name)
-    sql = _select_statement(model, field_name, lock, connection.vendor)
-    rows = list(model.objects.raw(sql, [field.get_db_prep_value(value, connection)]))
-    return rows[0] if rows else None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _select_statement(model, field_name, lock, connection.vendor), [field.get_db_prep_value(value, connection)]
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = []
+    for raw, (column, converters) in zip(row, _column_converters(model), strict=True):
+        for converter in converters:
+            raw = converter(raw, column, connection)
+        values.append(raw)
+    return model.from_db(connection.alias, [field.attname for field in model._meta.concrete_fields], values)

@@ -181,7 +181,10 @@ def test_inside_a_transaction_the_write_turn_is_not_taken_again():
         assert Position.objects.count() == 0
 
 
-def test_a_row_read_by_a_raw_query_has_the_values_the_orm_reads():
+def test_a_row_read_by_hand_built_sql_is_the_instance_the_orm_loads():
+    from django.contrib.auth.models import User
+
+    from apitokens.models import ApiToken
     from lomsite.rowsql import row_by
     from oms.models import OmsControl, StrategyControl
 
@@ -191,10 +194,31 @@ def test_a_row_read_by_a_raw_query_has_the_values_the_orm_reads():
     strategy = StrategyControl.objects.create(
         strategy="s1", enabled=False, max_open_positions=3, max_exposure_usdt=Decimal("1234.5")
     )
-    for model, field, value, pk in ((OmsControl, "id", 1, 1), (StrategyControl, "strategy", "s1", strategy.pk)):
+    user = User.objects.create_user("bot1", password=None, is_staff=True)
+    ApiToken.issue(user)
+    token = ApiToken.objects.get(user=user)
+    position = row_insert(_position())
+    signal = Signal.objects.create(
+        payload={"price": 1.5, "nested": {"a": [1, None]}},
+        outcome=SignalOutcome.OPENED,
+        dedupe_key="k",
+        position=position,
+    )
+    for model, field, value, pk in (
+        (OmsControl, "id", 1, 1),
+        (StrategyControl, "strategy", "s1", strategy.pk),
+        (User, "id", user.pk, user.pk),
+        (ApiToken, "key_hash", token.key_hash, token.pk),
+        (Position, "id", position.pk, position.pk),
+        (Signal, "dedupe_key", "k", signal.pk),
+    ):
         with transaction.atomic():
-            by_raw = row_by(model, field, value, lock=True)
-        assert model_to_dict(by_raw) == model_to_dict(model.objects.get(pk=pk))
+            by_hand = row_by(model, field, value, lock=True)
+        by_orm = model.objects.get(pk=pk)
+        for column in model._meta.concrete_fields:
+            read, loaded = getattr(by_hand, column.attname), getattr(by_orm, column.attname)
+            assert (read, type(read)) == (loaded, type(loaded)), (model.__name__, column.attname)
+        assert by_hand._state.adding is False and by_hand._state.db == by_orm._state.db
     assert row_by(StrategyControl, "strategy", "absent") is None
     assert row_by(OmsControl, "id", 1).epoch_started_at == CREATED
 
