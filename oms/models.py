@@ -228,6 +228,9 @@ class Order(models.Model):
     exchange_order_id = models.CharField(max_length=64, blank=True)
     filled_qty = models.DecimalField(**PRICE, null=True, blank=True)
     fee = models.DecimalField(**PRICE, null=True, blank=True)
+    # A partial exit's net PnL (its gross PnL less its own fee), booked when it fills; counted by the
+    # daily-loss trip while the position stays open. Null otherwise: a close's PnL is the position's.
+    partial_exit_pnl = models.DecimalField(**PRICE, null=True, blank=True)
     # An exit order's close reason (a partial exit's reason is recorded only here).
     close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
     error = models.TextField(blank=True)

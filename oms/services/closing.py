@@ -12,8 +12,9 @@ A partial exit (issue #12 §2: an exit signal's `fraction`, the first take profi
 an exchange fill of part of a position) takes the same lock: it closes a share of the quantity
 still open at that moment, so two partial exits at once never close more than the position holds,
 and one that would leave nothing open is the full close. It lowers `qty`, adds the exit's gross
-PnL to `realized_gross_pnl` and its fee to `fee`, records one exit order, and books no trade: the
-final close books the whole trade's PnL once.
+PnL to `realized_gross_pnl` and its fee to `fee`, records one exit order (with its net PnL in
+`partial_exit_pnl`, which the daily-loss trip counts while the position stays open), and books no
+trade: the final close books the whole trade's PnL once.
 """
 
 from __future__ import annotations
@@ -253,9 +254,9 @@ def close_positions(instructions: Iterable[CloseInstruction], *, now: datetime |
         _report_on_commit(result)
         if result.closed or result.partially_closed:
             book_changed()
+            trips_check_on_commit()  # loss limits may turn the switch off once these exits commit
         if result.closed:
             book_figures_record_closes(result.closed)
-            trips_check_on_commit()  # loss limits may turn the switch off once these closes commit
     return result
 
 
@@ -281,6 +282,7 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
                 values, exit_price = partial_exit_values(
                     position=position, price=instruction.price, qty=exit_qty, fill_fee=instruction.fill_fee
                 )
+                exit_net = (values["realized_gross_pnl"] - position.realized_gross_pnl) - (values["fee"] - position.fee)
             else:
                 values = close_values(
                     position=position,
@@ -306,6 +308,7 @@ def _close_chunk(ids: list[int], by_id: dict[int, CloseInstruction], now: dateti
             order = instruction.exit_order or partial_exit_order_for(
                 position, qty=exit_qty, price=exit_price, reason=instruction.reason, now=now
             )
+            order.partial_exit_pnl = exit_net
         elif instruction.void:
             closes.append(position)
             continue

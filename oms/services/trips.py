@@ -1,10 +1,11 @@
 """Automatic trips: the OMS switch turns itself off when losses reach a configured limit.
 
-Three limits (empty setting = not checked): `DAILY_LOSS_LIMIT_USDT` (net PnL of the trades closed
-today), `MAX_DRAWDOWN_USDT` (cumulative net PnL below its peak) and `MAX_CONSECUTIVE_SL` (the
-newest closed trades all stop-losses). A trip only ever turns the switch off; a person re-arms it.
-Every figure counts only the trades closed since the switch was last turned on, so re-arming is a
-deliberate fresh start rather than an immediate second trip on the same losses.
+Three limits (empty setting = not checked): `DAILY_LOSS_LIMIT_USDT` (net PnL realized today: the
+trades closed and the partial exits of positions still open), `MAX_DRAWDOWN_USDT` (cumulative net
+PnL below its peak) and `MAX_CONSECUTIVE_SL` (the newest closed trades all stop-losses). A trip only
+ever turns the switch off; a person re-arms it. Every figure counts only what was realized since the
+switch was last turned on, so re-arming is a deliberate fresh start rather than an immediate second
+trip on the same losses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
@@ -25,7 +27,9 @@ from oms.models import (
     STOP_LOSS_REASONS,
     OmsControl,
     OmsSwitchChange,
+    Order,
     Position,
+    PositionStatus,
     SwitchSource,
 )
 from oms.services.switch import oms_switch_set
@@ -81,11 +85,21 @@ def _closed_since(since: datetime | None):
 
 
 def daily_loss(*, now: datetime, since: datetime | None) -> Decimal:
-    """Net loss (positive number, 0 when in profit) of the trades closed today (UTC) since `since`."""
+    """Net loss (positive number, 0 when in profit) realized today (UTC) since `since`: the trades
+    closed in that window, and the partial exits filled in it of positions not closed in it (a
+    trade's PnL already holds its partial exits, so none counts twice)."""
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = max(day_start, since) if since else day_start
     pnl = _closed_since(start).filter(closed_at__lte=now).aggregate(total=Sum("pnl"))["total"] or ZERO
-    return max(-Decimal(pnl), ZERO)
+    partial = (
+        Order.objects.filter(partial_exit_pnl__isnull=False)
+        .filter(Q(position__status=PositionStatus.OPEN) | Q(position__closed_at__gt=now))
+        .alias(filled_at=Coalesce("updated_at", "created_at"))
+        .filter(filled_at__gt=start, filled_at__lte=now)
+        .aggregate(total=Sum("partial_exit_pnl"))["total"]
+        or ZERO
+    )
+    return max(-(Decimal(pnl) + Decimal(partial)), ZERO)
 
 
 def current_drawdown(*, since: datetime | None) -> Decimal:

@@ -243,3 +243,17 @@ def test_a_trail_decided_before_a_stop_move_never_loosens_the_exchange_stop(
     assert exchange.positions["BTCUSDT"].sl == Decimal("59900")
     _, updates = sweep_exchange_positions([], [stale])
     assert updates == [] and exchange.positions["BTCUSDT"].sl == Decimal("59900")
+
+
+def test_a_tp1_fill_records_its_net_pnl_for_the_daily_loss(exchange, settings, anon_client, signal_body):
+    from django.utils import timezone
+
+    from oms.services.trips import daily_loss
+
+    position = scale_out_position(exchange, settings, anon_client, signal_body)
+    sweep_at("60700")  # TP1: 0.001 closed at the exchange's fill
+    position.refresh_from_db()
+    tp1 = exchange.orders[f"loms-{position.pk}-c1"]
+    net = (tp1.price - position.entry_price) * tp1.qty - tp1.fee
+    assert position.orders.get(purpose="exit").partial_exit_pnl == net
+    assert daily_loss(now=timezone.now(), since=None) == max(-net, Decimal("0"))

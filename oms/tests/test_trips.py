@@ -273,3 +273,68 @@ def test_a_sweep_closing_at_the_stop_loss_trips_the_switch(no_trip_limits, djang
     assert [p.pk for p in result.closed] == [position.pk]
     assert OmsControl.load().enabled is False
     assert OmsSwitchChange.objects.get().source == SwitchSource.AUTO
+
+
+@pytest.mark.django_db
+def test_a_losing_partial_exit_counts_towards_the_daily_loss_while_the_position_stays_open(no_trip_limits):
+    from oms.models import Order
+    from oms.services.closing import CloseInstruction, close_positions
+
+    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0.001"), Decimal("0")
+    no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("10")
+    position = open_position(entry="100", qty="4", sl="80")
+    closed_position(pnl="-3", reason="sl", closed_at=minutes_ago(5))
+    result = close_positions([CloseInstruction(position.pk, Decimal("96"), "manual", fraction=Decimal("0.5"))])
+
+    assert result.partially_closed and OmsControl.load().enabled  # -3, then -8 - 0.192 of fee: -11.192 ≥ 10
+    exit_order = Order.objects.get(position=position, purpose="exit")
+    assert exit_order.partial_exit_pnl == Decimal("-8.192")
+    assert trips_check() is not None and "daily loss 11.1920" in OmsSwitchChange.objects.latest("id").reason
+    assert OmsControl.load().enabled is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_partial_exit_checks_the_trips_once_it_commits(no_trip_limits):
+    from oms.services.closing import CloseInstruction, close_positions
+
+    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
+    no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("5")
+    oms_switch_set(enabled=True, actor="op", reason="armed")
+    position = open_position(entry="100", qty="2", sl="80")
+
+    close_positions([CloseInstruction(position.pk, Decimal("94"), "manual", fraction=Decimal("0.5"))])  # -6
+
+    assert OmsControl.load().enabled is False
+    assert "daily loss 6.0000" in OmsSwitchChange.objects.latest("id").reason
+
+
+@pytest.mark.django_db
+def test_a_trade_closed_after_partial_exits_counts_its_whole_pnl_once(no_trip_limits):
+    from oms.services.closing import CloseInstruction, close_positions
+    from oms.services.trips import daily_loss
+
+    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
+    position = open_position(entry="100", qty="2", sl="80")
+    close_positions([CloseInstruction(position.pk, Decimal("97"), "manual", fraction=Decimal("0.5"))])  # -3
+    assert daily_loss(now=timezone.now(), since=None) == Decimal("3")
+    close_positions([CloseInstruction(position.pk, Decimal("102"), "manual")])  # +2 on the rest
+
+    position.refresh_from_db()
+    assert position.pnl == Decimal("-1")
+    assert daily_loss(now=timezone.now(), since=None) == Decimal("1")
+
+
+@pytest.mark.django_db
+def test_partial_exits_before_today_or_before_the_switch_was_armed_do_not_count(no_trip_limits):
+    from oms.models import Order
+    from oms.services.closing import CloseInstruction, close_positions
+    from oms.services.trips import daily_loss
+
+    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
+    position = open_position(entry="100", qty="4", sl="80")
+    close_positions([CloseInstruction(position.pk, Decimal("95"), "manual", fraction=Decimal("0.25"))])  # -5
+    Order.objects.filter(position=position, purpose="exit").update(created_at=timezone.now() - timedelta(days=1))
+    close_positions([CloseInstruction(position.pk, Decimal("98"), "manual", qty=Decimal("1"))])  # -2, today
+    now = timezone.now()
+    assert daily_loss(now=now, since=None) == Decimal("2")
+    assert daily_loss(now=now, since=now) == Decimal("0")  # the switch armed after both
