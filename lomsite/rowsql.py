@@ -96,9 +96,9 @@ def _column_converters(model: type[Model]) -> tuple[tuple[Col, tuple[Callable, .
     if key not in cached:
         columns = []
         for field in model._meta.concrete_fields:
-            column = Col(model._meta.db_table, field)
+            column = field.get_col(model._meta.db_table)  # a foreign key's also converts as its target
             columns.append(
-                (column, tuple(connection.ops.get_db_converters(column) + field.get_db_converters(connection)))
+                (column, tuple(connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
             )
         cached[key] = tuple(columns)
     return cached[key]

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection, models, transaction
 from django.db.models import Count, F, Q, Sum
 from django.forms.models import model_to_dict
+from django.test.utils import isolate_apps
 from django.utils import timezone
 
 from lomsite.rowsql import row_insert, row_update
@@ -221,6 +223,45 @@ def test_a_row_read_by_hand_built_sql_is_the_instance_the_orm_loads():
         assert by_hand._state.adding is False and by_hand._state.db == by_orm._state.db
     assert row_by(StrategyControl, "strategy", "absent") is None
     assert row_by(OmsControl, "id", 1).epoch_started_at == CREATED
+
+
+@pytest.mark.django_db(transaction=True)
+@isolate_apps("oms")
+def test_a_foreign_key_read_by_hand_built_sql_converts_as_the_field_it_points_to():
+    from lomsite.rowsql import row_by
+
+    class Parent(models.Model):
+        id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+
+        class Meta:
+            app_label = "oms"
+            db_table = "test_rowsql_parent"
+
+        def __str__(self) -> str:
+            return str(self.id)
+
+    class Child(models.Model):
+        parent = models.ForeignKey(Parent, on_delete=models.CASCADE)
+        key = models.CharField(max_length=8, unique=True)
+
+        class Meta:
+            app_label = "oms"
+            db_table = "test_rowsql_child"
+
+        def __str__(self) -> str:
+            return self.key
+
+    with connection.schema_editor() as editor:
+        editor.create_model(Parent)
+        editor.create_model(Child)
+    try:
+        child = Child.objects.create(parent=Parent.objects.create(), key="k")
+        by_hand, by_orm = row_by(Child, "key", "k"), Child.objects.get(pk=child.pk)
+        assert (by_hand.parent_id, type(by_hand.parent_id)) == (by_orm.parent_id, uuid.UUID)
+    finally:
+        with connection.schema_editor() as editor:
+            editor.delete_model(Child)
+            editor.delete_model(Parent)
 
 
 @pytest.mark.django_db(transaction=True)
