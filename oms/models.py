@@ -241,6 +241,8 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="order_newest"),
             models.Index(fields=["status", "created_at"], name="order_status_created"),
+            # The daily-loss trip reads the partial exits after every exit: a few rows among all orders.
+            models.Index(fields=["position"], condition=Q(partial_exit_pnl__isnull=False), name="order_partial_exits"),
         ]
         constraints = [models.CheckConstraint(condition=Q(qty__gt=0), name="order_qty_positive")]
 
