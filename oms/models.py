@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from lomsite.rowsql import row_by
@@ -241,8 +242,12 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="order_newest"),
             models.Index(fields=["status", "created_at"], name="order_status_created"),
-            # The daily-loss trip reads the partial exits after every exit: a few rows among all orders.
-            models.Index(fields=["position"], condition=Q(partial_exit_pnl__isnull=False), name="order_partial_exits"),
+            # The daily-loss trip (oms.services.trips.daily_loss) reads today's partial exits after every exit.
+            models.Index(
+                Coalesce("updated_at", "created_at"),
+                condition=Q(partial_exit_pnl__isnull=False),
+                name="order_partial_exit_filled",
+            ),
         ]
         constraints = [models.CheckConstraint(condition=Q(qty__gt=0), name="order_qty_positive")]
 

@@ -18,18 +18,18 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, Sum
+from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from lomsite.jsonlog import log_event
+from oms.metrics import db_decimal
 from oms.models import (
     STOP_LOSS_REASONS,
     OmsControl,
     OmsSwitchChange,
     Order,
     Position,
-    PositionStatus,
     SwitchSource,
 )
 from oms.services.switch import oms_switch_set
@@ -85,21 +85,29 @@ def _closed_since(since: datetime | None):
 
 
 def daily_loss(*, now: datetime, since: datetime | None) -> Decimal:
-    """Net loss (positive number, 0 when in profit) realized today (UTC) since `since`: the trades
-    closed in that window, and the partial exits filled in it of positions not closed in it (a
-    trade's PnL already holds its partial exits, so none counts twice)."""
+    """Net loss (positive number, 0 when in profit) realized today (UTC) since `since` (the window):
+    the trades closed in it, less their partial exits filled before it (counted then, or realized
+    before the switch was armed), and the partial exits filled in it of positions still open."""
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = max(day_start, since) if since else day_start
-    pnl = _closed_since(start).filter(closed_at__lte=now).aggregate(total=Sum("pnl"))["total"] or ZERO
-    partial = (
-        Order.objects.filter(partial_exit_pnl__isnull=False)
-        .filter(Q(position__status=PositionStatus.OPEN) | Q(position__closed_at__gt=now))
-        .alias(filled_at=Coalesce("updated_at", "created_at"))
-        .filter(filled_at__gt=start, filled_at__lte=now)
-        .aggregate(total=Sum("partial_exit_pnl"))["total"]
-        or ZERO
+    closed = _closed_since(start).filter(closed_at__lte=now)
+    partial_exits = Order.objects.filter(partial_exit_pnl__isnull=False).alias(
+        filled_at=Coalesce("updated_at", "created_at")
     )
-    return max(-(Decimal(pnl) + Decimal(partial)), ZERO)
+    realized = (
+        _sum(closed, "pnl")
+        - _sum(partial_exits.filter(position__in=closed, filled_at__lte=start), "partial_exit_pnl")
+        + _sum(
+            partial_exits.filter(filled_at__gt=start, filled_at__lte=now).exclude(position__in=closed),
+            "partial_exit_pnl",
+        )
+    )
+    return max(-realized, ZERO)
+
+
+def _sum(rows: QuerySet, field: str) -> Decimal:
+    """Exact on SQLite too, which sums decimals as floats (oms.metrics.db_decimal)."""
+    return db_decimal(rows.aggregate(total=Sum(field))["total"])
 
 
 def current_drawdown(*, since: datetime | None) -> Decimal:

@@ -338,3 +338,71 @@ def test_partial_exits_before_today_or_before_the_switch_was_armed_do_not_count(
     now = timezone.now()
     assert daily_loss(now=now, since=None) == Decimal("2")
     assert daily_loss(now=now, since=now) == Decimal("0")  # the switch armed after both
+
+
+@pytest.fixture
+def paper_exits(no_trip_limits):
+    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
+    return no_trip_limits
+
+
+@pytest.mark.django_db
+def test_rearming_after_a_partial_exit_trip_is_a_fresh_start(paper_exits):
+    from oms.services.closing import CloseInstruction, close_positions
+
+    paper_exits.DAILY_LOSS_LIMIT_USDT = Decimal("10")
+    oms_switch_set(enabled=True, actor="op", reason="armed")
+    position = open_position(entry="100", qty="2", sl="80")
+    close_positions([CloseInstruction(position.pk, Decimal("88"), "manual", fraction=Decimal("0.5"))])  # -12
+    assert trips_check() is not None and OmsControl.load().enabled is False
+    oms_switch_set(enabled=True, actor="op", reason="re-armed: fresh start")
+    close_positions([CloseInstruction(position.pk, Decimal("100"), "manual")])  # 0 on the rest: the trade is -12
+
+    assert trips_check() is None
+    assert OmsControl.load().enabled is True
+
+
+@pytest.mark.django_db
+def test_a_partial_exit_of_yesterday_is_not_counted_again_when_the_trade_closes_today(paper_exits):
+    from oms.services.closing import CloseInstruction, close_positions
+    from oms.services.trips import daily_loss
+
+    noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    yesterday = noon - timedelta(days=1)
+    position = open_position(entry="100", qty="2", sl="80", created_at=yesterday - timedelta(hours=1))
+    close_positions([CloseInstruction(position.pk, Decimal("88"), "manual", fraction=Decimal("0.5"))], now=yesterday)
+    assert daily_loss(now=yesterday, since=None) == Decimal("12")
+    close_positions([CloseInstruction(position.pk, Decimal("97"), "manual")], now=noon)  # -3 today
+
+    assert daily_loss(now=noon, since=None) == Decimal("3")
+
+
+@pytest.mark.django_db
+def test_a_partial_exit_profit_before_arming_does_not_hide_a_loss_after(paper_exits):
+    from oms.services.closing import CloseInstruction, close_positions
+    from oms.services.trips import daily_loss
+
+    noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    position = open_position(entry="100", qty="2", sl="80", created_at=noon - timedelta(hours=3))
+    before_arming = noon - timedelta(hours=2)
+    close_positions(
+        [CloseInstruction(position.pk, Decimal("112"), "manual", fraction=Decimal("0.5"))], now=before_arming
+    )
+    close_positions([CloseInstruction(position.pk, Decimal("90"), "manual")], now=noon)  # -10 after arming
+
+    assert daily_loss(now=noon, since=noon - timedelta(hours=1)) == Decimal("10")
+
+
+@pytest.mark.django_db
+def test_the_daily_loss_is_exact_where_the_database_sums_decimals_as_floats(no_trip_limits):
+    from oms.models import Order
+    from oms.services.trips import daily_loss
+
+    for _ in range(100):
+        closed_position(pnl="-0.1", reason="sl")
+    open_one = open_position()
+    Order.objects.bulk_create(
+        Order(position=open_one, exchange="bitget", symbol="BTCUSDT", side="long", qty=1, partial_exit_pnl="-0.1")
+        for _ in range(100)
+    )
+    assert daily_loss(now=timezone.now(), since=None) == Decimal("20")
