@@ -6,13 +6,15 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from oms.models import OmsControl, OmsSwitchChange, SwitchSource
+from oms.models import OmsControl, OmsSwitchChange, Order, SwitchSource
+from oms.services.closing import CloseInstruction, close_positions
 from oms.services.positions import position_close
 from oms.services.switch import oms_switch_set
 from oms.services.trips import (
     TripFigures,
     TripLimits,
     current_drawdown,
+    daily_loss,
     trip_reason,
     trips_check,
     trips_check_on_commit,
@@ -275,11 +277,14 @@ def test_a_sweep_closing_at_the_stop_loss_trips_the_switch(no_trip_limits, djang
     assert OmsSwitchChange.objects.get().source == SwitchSource.AUTO
 
 
+@pytest.fixture
+def paper_exits(no_trip_limits):
+    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
+    return no_trip_limits
+
+
 @pytest.mark.django_db
 def test_a_losing_partial_exit_counts_towards_the_daily_loss_while_the_position_stays_open(no_trip_limits):
-    from oms.models import Order
-    from oms.services.closing import CloseInstruction, close_positions
-
     no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0.001"), Decimal("0")
     no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("10")
     position = open_position(entry="100", qty="4", sl="80")
@@ -294,11 +299,8 @@ def test_a_losing_partial_exit_counts_towards_the_daily_loss_while_the_position_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_partial_exit_checks_the_trips_once_it_commits(no_trip_limits):
-    from oms.services.closing import CloseInstruction, close_positions
-
-    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
-    no_trip_limits.DAILY_LOSS_LIMIT_USDT = Decimal("5")
+def test_a_partial_exit_checks_the_trips_once_it_commits(paper_exits):
+    paper_exits.DAILY_LOSS_LIMIT_USDT = Decimal("5")
     oms_switch_set(enabled=True, actor="op", reason="armed")
     position = open_position(entry="100", qty="2", sl="80")
 
@@ -309,11 +311,7 @@ def test_a_partial_exit_checks_the_trips_once_it_commits(no_trip_limits):
 
 
 @pytest.mark.django_db
-def test_a_trade_closed_after_partial_exits_counts_its_whole_pnl_once(no_trip_limits):
-    from oms.services.closing import CloseInstruction, close_positions
-    from oms.services.trips import daily_loss
-
-    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
+def test_a_trade_closed_after_partial_exits_counts_its_whole_pnl_once(paper_exits):
     position = open_position(entry="100", qty="2", sl="80")
     close_positions([CloseInstruction(position.pk, Decimal("97"), "manual", fraction=Decimal("0.5"))])  # -3
     assert daily_loss(now=timezone.now(), since=None) == Decimal("3")
@@ -325,12 +323,7 @@ def test_a_trade_closed_after_partial_exits_counts_its_whole_pnl_once(no_trip_li
 
 
 @pytest.mark.django_db
-def test_partial_exits_before_today_or_before_the_switch_was_armed_do_not_count(no_trip_limits):
-    from oms.models import Order
-    from oms.services.closing import CloseInstruction, close_positions
-    from oms.services.trips import daily_loss
-
-    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
+def test_partial_exits_before_today_or_before_the_switch_was_armed_do_not_count(paper_exits):
     position = open_position(entry="100", qty="4", sl="80")
     close_positions([CloseInstruction(position.pk, Decimal("95"), "manual", fraction=Decimal("0.25"))])  # -5
     Order.objects.filter(position=position, purpose="exit").update(created_at=timezone.now() - timedelta(days=1))
@@ -340,16 +333,8 @@ def test_partial_exits_before_today_or_before_the_switch_was_armed_do_not_count(
     assert daily_loss(now=now, since=now) == Decimal("0")  # the switch armed after both
 
 
-@pytest.fixture
-def paper_exits(no_trip_limits):
-    no_trip_limits.PAPER_FEE_RATE, no_trip_limits.PAPER_SLIPPAGE_BPS = Decimal("0"), Decimal("0")
-    return no_trip_limits
-
-
 @pytest.mark.django_db
 def test_rearming_after_a_partial_exit_trip_is_a_fresh_start(paper_exits):
-    from oms.services.closing import CloseInstruction, close_positions
-
     paper_exits.DAILY_LOSS_LIMIT_USDT = Decimal("10")
     oms_switch_set(enabled=True, actor="op", reason="armed")
     position = open_position(entry="100", qty="2", sl="80")
@@ -364,9 +349,6 @@ def test_rearming_after_a_partial_exit_trip_is_a_fresh_start(paper_exits):
 
 @pytest.mark.django_db
 def test_a_partial_exit_of_yesterday_is_not_counted_again_when_the_trade_closes_today(paper_exits):
-    from oms.services.closing import CloseInstruction, close_positions
-    from oms.services.trips import daily_loss
-
     noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
     yesterday = noon - timedelta(days=1)
     position = open_position(entry="100", qty="2", sl="80", created_at=yesterday - timedelta(hours=1))
@@ -379,9 +361,6 @@ def test_a_partial_exit_of_yesterday_is_not_counted_again_when_the_trade_closes_
 
 @pytest.mark.django_db
 def test_a_partial_exit_profit_before_arming_does_not_hide_a_loss_after(paper_exits):
-    from oms.services.closing import CloseInstruction, close_positions
-    from oms.services.trips import daily_loss
-
     noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
     position = open_position(entry="100", qty="2", sl="80", created_at=noon - timedelta(hours=3))
     before_arming = noon - timedelta(hours=2)
@@ -395,9 +374,6 @@ def test_a_partial_exit_profit_before_arming_does_not_hide_a_loss_after(paper_ex
 
 @pytest.mark.django_db
 def test_the_daily_loss_is_exact_where_the_database_sums_decimals_as_floats(no_trip_limits):
-    from oms.models import Order
-    from oms.services.trips import daily_loss
-
     for _ in range(100):
         closed_position(pnl="-0.1", reason="sl")
     open_one = open_position()
