@@ -2,10 +2,10 @@
 
 Three limits (empty setting = not checked): `DAILY_LOSS_LIMIT_USDT` (net PnL realized today: the
 trades closed and the partial exits of positions still open), `MAX_DRAWDOWN_USDT` (cumulative net
-PnL below its peak) and `MAX_CONSECUTIVE_SL` (the newest closed trades all stop-losses). A trip only
-ever turns the switch off; a person re-arms it. Every figure counts only what was realized since the
-switch was last turned on, so re-arming is a deliberate fresh start rather than an immediate second
-trip on the same losses.
+PnL below its peak, the partial exits of open positions included) and `MAX_CONSECUTIVE_SL` (the
+newest closed trades all stop-losses). A trip only ever turns the switch off; a person re-arms it.
+Every figure counts only what was realized since the switch was last turned on, so re-arming is a
+deliberate fresh start rather than an immediate second trip on the same losses.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from oms.models import (
     OmsSwitchChange,
     Order,
     Position,
+    PositionStatus,
     SwitchSource,
 )
 from oms.services.switch import oms_switch_set
@@ -91,18 +92,20 @@ def daily_loss(*, now: datetime, since: datetime | None) -> Decimal:
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = max(day_start, since) if since else day_start
     closed = _closed_since(start).filter(closed_at__lte=now)
-    partial_exits = Order.objects.filter(partial_exit_pnl__isnull=False).alias(
-        filled_at=Coalesce("updated_at", "created_at")
-    )
     realized = (
         _sum(closed, "pnl")
-        - _sum(partial_exits.filter(position__in=closed, filled_at__lte=start), "partial_exit_pnl")
+        - _sum(_partial_exits().filter(position__in=closed, filled_at__lte=start), "partial_exit_pnl")
         + _sum(
-            partial_exits.filter(filled_at__gt=start, filled_at__lte=now).exclude(position__in=closed),
+            _partial_exits().filter(filled_at__gt=start, filled_at__lte=now).exclude(position__in=closed),
             "partial_exit_pnl",
         )
     )
     return max(-realized, ZERO)
+
+
+def _partial_exits() -> QuerySet:
+    """The exit orders that booked a partial exit, with the time they filled (`filled_at`)."""
+    return Order.objects.filter(partial_exit_pnl__isnull=False).alias(filled_at=Coalesce("updated_at", "created_at"))
 
 
 def _sum(rows: QuerySet, field: str) -> Decimal:
@@ -112,11 +115,15 @@ def _sum(rows: QuerySet, field: str) -> Decimal:
 
 def current_drawdown(*, since: datetime | None) -> Decimal:
     """Peak of the cumulative net PnL (never below the starting 0) minus its current value
-    (oms.metrics.Drawdown.current), from the maintained book figures: at most one day's closes
-    are read (oms.services.figures.figures_drawdown_since)."""
+    (oms.metrics.Drawdown.current): the closed trades from the maintained book figures (at most one
+    day's closes are read: oms.services.figures.figures_drawdown_since), then what the partial exits
+    of positions still open realized since `since`, as one step at the end."""
     from oms.services.figures import figures_drawdown_since
 
-    return figures_drawdown_since(since).current
+    open_partials = _partial_exits().filter(position__status=PositionStatus.OPEN)
+    if since:
+        open_partials = open_partials.filter(filled_at__gt=since)
+    return figures_drawdown_since(since).add(_sum(open_partials, "partial_exit_pnl")).current
 
 
 def consecutive_stop_losses(*, since: datetime | None, limit: int) -> int:

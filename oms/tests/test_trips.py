@@ -382,3 +382,21 @@ def test_the_daily_loss_is_exact_where_the_database_sums_decimals_as_floats(no_t
         for _ in range(100)
     )
     assert daily_loss(now=timezone.now(), since=None) == Decimal("20")
+
+
+@pytest.mark.django_db
+def test_a_losing_partial_exit_of_an_open_position_counts_in_the_drawdown_once(paper_exits):
+    paper_exits.MAX_DRAWDOWN_USDT = Decimal("8")
+    closed_position(pnl="5", reason="tp", closed_at=minutes_ago(30))  # the peak: 5
+    position = open_position(entry="100", qty="2", sl="80")
+    close_positions([CloseInstruction(position.pk, Decimal("94"), "manual", fraction=Decimal("0.5"))])  # -6
+    assert current_drawdown(since=None) == Decimal("6")
+    assert trips_check() is None
+
+    close_positions([CloseInstruction(position.pk, Decimal("96"), "manual", qty=Decimal("0.5"))])  # -2 more
+    assert current_drawdown(since=None) == Decimal("8")
+    assert "drawdown 8.0000" in trips_check()
+
+    close_positions([CloseInstruction(position.pk, Decimal("100"), "manual")])  # the rest at 0: the trade is -8
+    assert current_drawdown(since=None) == Decimal("8")
+    assert current_drawdown(since=minutes_ago(60 * 24)) == Decimal("8")
