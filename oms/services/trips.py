@@ -30,7 +30,6 @@ from oms.models import (
     OmsSwitchChange,
     Order,
     Position,
-    PositionStatus,
     SwitchSource,
 )
 from oms.services.switch import oms_switch_set
@@ -116,11 +115,13 @@ def _sum(rows: QuerySet, field: str) -> Decimal:
 def current_drawdown(*, since: datetime | None) -> Decimal:
     """Peak of the cumulative net PnL (never below the starting 0) minus its current value
     (oms.metrics.Drawdown.current): the closed trades from the maintained book figures (at most one
-    day's closes are read: oms.services.figures.figures_drawdown_since), then what the partial exits
-    of positions still open realized since `since`, as one step at the end."""
+    day's closes are read: oms.services.figures.figures_drawdown_since), then, as one step at the
+    end, what the partial exits of the positions still open realized since `since` (read through
+    the open positions, a few). A trade closed since `since` counts whole, as it always has: after
+    a re-arming, that includes what it realized by partial exits before."""
     from oms.services.figures import figures_drawdown_since
 
-    open_partials = _partial_exits().filter(position__status=PositionStatus.OPEN)
+    open_partials = _partial_exits().filter(position__in=Position.objects.open())
     if since:
         open_partials = open_partials.filter(filled_at__gt=since)
     return figures_drawdown_since(since).add(_sum(open_partials, "partial_exit_pnl")).current
