@@ -84,14 +84,19 @@ def _select_statement(model: type[Model], field_name: str, lock: bool, vendor: s
     return sql + (" FOR UPDATE" if lock and connection.features.has_select_for_update else "")
 
 
-_thread_converters = threading.local()  # converters are bound to the thread's own connection
+class _ThreadConverters(threading.local):
+    """Per thread, as the converters are bound to the thread's own connection."""
+
+    def __init__(self) -> None:
+        self.by_model: dict = {}
+
+
+_thread_converters = _ThreadConverters()
 
 
 def _column_converters(model: type[Model]) -> tuple[tuple[Col, tuple[Callable, ...]], ...]:
     """Per concrete field: its column expression and the converters a query applies to its value."""
-    cached = getattr(_thread_converters, "by_model", None)
-    if cached is None:
-        cached = _thread_converters.by_model = {}
+    cached = _thread_converters.by_model
     key = (model, connection.alias)
     if key not in cached:
         columns = []

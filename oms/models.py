@@ -230,7 +230,7 @@ class Order(models.Model):
     filled_qty = models.DecimalField(**PRICE, null=True, blank=True)
     fee = models.DecimalField(**PRICE, null=True, blank=True)
     # A partial exit's net PnL (its gross PnL less its own fee), booked when it fills; counted by the
-    # daily-loss trip while the position stays open. Null otherwise: a close's PnL is the position's.
+    # daily-loss and drawdown trips while the position stays open. Null otherwise: a close's PnL is the position's.
     partial_exit_pnl = models.DecimalField(**PRICE, null=True, blank=True)
     # An exit order's close reason (a partial exit's reason is recorded only here).
     close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
@@ -242,7 +242,7 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="order_newest"),
             models.Index(fields=["status", "created_at"], name="order_status_created"),
-            # The daily-loss trip (oms.services.trips.daily_loss) reads today's partial exits after every exit.
+            # The trips (oms.services.trips) read the partial exits filled since a time after every exit.
             models.Index(
                 Coalesce("updated_at", "created_at"),
                 condition=Q(partial_exit_pnl__isnull=False),
